@@ -1,0 +1,1 @@
+"""Differentiable control: dynamics with diffrax, system identification, MPC, safety filters."""

@@ -1,0 +1,53 @@
+"""opifex.core: the shared, chex-checked pytree interfaces of the opifex packages.
+
+Solvers return a ``SolveResult`` from one ``lax.while_loop`` driver (``run_solver``);
+failures under ``jit`` are ``SolveStatus`` codes, bad arguments outside ``jit`` raise
+``ValueError`` / ``TypeError``. ``implicit_root`` differentiates any solver's solution.
+"""
+
+from opifex.core._checks import (
+    check_choice,
+    check_finite,
+    check_float_pytree,
+    check_int_at_least,
+    check_nonempty_pytree,
+    check_positive,
+    check_same_structure,
+    check_scalar_output,
+    check_shape,
+    check_unknown_options,
+)
+from opifex.core._config import config_from_dict
+from opifex.core._driver import Solver, run_solver
+from opifex.core._gradient_descent import GradientDescent, GradientDescentState
+from opifex.core._implicit import implicit_root
+from opifex.core._result import SolveResult
+from opifex.core._status import SolveStatus, status_message
+from opifex.core._task_family import TaskFamily
+from opifex.core._tree import tree_axpy, tree_l2_norm, tree_vdot
+
+__all__ = [
+    "GradientDescent",
+    "GradientDescentState",
+    "SolveResult",
+    "SolveStatus",
+    "Solver",
+    "TaskFamily",
+    "check_choice",
+    "check_finite",
+    "check_float_pytree",
+    "check_int_at_least",
+    "check_nonempty_pytree",
+    "check_positive",
+    "check_same_structure",
+    "check_scalar_output",
+    "check_shape",
+    "check_unknown_options",
+    "config_from_dict",
+    "implicit_root",
+    "run_solver",
+    "status_message",
+    "tree_axpy",
+    "tree_l2_norm",
+    "tree_vdot",
+]

@@ -1,0 +1,1 @@
+"""Export, serving, canary roll-out and rollback of trained opifex solvers."""

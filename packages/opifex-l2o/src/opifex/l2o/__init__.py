@@ -1,0 +1,1 @@
+"""Learned optimisers, meta-training and the L2O engine in JAX."""

@@ -1,0 +1,1 @@
+"""Differentiable Hartree-Fock SCF (RHF/UHF) with Gaussian basis sets in JAX."""
