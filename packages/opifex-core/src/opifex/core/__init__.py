@@ -3,8 +3,12 @@
 Solvers return a ``SolveResult`` from one ``lax.while_loop`` driver (``run_solver``);
 failures under ``jit`` are ``SolveStatus`` codes, bad arguments outside ``jit`` raise
 ``ValueError`` / ``TypeError``. ``implicit_root`` differentiates any solver's solution.
+Standard problem families live in ``opifex.core.families``. ``save_pytree`` and
+``load_pytree`` checkpoint any pytree atomically; ``split_nnx`` and ``nnx_objective``
+let any opifex optimiser train a Flax NNX model.
 """
 
+from opifex.core._checkpoint import load_metadata, load_pytree, save_pytree
 from opifex.core._checks import (
     check_choice,
     check_finite,
@@ -21,6 +25,8 @@ from opifex.core._config import config_from_dict
 from opifex.core._driver import Solver, run_solver
 from opifex.core._gradient_descent import GradientDescent, GradientDescentState
 from opifex.core._implicit import implicit_root
+from opifex.core._metrics import speedup, steps_to_target
+from opifex.core._nnx import merge_nnx, nnx_objective, nnx_params, split_nnx
 from opifex.core._result import SolveResult
 from opifex.core._status import SolveStatus, status_message
 from opifex.core._task_family import TaskFamily
@@ -45,8 +51,17 @@ __all__ = [
     "check_unknown_options",
     "config_from_dict",
     "implicit_root",
+    "load_metadata",
+    "load_pytree",
+    "merge_nnx",
+    "nnx_objective",
+    "nnx_params",
     "run_solver",
+    "save_pytree",
+    "speedup",
+    "split_nnx",
     "status_message",
+    "steps_to_target",
     "tree_axpy",
     "tree_l2_norm",
     "tree_vdot",

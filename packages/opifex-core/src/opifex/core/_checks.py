@@ -58,9 +58,20 @@ def check_finite(tree: Any, name: str) -> None:
         >>> check_finite(jnp.ones(3), "x0")
     """
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if _is_concrete(leaf) and not bool(np.all(np.isfinite(np.asarray(leaf)))):
+        if _is_concrete(leaf) and _has_nonfinite(leaf):
             where = jax.tree_util.keystr(path) or ""
             raise ValueError(f"{name}{where} contains NaN or inf")
+
+
+def _has_nonfinite(leaf: Any) -> bool:
+    # Only inexact leaves can hold NaN / inf; integer, bool and PRNG-key leaves (which numpy
+    # cannot even convert) are finite by construction.
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(leaf).dtype
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        return False
+    return not bool(np.all(np.isfinite(np.asarray(leaf))))
 
 
 def check_same_structure(tree: Any, reference: Any, name: str, reference_name: str) -> None:

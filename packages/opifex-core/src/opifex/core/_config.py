@@ -35,7 +35,7 @@ def config_from_dict(config_class: type[ConfigT], options: Mapping[str, Any]) ->
         >>> config_from_dict(Cfg, {"tolerance": 1e-8})
         Cfg(tolerance=1e-08)
     """
-    if not dataclasses.is_dataclass(config_class):
+    if not (isinstance(config_class, type) and dataclasses.is_dataclass(config_class)):
         raise TypeError(f"config_class must be a dataclass type, got {config_class!r}")
     names = [field.name for field in dataclasses.fields(config_class)]
     check_unknown_options(dict(options), names, f"options for {config_class.__name__}")

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from opifex.core._checks import check_int_at_least
 from opifex.core._result import SolveResult
 from opifex.core._status import SolveStatus
 
@@ -74,6 +75,7 @@ def run_solver(solver: Solver, params: Any, *args: Any, max_steps: int) -> Solve
         >>> bool(result.converged), result.num_steps <= 100
         (True, Array(True, dtype=bool))
     """
+    check_int_at_least(max_steps, 0, "max_steps")
     state = solver.init(params, *args)
     first = _trace_scalars(solver, state)
     trace = {

@@ -1,1 +1,47 @@
-"""L-BFGS, hybrid Adam to L-BFGS and Gauss-Newton / Levenberg-Marquardt solvers in JAX."""
+"""L-BFGS, hybrid Adam to L-BFGS and Gauss-Newton / Levenberg-Marquardt solvers in JAX.
+
+The More-Garbow-Hillstrom least-squares test set (``mgh_problems``) ships with the package
+so that users can check a solver against published optima.
+"""
+
+from opifex.second_order._gauss_newton import (
+    GaussNewtonConfig,
+    GaussNewtonSolver,
+    GaussNewtonState,
+    create_gauss_newton_solver,
+    least_squares,
+)
+from opifex.second_order._hybrid import (
+    HybridOptimizer,
+    HybridOptimizerConfig,
+    HybridState,
+    hybrid_optimizer,
+)
+from opifex.second_order._lbfgs import (
+    LBFGSConfig,
+    LBFGSSolver,
+    LBFGSState,
+    create_lbfgs_optimizer,
+    minimize,
+)
+from opifex.second_order._mgh import LeastSquaresProblem, get_mgh_problem, mgh_problems
+
+__all__ = [
+    "GaussNewtonConfig",
+    "GaussNewtonSolver",
+    "GaussNewtonState",
+    "HybridOptimizer",
+    "HybridOptimizerConfig",
+    "HybridState",
+    "LBFGSConfig",
+    "LBFGSSolver",
+    "LBFGSState",
+    "LeastSquaresProblem",
+    "create_gauss_newton_solver",
+    "create_lbfgs_optimizer",
+    "get_mgh_problem",
+    "hybrid_optimizer",
+    "least_squares",
+    "mgh_problems",
+    "minimize",
+]

@@ -1,0 +1,322 @@
+"""L-BFGS on the opifex solver driver, built on ``optax.lbfgs`` and its line searches.
+
+``create_lbfgs_optimizer`` is the optax ``GradientTransformationExtraArgs`` (L-BFGS direction,
+then a zoom or backtracking line search). ``LBFGSSolver`` wraps it as an ``init / step /
+terminate`` solver for ``opifex.core.run_solver``: the value and gradient found by the line
+search are reused through ``optax.value_and_grad_from_state``, so an iteration costs exactly the
+line search's evaluations. ``minimize`` validates its arguments and runs the solver under
+``jit`` (the objective and the config are static, so a second call does not recompile).
+
+A step whose line search ends at a non-finite value or with the objective increased is
+rejected; the L-BFGS memory is then reset once (a steepest-descent restart) and a second
+rejection stops the run with ``SolveStatus.LINE_SEARCH_FAILED``. Accepted steps that stop
+decreasing the objective for ``STALL_STEPS`` consecutive iterations give
+``SolveStatus.STALLED``. Neither is ever reported as converged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from opifex.core import (
+    SolveResult,
+    SolveStatus,
+    check_choice,
+    check_int_at_least,
+    check_positive,
+    run_solver,
+    tree_l2_norm,
+)
+from opifex.second_order._validation import (
+    check_objective,
+    check_params,
+    resolve_config,
+)
+
+LINE_SEARCHES = ("zoom", "backtracking")
+# consecutive accepted iterations without a decrease of the objective before STALLED
+STALL_STEPS = 5
+# the zoom line search accepts a value up to this relative increase (Hager-Zhang approximate
+# Wolfe conditions); a larger increase means the line search failed
+_APPROX_DECREASE_RTOL = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class LBFGSConfig:
+    """Settings of the L-BFGS solver (frozen, validated, hashable).
+
+    Attributes:
+        memory_size: number of stored curvature pairs (>= 1).
+        max_iterations: iteration budget of ``minimize`` (>= 0).
+        tolerance: converged when the gradient's Euclidean norm is at most this (>= 0).
+        line_search: ``"zoom"`` (strong Wolfe, optax's zoom line search) or
+            ``"backtracking"`` (Armijo backtracking).
+        max_linesearch_steps: evaluation budget of one line search (>= 1).
+
+    Example:
+        >>> LBFGSConfig(tolerance=1e-8).line_search
+        'zoom'
+    """
+
+    memory_size: int = 10
+    max_iterations: int = 500
+    tolerance: float = 1e-6
+    line_search: str = "zoom"
+    max_linesearch_steps: int = 20
+
+    def __post_init__(self) -> None:
+        check_int_at_least(self.memory_size, 1, "memory_size")
+        check_int_at_least(self.max_iterations, 0, "max_iterations")
+        check_positive(self.tolerance, "tolerance", allow_zero=True)
+        check_choice(self.line_search, LINE_SEARCHES, "line_search")
+        check_int_at_least(self.max_linesearch_steps, 1, "max_linesearch_steps")
+
+
+def create_lbfgs_optimizer(
+    config: LBFGSConfig | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """The optax L-BFGS transformation described by ``config``.
+
+    Use it as any optax line-search optimiser: ``update(grad, state, params, value=value,
+    grad=grad, value_fn=fun)``, with ``optax.value_and_grad_from_state(fun)`` to reuse the
+    line search's last value and gradient.
+
+    Args:
+        config: an ``LBFGSConfig`` (default ``LBFGSConfig()``).
+
+    Returns:
+        ``optax.lbfgs`` with a zoom line search (``initial_guess_strategy="one"``) or a
+        backtracking line search that stores its gradient.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> fun = lambda x: jnp.sum((x - 1.0) ** 2)
+        >>> opt = create_lbfgs_optimizer(LBFGSConfig())
+        >>> params, state = jnp.zeros(3), opt.init(jnp.zeros(3))
+        >>> value_and_grad = optax.value_and_grad_from_state(fun)
+        >>> for _ in range(3):
+        ...     value, grad = value_and_grad(params, state=state)
+        ...     updates, state = opt.update(grad, state, params, value=value, grad=grad,
+        ...                                 value_fn=fun)
+        ...     params = optax.apply_updates(params, updates)
+        >>> float(fun(params)) < 1e-12
+        True
+    """
+    config = LBFGSConfig() if config is None else config
+    if not isinstance(config, LBFGSConfig):
+        raise TypeError(f"config must be an LBFGSConfig, got {type(config).__name__}")
+    if config.line_search == "zoom":
+        linesearch = optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=config.max_linesearch_steps, initial_guess_strategy="one"
+        )
+    else:
+        linesearch = optax.scale_by_backtracking_linesearch(
+            max_backtracking_steps=config.max_linesearch_steps,
+            decrease_factor=0.5,
+            store_grad=True,
+        )
+    return optax.lbfgs(memory_size=config.memory_size, linesearch=linesearch)
+
+
+class LBFGSState(NamedTuple):
+    """State of ``LBFGSSolver``: arrays only.
+
+    Attributes:
+        params: current iterate.
+        value: objective at ``params``.
+        grad: gradient at ``params``.
+        grad_norm: Euclidean norm of ``grad``.
+        num_steps: accepted iterations.
+        num_fun_evals: objective evaluations so far (the one at ``x0`` included).
+        num_grad_evals: gradient evaluations so far.
+        opt_state: the optax L-BFGS state (memory and line-search state).
+        failure: ``SolveStatus`` code of a failure (``SUCCESS`` while none happened).
+        stall_count: consecutive iterations without a decrease of the objective.
+        restarted: whether the memory was just reset after a rejected step.
+        step_size: the last accepted line-search step size.
+    """
+
+    params: Any
+    value: jax.Array
+    grad: Any
+    grad_norm: jax.Array
+    num_steps: jax.Array
+    num_fun_evals: jax.Array
+    num_grad_evals: jax.Array
+    opt_state: Any
+    failure: jax.Array
+    stall_count: jax.Array
+    restarted: jax.Array
+    step_size: jax.Array
+
+
+class LBFGSSolver:
+    """L-BFGS as an ``init / step / terminate`` solver for ``opifex.core.run_solver``.
+
+    Args:
+        fun: objective ``fun(params, *args) -> scalar``; params any pytree of float arrays.
+        config: an ``LBFGSConfig``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> solver = LBFGSSolver(lambda x: jnp.sum((x - 2.0) ** 2))
+        >>> result = solver.run(jnp.zeros(4))
+        >>> bool(result.converged)
+        True
+    """
+
+    def __init__(self, fun: Callable[..., jax.Array], config: LBFGSConfig | None = None):
+        self.fun = fun
+        self.config = LBFGSConfig() if config is None else config
+        self.optimizer = create_lbfgs_optimizer(self.config)
+
+    def init(self, params: Any, *args: Any) -> LBFGSState:
+        """Evaluate the objective and its gradient at ``params``."""
+        value, grad = jax.value_and_grad(self.fun)(params, *args)
+        one = jnp.ones((), jnp.int32)
+        state = LBFGSState(
+            params=params,
+            value=value,
+            grad=grad,
+            grad_norm=tree_l2_norm(grad),
+            num_steps=jnp.zeros((), jnp.int32),
+            num_fun_evals=one,
+            num_grad_evals=one,
+            opt_state=self.optimizer.init(params),
+            failure=jnp.asarray(SolveStatus.SUCCESS, jnp.int32),
+            stall_count=jnp.zeros((), jnp.int32),
+            restarted=jnp.zeros((), bool),
+            step_size=jnp.zeros((), value.dtype),
+        )
+        # strong dtypes (optax's line-search state starts with weakly typed scalars), so that
+        # a jitted ``step`` sees the same types at its first and second call
+        return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.result_type(x)), state)
+
+    def step(self, state: LBFGSState, *args: Any) -> LBFGSState:
+        """One L-BFGS iteration: direction, line search, then accept or reject the step."""
+
+        def value_fn(p: Any) -> jax.Array:
+            return self.fun(p, *args)
+
+        updates, opt_state = self.optimizer.update(
+            state.grad,
+            state.opt_state,
+            state.params,
+            value=state.value,
+            grad=state.grad,
+            value_fn=value_fn,
+        )
+        params = optax.apply_updates(state.params, updates)
+        # the line search already evaluated value and gradient at ``params``: reuse them
+        # (value_and_grad_from_state only re-evaluates when the stored value is not finite)
+        stored = optax.tree.get(opt_state, "value")
+        value, grad = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
+        ls_evals = jnp.asarray(optax.tree.get(opt_state, "num_linesearch_steps"), jnp.int32)
+        recomputed = (~jnp.isfinite(stored)).astype(jnp.int32)
+        num_fun_evals = state.num_fun_evals + ls_evals + recomputed
+        if self.config.line_search == "zoom":
+            num_grad_evals = state.num_grad_evals + ls_evals + recomputed
+        else:  # backtracking evaluates values only, and one gradient at its end
+            num_grad_evals = state.num_grad_evals + 1 + recomputed
+        grad_norm = tree_l2_norm(grad)
+
+        finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
+        slack = _APPROX_DECREASE_RTOL * jnp.abs(state.value)
+        accepted = finite & (value <= state.value + slack)
+        # a rejected step right after a restart is a line-search failure; otherwise restart
+        failed = ~accepted & state.restarted
+        fresh = self.optimizer.init(state.params)
+        decreased = value < state.value
+        stall_count = jnp.where(decreased, 0, state.stall_count + 1)
+
+        def pick(new: Any, old: Any) -> Any:
+            return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), new, old)
+
+        failure = jnp.where(
+            failed,
+            SolveStatus.LINE_SEARCH_FAILED,
+            jnp.where(accepted & (stall_count >= STALL_STEPS), SolveStatus.STALLED, state.failure),
+        ).astype(jnp.int32)
+        return LBFGSState(
+            params=pick(params, state.params),
+            value=jnp.where(accepted, value, state.value),
+            grad=pick(grad, state.grad),
+            grad_norm=jnp.where(accepted, grad_norm, state.grad_norm),
+            num_steps=state.num_steps + accepted.astype(jnp.int32),
+            num_fun_evals=num_fun_evals,
+            num_grad_evals=num_grad_evals,
+            opt_state=pick(opt_state, fresh),
+            failure=failure,
+            stall_count=jnp.where(accepted, stall_count, state.stall_count),
+            restarted=~accepted,
+            step_size=jnp.where(
+                accepted,
+                jnp.asarray(optax.tree.get(opt_state, "learning_rate"), state.value.dtype),
+                state.step_size,
+            ),
+        )
+
+    def terminate(self, state: LBFGSState, *args: Any) -> tuple[jax.Array, jax.Array]:
+        """Converged when ``||grad|| <= tolerance``; stop on a recorded failure."""
+        converged = state.grad_norm <= self.config.tolerance
+        done = converged | (state.failure != SolveStatus.SUCCESS)
+        status = jnp.where(converged, SolveStatus.SUCCESS, state.failure)
+        return done, status.astype(jnp.int32)
+
+    def trace_fields(self, state: LBFGSState) -> dict[str, jax.Array]:
+        """Per-step extra trace entries: the accepted line-search step size."""
+        return {"step_size": state.step_size}
+
+    def run(self, x0: Any, *args: Any) -> SolveResult:
+        """Minimise from ``x0`` (same as ``minimize(self.fun, x0, *args, config=...)``)."""
+        return minimize(self.fun, x0, *args, config=self.config)
+
+
+@functools.partial(jax.jit, static_argnames=("fun", "config"))
+def _minimize(fun: Callable[..., jax.Array], config: LBFGSConfig, x0: Any, args: tuple) -> Any:
+    return run_solver(LBFGSSolver(fun, config), x0, *args, max_steps=config.max_iterations)
+
+
+def minimize(
+    fun: Callable[..., jax.Array],
+    x0: Any,
+    *args: Any,
+    config: LBFGSConfig | None = None,
+    **config_overrides: Any,
+) -> SolveResult:
+    """Minimise ``fun(params, *args)`` with L-BFGS from ``x0``.
+
+    Args:
+        fun: objective returning a floating-point scalar; params any pytree of float arrays.
+        x0: initial parameters (finite).
+        *args: extra arguments of ``fun`` (arrays; traced, so new values do not recompile).
+        config: an ``LBFGSConfig`` (default ``LBFGSConfig()``).
+        **config_overrides: ``LBFGSConfig`` fields overriding ``config``'s.
+
+    Returns:
+        A ``SolveResult``; ``converged`` iff ``||grad fun|| <= config.tolerance``.
+        ``stats["num_fun_evals"]`` / ``stats["num_grad_evals"]`` count every evaluation
+        (the one at ``x0`` and each line-search trial).
+
+    Raises:
+        ValueError: ``x0`` empty or not finite, ``fun`` not scalar-valued, an unknown option.
+        TypeError: non-float ``x0`` leaves or objective.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> rosen = lambda x: 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
+        >>> result = minimize(rosen, jnp.array([-1.2, 1.0]), tolerance=1e-5)
+        >>> bool(result.converged), [round(float(v), 3) for v in result.params]
+        (True, [1.0, 1.0])
+    """
+    config = resolve_config(LBFGSConfig, config, config_overrides)
+    x0 = check_params(x0)
+    check_objective(fun, x0, args)
+    return _minimize(fun, config, x0, args)

@@ -1,0 +1,260 @@
+"""L-BFGS: convergence against scipy's L-BFGS-B, jit / vmap / no recompilation, pytrees,
+failure statuses and bad input.
+
+Everything numeric runs in float64 (``jax.enable_x64`` around each test).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy.optimize import minimize as scipy_minimize
+from scipy.optimize import rosen, rosen_der
+
+from opifex.second_order import (
+    LBFGSConfig,
+    LBFGSSolver,
+    create_lbfgs_optimizer,
+    minimize,
+)
+
+
+@pytest.fixture(autouse=True)
+def _x64():
+    with jax.enable_x64(True):
+        yield
+
+
+TRACES = {"rosenbrock": 0}
+
+
+def rosenbrock(x):
+    """Chained Rosenbrock: sum_i 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2 (scipy's ``rosen``)."""
+    TRACES["rosenbrock"] += 1  # counts traces (Python calls), not evaluations under jit
+    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def _start(n):
+    return jnp.asarray([-1.2 if i % 2 == 0 else 1.0 for i in range(n)])
+
+
+TIGHT = LBFGSConfig(tolerance=1e-8, max_iterations=1000)
+
+
+@pytest.mark.parametrize("n", [2, 100])
+def test_rosenbrock_converges_like_scipy_lbfgsb(n):
+    x0 = _start(n)
+    result = minimize(rosenbrock, x0, config=TIGHT)
+    assert result.status_name == "SUCCESS" and bool(result.converged)
+    assert float(result.grad_norm) < 1e-8
+    np.testing.assert_allclose(np.asarray(result.params), np.ones(n), atol=1e-7)
+    # the independent reference: scipy's L-BFGS-B (Fortran) from the same start
+    reference = scipy_minimize(
+        lambda x: (rosen(x), rosen_der(x)),
+        np.asarray(x0),
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": 1e-10, "ftol": 0.0, "maxiter": 5000, "maxfun": 10000},
+    )
+    assert reference.success
+    np.testing.assert_allclose(np.asarray(result.params), reference.x, atol=1e-7)
+    assert abs(float(result.value) - reference.fun) < 1e-12
+    # honest counts: one evaluation at x0 plus at least one per iteration
+    stats = {k: int(v) for k, v in result.stats.items()}
+    assert stats["num_fun_evals"] == stats["num_grad_evals"] >= int(result.num_steps) + 1
+    # same order of work as L-BFGS-B (which needed reference.nfev evaluations)
+    assert stats["num_fun_evals"] <= 2 * reference.nfev
+    # the trace: value at x0 first, non-increasing, NaN-padded after the last step
+    values = np.asarray(result.trace["value"])
+    k = int(result.num_steps)
+    assert values[0] == pytest.approx(float(rosenbrock(x0)))
+    assert np.all(np.diff(values[: k + 1]) <= 1e-12 * np.abs(values[:k]))
+    assert np.all(np.isnan(values[k + 1 :]))
+
+
+def test_backtracking_line_search_converges():
+    result = minimize(
+        rosenbrock, _start(2), config=dataclasses.replace(TIGHT, line_search="backtracking")
+    )
+    assert bool(result.converged) and float(result.grad_norm) < 1e-8
+    np.testing.assert_allclose(np.asarray(result.params), np.ones(2), atol=1e-7)
+    stats = {k: int(v) for k, v in result.stats.items()}
+    # backtracking evaluates values on the way and one gradient per iteration
+    assert stats["num_grad_evals"] == int(result.num_steps) + 1
+    assert stats["num_fun_evals"] >= stats["num_grad_evals"]
+
+
+def test_jit_vmap_and_no_recompilation():
+    config = TIGHT
+    batch = jnp.stack([_start(2), jnp.array([2.0, 2.0]), jnp.array([-0.5, 0.3]), jnp.zeros(2)])
+    solve = jax.jit(jax.vmap(lambda x0: minimize(rosenbrock, x0, config=config)))
+    results = solve(batch)
+    assert results.params.shape == (4, 2)
+    assert bool(jnp.all(results.converged))
+    np.testing.assert_allclose(np.asarray(results.params), np.ones((4, 2)), atol=1e-7)
+    # each element took its own number of steps
+    assert len(set(np.asarray(results.num_steps).tolist())) > 1
+    # a single (unbatched) solve agrees with its batch element
+    single = minimize(rosenbrock, batch[1], config=config)
+    np.testing.assert_allclose(np.asarray(single.params), np.asarray(results.params[1]), atol=1e-12)
+    # second calls with new values do not retrace (hence do not recompile)
+    traces = TRACES["rosenbrock"]
+    solve(batch + 0.1)
+    minimize(rosenbrock, batch[2], config=config)
+    assert TRACES["rosenbrock"] == traces
+
+
+def test_pytree_params_and_traced_args():
+    def fun(params, target, scale):
+        return scale * (
+            jnp.sum((params["w"] - target) ** 2) + (params["b"] - 1.0) ** 2 + params["w"][0] ** 4
+        )
+
+    x0 = {"w": jnp.zeros(3), "b": jnp.asarray(5.0)}
+    config = LBFGSConfig(tolerance=1e-10)
+    first = minimize(fun, x0, jnp.array([1.0, -2.0, 0.5]), 2.0, config=config)
+    assert bool(first.converged)
+    assert jax.tree.structure(first.params) == jax.tree.structure(x0)
+    assert float(first.params["b"]) == pytest.approx(1.0, abs=1e-9)
+    # w0 solves 2 (w0 - 1) + 4 w0^3 = 0
+    w0 = float(first.params["w"][0])
+    assert 2 * (w0 - 1) + 4 * w0**3 == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(np.asarray(first.params["w"][1:]), [-2.0, 0.5], atol=1e-9)
+    # the args are traced: another target reuses the compiled solver
+    second = minimize(fun, x0, jnp.array([0.0, 3.0, 1.0]), 2.0, config=config)
+    np.testing.assert_allclose(np.asarray(second.params["w"][1:]), [3.0, 1.0], atol=1e-9)
+
+
+def test_optax_transformation_matches_the_solver():
+    fun = lambda x: jnp.sum((x - jnp.arange(3.0)) ** 2 * jnp.array([1.0, 10.0, 100.0]))  # noqa: E731
+    opt = create_lbfgs_optimizer(LBFGSConfig())
+    assert isinstance(opt, optax.GradientTransformationExtraArgs)
+    value_and_grad = optax.value_and_grad_from_state(fun)
+
+    @jax.jit
+    def step(params, state):
+        value, grad = value_and_grad(params, state=state)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=fun)
+        return optax.apply_updates(params, updates), state
+
+    params, state = jnp.zeros(3), opt.init(jnp.zeros(3))
+    for _ in range(15):
+        params, state = step(params, state)
+    np.testing.assert_allclose(np.asarray(params), [0.0, 1.0, 2.0], atol=1e-8)
+
+
+def test_solver_protocol_object():
+    solver = LBFGSSolver(rosenbrock, TIGHT)
+    state = solver.init(_start(2))
+    assert int(state.num_steps) == 0 and int(state.num_fun_evals) == 1
+    done, _ = solver.terminate(state)
+    assert not bool(done)
+    result = solver.run(_start(2))  # same objective and config as above: no new compile
+    assert bool(result.converged)
+
+
+# ------------------------------------------------------------------ failure statuses
+
+_X0 = (-1.2, 1.0)  # a tuple, so that arrays made from it follow the x64 setting
+
+
+@jax.custom_jvp
+def _flat(x):
+    return 1.0 + 0.0 * jnp.sum(x)
+
+
+@_flat.defjvp
+def _flat_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return _flat(x), jnp.sum(x * dx)  # claims gradient x: no step can decrease the value
+
+
+def _tricky(x, mode):
+    """One objective family (one compilation) for every failure mode, chosen by ``mode``."""
+    return jax.lax.switch(
+        mode,
+        [
+            lambda x: jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2),
+            lambda x: jnp.sum(jnp.log(x)),  # NaN at x0
+            lambda x: jnp.sum(x**2) + 10.0 * jnp.any(x != jnp.asarray(_X0)),  # any step: +10
+            _flat,
+        ],
+        x,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "status"),
+    [
+        (0, "MAX_STEPS_REACHED"),
+        (1, "NONFINITE"),
+        (2, "LINE_SEARCH_FAILED"),
+        (3, "STALLED"),
+    ],
+)
+def test_failures_are_status_codes_never_converged(mode, status):
+    config = LBFGSConfig(max_iterations=10, tolerance=1e-8, line_search="backtracking")
+    x0 = jnp.asarray(_X0)
+    assert x0.dtype == jnp.float64
+    result = minimize(_tricky, x0, mode, config=config)
+    assert result.status_name == status
+    assert not bool(result.converged)
+    if status == "LINE_SEARCH_FAILED":  # rejected steps are never taken
+        np.testing.assert_array_equal(np.asarray(result.params), np.asarray(_X0))
+        assert int(result.num_steps) == 0
+    if status == "MAX_STEPS_REACHED":
+        assert int(result.num_steps) == 10
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_bad_input_raises_clear_errors():
+    fun = lambda x: jnp.sum(x**2)  # noqa: E731
+    with pytest.raises(ValueError, match=r"x0.*NaN"):
+        minimize(fun, jnp.array([1.0, jnp.nan]))
+    with pytest.raises(ValueError, match=r"x0.*inf"):
+        minimize(fun, {"a": jnp.array([jnp.inf])})
+    with pytest.raises(ValueError, match="empty pytree"):
+        minimize(fun, {})
+    with pytest.raises(TypeError, match="floating-point"):
+        minimize(fun, jnp.array([1, 2]))
+    with pytest.raises(ValueError, match="scalar"):
+        minimize(lambda x: x**2, jnp.ones(3))
+    with pytest.raises(TypeError, match="callable"):
+        minimize("not a function", jnp.ones(3))
+    with pytest.raises(ValueError, match="line_search"):
+        minimize(fun, jnp.ones(3), line_search="wolfe")
+    with pytest.raises(ValueError, match=r"unknown options.*tol"):
+        minimize(fun, jnp.ones(3), tol=1e-3)
+    with pytest.raises(TypeError, match="LBFGSConfig"):
+        minimize(fun, jnp.ones(3), config={"tolerance": 1e-3})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("memory_size", 0, ValueError),
+        ("memory_size", 2.5, TypeError),
+        ("max_iterations", -1, ValueError),
+        ("tolerance", -1e-3, ValueError),
+        ("tolerance", float("nan"), ValueError),
+        ("line_search", "hager-zhang", ValueError),
+        ("max_linesearch_steps", 0, ValueError),
+    ],
+)
+def test_config_validation(field, value, error):
+    with pytest.raises(error, match=field):
+        LBFGSConfig(**{field: value})
+
+
+def test_config_is_frozen_and_hashable():
+    config = LBFGSConfig()
+    assert hash(config) == hash(LBFGSConfig())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.tolerance = 1.0
