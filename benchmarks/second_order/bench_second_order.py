@@ -3,10 +3,10 @@
 Two parts, every solver on the same problems in one process, float64 throughout:
 
 * **Unconstrained** — the extended Rosenbrock function (MGH problem 21) in 2, 100 and 1000
-  dimensions from ``(-1.2, 1, -1.2, 1, ...)``: ``opifex.second_order.minimize`` (L-BFGS, zoom
-  line search) against ``scipy.optimize.minimize(method="L-BFGS-B")``, ``optax.lbfgs`` (its own
-  zoom line search, in a jitted ``lax.while_loop``), ``optimistix.BFGS`` / ``optimistix.LBFGS``
-  and ``jaxopt.LBFGS``.
+  dimensions from ``(-1.2, 1, -1.2, 1, ...)``: ``opifex.second_order.minimize`` (L-BFGS,
+  More-Thuente line search) against ``scipy.optimize.minimize(method="L-BFGS-B")``,
+  ``optax.lbfgs`` (its own zoom line search, in a jitted ``lax.while_loop``),
+  ``optimistix.BFGS`` / ``optimistix.LBFGS`` and ``jaxopt.LBFGS``.
 * **Least squares** — the Moré, Garbow & Hillstrom (1981) test set
   (``opifex.second_order.mgh_problems``; problems 1-20 by default, ``--all-mgh`` for all 35): our
   Levenberg-Marquardt against ``scipy.optimize.least_squares(method="lm")`` (MINPACK's lmder),
@@ -367,9 +367,9 @@ def _unc_opifex(prob: _Unconstrained, cfg: BenchConfig, row: Row, check: bool) -
 
 
 def _opifex_minimize_kwargs(so: Any, cfg: BenchConfig) -> dict[str, Any]:
-    """``opifex.second_order.minimize`` settings: L-BFGS, memory 10, zoom line search."""
+    """``opifex.second_order.minimize`` settings: L-BFGS, memory 10, More-Thuente line search."""
     config = so.LBFGSConfig(
-        memory_size=10, max_iterations=cfg.max_iter, tolerance=cfg.gtol, line_search="zoom"
+        memory_size=10, max_iterations=cfg.max_iter, tolerance=cfg.gtol, line_search="more_thuente"
     )
     return {"config": config}
 

@@ -22,9 +22,10 @@ from opifex.second_order import (
     GaussNewtonConfig,
     GaussNewtonSolver,
     create_gauss_newton_solver,
+    get_mgh_problem,
     least_squares,
+    mgh_problems,
 )
-from opifex.second_order._mgh import get_mgh_problem, mgh_problems
 
 
 @pytest.fixture(autouse=True)
@@ -324,3 +325,26 @@ def test_config_defaults_and_hashability():
     assert hash(config) == hash(GaussNewtonConfig())
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.damping = 1.0
+
+
+@pytest.mark.parametrize("implicit_diff", [False, True])
+def test_reported_evaluation_counts_match_an_instrumented_residual(implicit_diff):
+    """``stats`` equal the residual calls counted inside the compiled solve.
+
+    A host callback in the residual fires once per primal evaluation, and the Jacobian
+    (forward mode) evaluates the primal once per linearisation as well.
+    """
+    problem = get_mgh_problem("bard")
+    calls = []
+
+    def counted(x):
+        jax.debug.callback(lambda: calls.append(1))
+        return problem.residual_fn(x)
+
+    result = least_squares(
+        counted, problem.initial_params(), config=LM, implicit_diff=implicit_diff
+    )
+    jax.block_until_ready(result.params)
+    jax.effects_barrier()
+    stats = {k: int(v) for k, v in result.stats.items()}
+    assert len(calls) == stats["num_fun_evals"] + stats["num_jac_evals"]

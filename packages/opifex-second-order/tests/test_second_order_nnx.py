@@ -37,12 +37,12 @@ def test_lbfgs_fine_tunes_an_nnx_model():
     fun = opifex.core.nnx_objective(_mse, graphdef, rest)
     initial = float(fun(params, x, y))
 
-    result = minimize(fun, params, x, y, tolerance=1e-4, max_iterations=300)
+    result = minimize(fun, params, x, y, tolerance=1e-3, max_iterations=300)
 
     assert jax.tree.structure(result.params) == jax.tree.structure(params)
     assert result.status_name in ("SUCCESS", "MAX_STEPS_REACHED", "STALLED")
     assert float(result.value) < 1e-2 * initial
     tuned = opifex.core.merge_nnx(graphdef, result.params, rest)
-    np.testing.assert_allclose(float(_mse(tuned, x, y)), float(result.value), rtol=1e-5)
+    np.testing.assert_allclose(float(_mse(tuned, x, y)), float(result.value), rtol=1e-4)
     # the original model is untouched
     assert float(_mse(model, x, y)) == pytest.approx(initial, rel=1e-6)

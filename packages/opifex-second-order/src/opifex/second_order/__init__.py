@@ -1,5 +1,8 @@
 """L-BFGS, hybrid Adam to L-BFGS and Gauss-Newton / Levenberg-Marquardt solvers in JAX.
 
+``scale_by_more_thuente_linesearch`` (More & Thuente's strong Wolfe line search, L-BFGS's
+default) is an optax transformation usable in any optax chain.
+
 The More-Garbow-Hillstrom least-squares test set (``mgh_problems``) ships with the package
 so that users can check a solver against published optima.
 """
@@ -25,6 +28,12 @@ from opifex.second_order._lbfgs import (
     minimize,
 )
 from opifex.second_order._mgh import LeastSquaresProblem, get_mgh_problem, mgh_problems
+from opifex.second_order._more_thuente import (
+    MoreThuenteInfo,
+    MoreThuenteStatus,
+    ScaleByMoreThuenteState,
+    scale_by_more_thuente_linesearch,
+)
 
 __all__ = [
     "GaussNewtonConfig",
@@ -37,6 +46,9 @@ __all__ = [
     "LBFGSSolver",
     "LBFGSState",
     "LeastSquaresProblem",
+    "MoreThuenteInfo",
+    "MoreThuenteStatus",
+    "ScaleByMoreThuenteState",
     "create_gauss_newton_solver",
     "create_lbfgs_optimizer",
     "get_mgh_problem",
@@ -44,4 +56,5 @@ __all__ = [
     "least_squares",
     "mgh_problems",
     "minimize",
+    "scale_by_more_thuente_linesearch",
 ]

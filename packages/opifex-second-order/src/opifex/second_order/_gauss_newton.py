@@ -801,7 +801,9 @@ def _least_squares(
         symmetric=True,
     )
     params = root(lax.stop_gradient(result.params), args)
-    return result._replace(params=params, value=objective(params, args))
+    # the differentiable value costs one more residual evaluation: count it
+    stats = {**result.stats, "num_fun_evals": result.stats["num_fun_evals"] + 1}
+    return result._replace(params=params, value=objective(params, args), stats=stats)
 
 
 def least_squares(

@@ -1,17 +1,21 @@
-"""L-BFGS on the opifex solver driver, built on ``optax.lbfgs`` and its line searches.
+"""L-BFGS on the opifex solver driver, built on ``optax.lbfgs``.
 
 ``create_lbfgs_optimizer`` is the optax ``GradientTransformationExtraArgs`` (L-BFGS direction,
-then a zoom or backtracking line search). ``LBFGSSolver`` wraps it as an ``init / step /
-terminate`` solver for ``opifex.core.run_solver``: the value and gradient found by the line
-search are reused through ``optax.value_and_grad_from_state``, so an iteration costs exactly the
-line search's evaluations. ``minimize`` validates its arguments and runs the solver under
-``jit`` (the objective and the config are static, so a second call does not recompile).
+then a More-Thuente, zoom or backtracking line search). The More-Thuente search (the default)
+uses L-BFGS-B's constants, so that iterations and evaluations follow scipy's L-BFGS-B (on the
+extended Rosenbrock function they are the same). ``LBFGSSolver`` wraps the transformation as
+an ``init / step / terminate`` solver for ``opifex.core.run_solver``: the value and gradient
+found by the line search are reused through ``optax.value_and_grad_from_state``, so an
+iteration costs exactly the line search's evaluations. ``minimize`` validates its arguments
+and runs the solver under ``jit`` (the objective and the config are static, so a second call
+does not recompile).
 
-A step whose line search ends at a non-finite value or with the objective increased is
-rejected; the L-BFGS memory is then reset once (a steepest-descent restart) and a second
-rejection stops the run with ``SolveStatus.LINE_SEARCH_FAILED``. Accepted steps that stop
-decreasing the objective for ``STALL_STEPS`` consecutive iterations give
-``SolveStatus.STALLED``. Neither is ever reported as converged.
+A step whose line search ends at a non-finite value, with the objective increased or with a
+zero step (no trial decreased the objective) is rejected; the L-BFGS memory is then reset once
+(a steepest-descent restart) and a second rejection stops the run with
+``SolveStatus.LINE_SEARCH_FAILED``. Accepted steps that stop decreasing the objective for
+``STALL_STEPS`` consecutive iterations give ``SolveStatus.STALLED``. Neither is ever reported
+as converged.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ from opifex.core import (
     run_solver,
     tree_l2_norm,
 )
+from opifex.second_order._more_thuente import scale_by_more_thuente_linesearch
 from opifex.second_order._validation import (
     check_objective,
     check_params,
     resolve_config,
 )
 
-LINE_SEARCHES = ("zoom", "backtracking")
+LINE_SEARCHES = ("more_thuente", "zoom", "backtracking")
 # consecutive accepted iterations without a decrease of the objective before STALLED
 STALL_STEPS = 5
 # the zoom line search accepts a value up to this relative increase (Hager-Zhang approximate
@@ -56,19 +61,20 @@ class LBFGSConfig:
         memory_size: number of stored curvature pairs (>= 1).
         max_iterations: iteration budget of ``minimize`` (>= 0).
         tolerance: converged when the gradient's Euclidean norm is at most this (>= 0).
-        line_search: ``"zoom"`` (strong Wolfe, optax's zoom line search) or
-            ``"backtracking"`` (Armijo backtracking).
+        line_search: ``"more_thuente"`` (strong Wolfe, More & Thuente 1994, as L-BFGS-B),
+            ``"zoom"`` (strong Wolfe, optax's zoom line search) or ``"backtracking"``
+            (Armijo backtracking).
         max_linesearch_steps: evaluation budget of one line search (>= 1).
 
     Example:
         >>> LBFGSConfig(tolerance=1e-8).line_search
-        'zoom'
+        'more_thuente'
     """
 
     memory_size: int = 10
     max_iterations: int = 500
     tolerance: float = 1e-6
-    line_search: str = "zoom"
+    line_search: str = "more_thuente"
     max_linesearch_steps: int = 20
 
     def __post_init__(self) -> None:
@@ -92,8 +98,11 @@ def create_lbfgs_optimizer(
         config: an ``LBFGSConfig`` (default ``LBFGSConfig()``).
 
     Returns:
-        ``optax.lbfgs`` with a zoom line search (``initial_guess_strategy="one"``) or a
-        backtracking line search that stores its gradient.
+        ``optax.lbfgs`` with ``scale_by_more_thuente_linesearch`` (L-BFGS-B's constants:
+        sufficient decrease ``1e-3``, curvature ``0.9``, ``xtol=0.1``), optax's zoom line search
+        (``initial_guess_strategy="one"``) or a backtracking line search that stores its
+        gradient. Every line search starts from the step ``1`` (the first direction is
+        scaled by ``min(1, 1 / ||grad||)``).
 
     Example:
         >>> import jax.numpy as jnp, optax
@@ -112,7 +121,11 @@ def create_lbfgs_optimizer(
     config = LBFGSConfig() if config is None else config
     if not isinstance(config, LBFGSConfig):
         raise TypeError(f"config must be an LBFGSConfig, got {type(config).__name__}")
-    if config.line_search == "zoom":
+    if config.line_search == "more_thuente":
+        linesearch = scale_by_more_thuente_linesearch(
+            max_linesearch_steps=config.max_linesearch_steps
+        )
+    elif config.line_search == "zoom":
         linesearch = optax.scale_by_zoom_linesearch(
             max_linesearch_steps=config.max_linesearch_steps, initial_guess_strategy="one"
         )
@@ -221,7 +234,7 @@ class LBFGSSolver:
         ls_evals = jnp.asarray(optax.tree.get(opt_state, "num_linesearch_steps"), jnp.int32)
         recomputed = (~jnp.isfinite(stored)).astype(jnp.int32)
         num_fun_evals = state.num_fun_evals + ls_evals + recomputed
-        if self.config.line_search == "zoom":
+        if self.config.line_search != "backtracking":  # each trial is one value and gradient
             num_grad_evals = state.num_grad_evals + ls_evals + recomputed
         else:  # backtracking evaluates values only, and one gradient at its end
             num_grad_evals = state.num_grad_evals + 1 + recomputed
@@ -229,7 +242,8 @@ class LBFGSSolver:
 
         finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
         slack = _APPROX_DECREASE_RTOL * jnp.abs(state.value)
-        accepted = finite & (value <= state.value + slack)
+        step_size = jnp.asarray(optax.tree.get(opt_state, "learning_rate"), state.value.dtype)
+        accepted = finite & (value <= state.value + slack) & (step_size > 0)
         # a rejected step right after a restart is a line-search failure; otherwise restart
         failed = ~accepted & state.restarted
         fresh = self.optimizer.init(state.params)
@@ -256,11 +270,7 @@ class LBFGSSolver:
             failure=failure,
             stall_count=jnp.where(accepted, stall_count, state.stall_count),
             restarted=~accepted,
-            step_size=jnp.where(
-                accepted,
-                jnp.asarray(optax.tree.get(opt_state, "learning_rate"), state.value.dtype),
-                state.step_size,
-            ),
+            step_size=jnp.where(accepted, step_size, state.step_size),
         )
 
     def terminate(self, state: LBFGSState, *args: Any) -> tuple[jax.Array, jax.Array]:

@@ -65,9 +65,12 @@ class BurgersFamily:
 
     Args:
         viscosity_range: ``(low, high)`` with ``0 < low <= high`` (equal ends fix ``nu``).
-        num_collocation, num_initial, num_boundary: points per loss evaluation (>= 1).
+        num_collocation: interior points per loss evaluation (>= 1).
+        num_initial: initial-condition points per loss evaluation (>= 1).
+        num_boundary: boundary times per loss evaluation, at each end (>= 1).
         hidden_sizes: hidden widths (at least one layer).
-        initial_weight, boundary_weight: penalty weights (>= 0).
+        initial_weight: weight of the initial-condition penalty (>= 0).
+        boundary_weight: weight of the boundary penalty (>= 0).
 
     Example:
         >>> import jax, jax.numpy as jnp

@@ -46,7 +46,9 @@ class SinusoidFamily:
     Args:
         num_points: points per loss evaluation (>= 1), e.g. ``K`` of K-shot regression.
         hidden_sizes: hidden layer widths (ints >= 1; may be empty for a linear model).
-        amplitude_range, phase_range, input_range: ``(low, high)`` pairs.
+        amplitude_range: ``(low, high)`` for the amplitude ``A``.
+        phase_range: ``(low, high)`` for the phase.
+        input_range: ``(low, high)`` for the inputs ``x``.
 
     Example:
         >>> import jax

@@ -1,0 +1,86 @@
+"""The ``opifex`` command: ``--version``, ``demo`` and ``bench``."""
+
+import os
+
+# Tiny BLAS calls (scipy's L-BFGS-B, MINPACK) slow down ~30x when OpenBLAS threads spin on a
+# busy 2-core machine. Effective only before numpy is first imported, hence before any import
+# that may pull it in; a value the user set wins.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import importlib.metadata  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from opifex.cli._bench import bench_app  # noqa: E402
+from opifex.cli._console import fail, progress_bar, stdout_console  # noqa: E402
+
+app = typer.Typer(name="opifex", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def installed_versions() -> dict[str, str]:
+    """The installed opifex distributions and their versions, sorted by name.
+
+    Example:
+        >>> "opifex-cli" in installed_versions()
+        True
+    """
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+        if name == "opifex" or name.startswith("opifex-"):
+            found[name] = dist.version
+    return dict(sorted(found.items()))
+
+
+def _print_versions(value: bool) -> None:
+    if value:
+        for name, version in installed_versions().items():
+            typer.echo(f"{name} {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_versions,
+            help="Print the versions of the installed opifex packages and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Differentiable optimisation in JAX: demos and benchmarks of the opifex packages."""
+
+
+@app.command()
+def demo() -> None:
+    """Solve small problems with each opifex package beside its scipy baseline (float64)."""
+    start = time.perf_counter()
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from opifex.cli import _demo
+
+    console = stdout_console()
+    with progress_bar("compiling and solving", console) as progress:
+        report = _demo.run_demo(progress=progress)
+    _demo.render(report, console)
+    console.print(f"Demo took {time.perf_counter() - start:.1f} s, jit compilation included.")
+    if failures := report.failures():
+        fail("an opifex solver did not converge:\n  " + "\n  ".join(failures))
+
+
+def main() -> None:
+    """Entry point of the ``opifex`` console script.
+
+    Example:
+        From a shell: ``opifex demo`` or ``opifex bench second-order --quick``.
+    """
+    app(prog_name="opifex")

@@ -1,0 +1,121 @@
+"""``opifex --version``, the console script, and ``opifex bench``'s lookup and errors.
+
+The bench wiring is checked with a stand-in benchmark script written to ``tmp_path``; the real
+second-order benchmark runs in ``test_cli_bench.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from opifex.cli._app import app, main
+from opifex.cli._bench import BENCHMARKS_ENV, find_benchmarks_dir
+
+REPO = Path(__file__).resolve().parents[3]
+SCRIPT = "second_order/bench_second_order.py"
+WIDE = {"COLUMNS": "200"}
+
+FAKE_BENCHMARK = """
+import json
+from pathlib import Path
+
+def main(argv=None, progress=None):
+    for done in (1, 2):
+        progress(done, 2, f"step {done}")
+    Path(argv[argv.index("--output-dir") + 1], "argv.json").write_text(json.dumps(argv))
+    return 3
+"""
+
+
+def _invoke(*args: str, **env: str):
+    return CliRunner().invoke(app, list(args), env={**WIDE, **env})
+
+
+def test_version_lists_installed_opifex_packages():
+    result = _invoke("--version")
+    assert result.exit_code == 0, result.output
+    printed = dict(line.split() for line in result.output.strip().splitlines())
+    for name in ("opifex-cli", "opifex-core", "opifex-second-order"):
+        assert printed[name] == importlib.metadata.version(name)
+    assert all(name.startswith("opifex-") for name in printed)
+
+
+def test_console_script_is_installed():
+    (entry,) = importlib.metadata.entry_points(group="console_scripts", name="opifex")
+    assert entry.value == "opifex.cli._app:main"
+    assert entry.load() is main
+
+
+def test_no_arguments_shows_the_commands():
+    result = _invoke()
+    assert "demo" in result.output and "bench" in result.output
+
+
+def test_unknown_benchmark_lists_the_available_ones():
+    result = _invoke("bench", "no-such-bench")
+    assert result.exit_code == 2
+    assert "'no-such-bench' is not a benchmark" in result.output
+    assert "available: second-order" in result.output
+
+
+def test_missing_benchmarks_dir_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(BENCHMARKS_ENV, raising=False)
+    result = _invoke("bench", "second-order", "--quick")
+    assert result.exit_code == 1
+    assert f"no benchmarks/{SCRIPT} in {tmp_path.resolve()}" in result.output
+    assert "ship with the opifex source checkout" in result.output
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_explicit_benchmarks_dir_without_the_script_is_an_error(tmp_path, how):
+    if how == "option":
+        result = _invoke("bench", "second-order", "--benchmarks-dir", str(tmp_path))
+    else:
+        result = _invoke("bench", "second-order", **{BENCHMARKS_ENV: str(tmp_path)})
+    assert result.exit_code == 1
+    assert f"{tmp_path / SCRIPT} does not exist" in result.output
+
+
+def test_benchmarks_dir_is_found_walking_up():
+    assert find_benchmarks_dir(SCRIPT, start=REPO / "apps" / "opifex-cli") == REPO / "benchmarks"
+    assert find_benchmarks_dir(SCRIPT, explicit=REPO / "benchmarks") == REPO / "benchmarks"
+
+
+def test_bench_passes_options_progress_and_exit_code(tmp_path):
+    script = tmp_path / "benchmarks" / SCRIPT
+    script.parent.mkdir(parents=True)
+    script.write_text(FAKE_BENCHMARK)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = _invoke(
+        "bench",
+        "second-order",
+        "--quick",
+        "--all-mgh",
+        "--output-dir",
+        str(out),
+        **{BENCHMARKS_ENV: str(tmp_path / "benchmarks")},
+    )
+    assert result.exit_code == 3, result.output
+    assert json.loads((out / "argv.json").read_text()) == [
+        "--quick",
+        "--all-mgh",
+        "--output-dir",
+        str(out),
+    ]
+    assert "step 2" in result.output and "2/2" in result.output  # the progress bar
+
+
+def test_benchmark_without_main_is_an_error(tmp_path):
+    script = tmp_path / SCRIPT
+    script.parent.mkdir(parents=True)
+    script.write_text("x = 1\n")
+    result = _invoke("bench", "second-order", "--benchmarks-dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert "has no main(argv, progress) function" in result.output

@@ -1,0 +1,297 @@
+"""MkDocs hook: benchmark result tables rendered from ``benchmarks/results/*.json`` at build time.
+
+A page writes a marker such as ``<!-- benchmark-table: second_order -->``; the hook replaces it
+with Markdown tables built from ``benchmarks/results/second_order.json``, so every number on
+the page comes from the recorded run. It also publishes each ``benchmarks/results/*.png`` as
+``assets/benchmarks/<name>.png`` (the plot is never copied into ``docs/`` by hand, so it
+cannot drift from the JSON). A missing or malformed results file stops the build with a
+``PluginError`` that says how to regenerate it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.livereload import LiveReloadServer
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+
+RESULTS_DIR = Path("benchmarks") / "results"
+ASSETS_DIR = "assets/benchmarks"
+MARKER = re.compile(r"<!--\s*benchmark-table:\s*([A-Za-z0-9_-]+)\s*-->")
+
+# --------------------------------------------------------------------------------------------
+# formatting
+
+
+def _cell(value: Any) -> str:
+    """One table cell: ``None`` as a dash, floats to 4 significant digits, ``|`` escaped."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _seconds(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+
+
+def _met(value: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "not evaluated"}[value]
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    r"""A Markdown table; cells go through the same formatting as every benchmark number.
+
+    Example:
+        >>> print(table(["solver", "f"], [["a|b", 1.23456e-9], ["c", None]]))
+        | solver | f |
+        |---|---|
+        | a\|b | 1.235e-09 |
+        | c | — |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# second_order
+
+
+def _run_info(meta: dict[str, Any]) -> str:
+    config = meta["config"]
+    size = "quick (smoke-sized)" if config["quick"] else "full"
+    info = (
+        f"Recorded {meta['date']} on {meta['device']} ({meta['cpu_count']} CPU cores), "
+        f"jax {meta['jax_version']}, x64 {'on' if meta['x64'] else 'off'}; {size} run, "
+        f"median of {config['repeats']} timed repeats after a jit warm-up; "
+        f"{meta['elapsed_s']:.0f} s in total. Stopping rules: L-BFGS at gradient norm "
+        f"{config['gtol']:g} (at most {config['max_iter']} iterations), Levenberg-Marquardt "
+        f"at MINPACK's ftol = xtol = gtol = {config['lm_tol']:g} (at most "
+        f"{config['lm_max_iter']} iterations)."
+    )
+    if meta.get("interrupted"):
+        info += "\n\n!!! warning\n    This run was interrupted: the tables are incomplete."
+    return info
+
+
+def _targets(targets: dict[str, Any], unconstrained: list[dict[str, Any]]) -> str:
+    evals = targets["rosenbrock_fun_evals_le_scipy"]
+    mgh = targets["mgh_lm_iterations_le_scipy_same_optimum"]
+    fraction = mgh["fraction"]
+    counted = mgh["num_problems"]
+    mgh_result = _met(mgh["met"])
+    if fraction is not None:
+        wins = counted - len(mgh["losses"])
+        mgh_result += f" ({wins} / {counted} = {100 * fraction:.1f} %)"
+    summary = table(
+        ["target", "result"],
+        [
+            [
+                "1. Rosenbrock, every size: opifex L-BFGS needs no more function evaluations "
+                "than scipy L-BFGS-B",
+                _met(evals["met"]),
+            ],
+            [
+                f"2. MGH: opifex LM needs no more iterations than scipy `lm` and ends at the "
+                f"same optimum on at least {100 * mgh['threshold']:.0f} % of the problems",
+                mgh_result,
+            ],
+        ],
+    )
+    order = list(dict.fromkeys(row["problem"] for row in unconstrained))
+    sizes = sorted(evals["per_size"], key=lambda p: order.index(p) if p in order else len(order))
+    per_size = table(
+        ["problem", "opifex f-evals", "scipy f-evals", "opifex ‖∇f‖", "scipy ‖∇f‖", "target"],
+        [
+            [
+                p,
+                e["ours_fun_evals"],
+                e["scipy_fun_evals"],
+                e["ours_grad_norm"],
+                e["scipy_grad_norm"],
+                _met(e["met"]) + (f" ({e['reason']})" if e.get("reason") else ""),
+            ]
+            for p, e in ((p, evals["per_size"][p]) for p in sizes)
+        ],
+    )
+    parts = [summary, "**Target 1**, per problem size:", per_size]
+    if mgh["losses"]:
+        losses = table(
+            ["problem", "opifex iterations", "scipy iterations", "opifex f", "scipy f", "same f"],
+            [
+                [
+                    e["problem"],
+                    e["ours_iterations"],
+                    e["scipy_iterations"],
+                    e["ours_f"],
+                    e["scipy_f"],
+                    e["same_optimum"],
+                ]
+                for e in mgh["losses"]
+            ],
+        )
+        parts += ["**Target 2**, the problems where opifex LM did not meet it:", losses]
+    if mgh["not_compared"]:
+        parts.append("Not compared (a solver did not run): " + ", ".join(mgh["not_compared"]))
+    return "\n\n".join(parts)
+
+
+def _unconstrained(rows: list[dict[str, Any]]) -> str:
+    def line(r: dict[str, Any]) -> list[Any]:
+        if r["status"] != "ok":
+            return [r["problem"], r["solver"], f"{r['status']}: {r['error']}", *[None] * 5]
+        values = [r["iterations"], r["fun_evals"], r["final_f"], r["grad_norm"]]
+        return [r["problem"], r["solver"], "ok", *values, _seconds(r["time_s"])]
+
+    return table(
+        ["problem", "solver", "status", "iterations", "f-evals", "final f", "‖∇f‖", "wall time"],
+        [line(r) for r in rows],
+    )
+
+
+def _same_f(a: float | None, b: float, rtol: float, atol: float) -> bool:
+    """The benchmark's criterion for two final values being the same optimum."""
+    if a is None or not math.isfinite(a):
+        return False
+    return abs(a - b) <= max(atol, rtol * max(abs(a), abs(b)))
+
+
+def _least_squares(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
+    solvers = list(dict.fromkeys(r["solver"] for r in rows))
+    by = {(r["problem"], r["solver"]): r for r in rows}
+    body = []
+    for problem in dict.fromkeys(r["problem"] for r in rows):
+        runs = [by.get((problem, s)) for s in solvers]
+        finals = [
+            r["final_f"]
+            for r in runs
+            if r is not None
+            and r["status"] == "ok"
+            and r["final_f"] is not None
+            and math.isfinite(r["final_f"])
+        ]
+        best = min(finals) if finals else None
+        cells, missed = [], []
+        for solver, r in zip(solvers, runs, strict=True):
+            if r is None or r["status"] != "ok":
+                cells.append("not run" if r is None else r["status"])
+                missed.append(solver)
+                continue
+            counts = f"{r['iterations']} / {r['fun_evals']} / {r['deriv_evals']}"
+            cells.append(counts + ("" if r["solver_converged"] else " †"))
+            if best is None or not _same_f(
+                r["final_f"], best, config["same_rtol"], config["same_atol"]
+            ):
+                missed.append(solver)
+        first = next(r for r in runs if r is not None)
+        body.append(
+            [problem, first["n"], first["m"], *cells, best, ", ".join(missed) or "all reached it"]
+        )
+    return table(["problem", "n", "m", *solvers, "best f", "not at the best f"], body)
+
+
+def render_second_order(data: dict[str, Any]) -> str:
+    """Markdown for the second-order benchmark: run info, targets, both result tables."""
+    meta, config = data["meta"], data["meta"]["config"]
+    return "\n\n".join(
+        [
+            _run_info(meta),
+            "#### Targets",
+            _targets(data["targets"], data["unconstrained"]),
+            "#### Unconstrained: extended Rosenbrock",
+            "Every evaluation returns `f` and its gradient. Wall time: median of the timed "
+            "repeats.",
+            _unconstrained(data["unconstrained"]),
+            "#### Least squares: Moré-Garbow-Hillstrom problems",
+            "Each solver cell is *iterations / residual evaluations / Jacobian evaluations* "
+            "(MINPACK's `nfev` / `njev` convention); † marks a run whose own convergence flag "
+            "is false. The last column names the solvers whose final "
+            f"`f = sum r²` differs from the best any solver reached (relative "
+            f"{config['same_rtol']:g}, absolute {config['same_atol']:g}).",
+            _least_squares(data["least_squares"], config),
+        ]
+    )
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"second_order": render_second_order}
+
+
+# --------------------------------------------------------------------------------------------
+# loading and substitution
+
+
+def _regenerate_hint(name: str) -> str:
+    return f"generate it with `uv run python benchmarks/{name}/bench_{name}.py`"
+
+
+def render_benchmark(name: str, results_dir: Path) -> str:
+    """Markdown tables for ``<results_dir>/<name>.json``.
+
+    Raises:
+        PluginError: no renderer for ``name``, or the JSON is missing, unreadable or lacks a
+            field the tables need (the message names the file and how to regenerate it).
+    """
+    if name not in RENDERERS:
+        known = ", ".join(sorted(RENDERERS))
+        raise PluginError(f"unknown benchmark {name!r} in a benchmark-table marker; known: {known}")
+    path = Path(results_dir) / f"{name}.json"
+    if not path.is_file():
+        raise PluginError(f"benchmark results {path} not found: {_regenerate_hint(name)}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise PluginError(f"cannot read benchmark results {path}: {error}") from error
+    if not isinstance(data, dict) or data.get("benchmark") != name:
+        found = data.get("benchmark") if isinstance(data, dict) else type(data).__name__
+        raise PluginError(f"{path} is not the {name!r} benchmark's results (found {found!r})")
+    try:
+        return RENDERERS[name](data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise PluginError(
+            f"benchmark results {path} lack a field the docs need ({error!r}); "
+            f"{_regenerate_hint(name)}"
+        ) from error
+
+
+def replace_markers(markdown: str, results_dir: Path) -> str:
+    """Replace every ``<!-- benchmark-table: NAME -->`` in ``markdown`` with NAME's tables."""
+    return MARKER.sub(lambda match: render_benchmark(match.group(1), results_dir), markdown)
+
+
+def _root(config: MkDocsConfig) -> Path:
+    return Path(config.config_file_path).parent
+
+
+# --------------------------------------------------------------------------------------------
+# mkdocs events
+
+
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    """Render the benchmark markers of ``page``."""
+    return replace_markers(markdown, _root(config) / RESULTS_DIR)
+
+
+def on_files(files: Files, config: MkDocsConfig) -> Files:
+    """Publish every ``benchmarks/results/*.png`` as ``assets/benchmarks/<name>.png``."""
+    for png in sorted((_root(config) / RESULTS_DIR).glob("*.png")):
+        files.append(File.generated(config, f"{ASSETS_DIR}/{png.name}", abs_src_path=str(png)))
+    return files
+
+
+def on_serve(server: LiveReloadServer, config: MkDocsConfig, builder: Callable) -> None:
+    """Rebuild on ``mkdocs serve`` when a benchmark writes new results."""
+    server.watch(str(_root(config) / RESULTS_DIR))

@@ -1,0 +1,259 @@
+"""The mkdocs hook that renders benchmark tables from benchmarks/results/*.json at build time.
+
+No opifex package is imported: the hook reads JSON only.
+"""
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import Files
+
+ROOT = Path(__file__).resolve().parents[2]
+HOOK_PATH = ROOT / "docs" / "hooks" / "benchmark_tables.py"
+
+
+def _load_hook():
+    spec = importlib.util.spec_from_file_location("benchmark_tables_under_test", HOOK_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hook = _load_hook()
+
+
+def _row(part, problem, solver, **values):
+    row = {
+        "part": part,
+        "problem": problem,
+        "n": 2,
+        "m": 3 if part == "least_squares" else None,
+        "solver": solver,
+        "status": "ok",
+        "error": None,
+        "iterations": 10,
+        "fun_evals": 12,
+        "deriv_evals": 11,
+        "solver_converged": True,
+        "final_f": 0.0,
+        "grad_norm": 1e-9,
+        "time_s": 0.00125,
+    }
+    row.update(values)
+    return row
+
+
+SMALL = {
+    "benchmark": "second_order",
+    "meta": {
+        "date": "2030-01-02T03:04:05+00:00",
+        "device": "cpu (test)",
+        "cpu_count": 2,
+        "jax_version": "9.9.9",
+        "x64": True,
+        "elapsed_s": 12.3,
+        "interrupted": False,
+        "config": {
+            "quick": True,
+            "repeats": 3,
+            "gtol": 1e-6,
+            "max_iter": 100,
+            "lm_tol": 1e-8,
+            "lm_max_iter": 50,
+            "same_rtol": 1e-6,
+            "same_atol": 1e-10,
+        },
+    },
+    "unconstrained": [
+        _row("unconstrained", "rosenbrock_2d", "opifex L-BFGS", fun_evals=46, final_f=4.78e-19),
+        _row("unconstrained", "rosenbrock_2d", "scipy L-BFGS-B", fun_evals=45, time_s=2.5),
+        _row(
+            "unconstrained",
+            "rosenbrock_2d",
+            "jaxopt LBFGS",
+            status="unavailable",
+            error="No module named 'jaxopt'",
+            iterations=None,
+            fun_evals=None,
+            final_f=None,
+            grad_norm=None,
+            time_s=None,
+        ),
+    ],
+    "least_squares": [
+        _row("least_squares", "meyer", "opifex LM", iterations=116, final_f=87.9458551),
+        _row("least_squares", "meyer", "scipy lm (MINPACK)", iterations=117, final_f=87.9458551),
+        _row("least_squares", "bard", "opifex LM", iterations=5, final_f=0.00821487730658),
+        _row(
+            "least_squares",
+            "bard",
+            "scipy lm (MINPACK)",
+            iterations=2000,
+            final_f=17.4286,
+            solver_converged=False,
+        ),
+    ],
+    "targets": {
+        "rosenbrock_fun_evals_le_scipy": {
+            "met": False,
+            "per_size": {
+                "rosenbrock_2d": {
+                    "ours_fun_evals": 46,
+                    "scipy_fun_evals": 45,
+                    "ours_grad_norm": 1e-8,
+                    "scipy_grad_norm": 4e-8,
+                    "met": False,
+                }
+            },
+        },
+        "mgh_lm_iterations_le_scipy_same_optimum": {
+            "threshold": 0.8,
+            "fraction": 0.5,
+            "met": False,
+            "num_problems": 2,
+            "not_compared": [],
+            "wins": [{"problem": "meyer"}],
+            "losses": [
+                {
+                    "problem": "bard",
+                    "ours_iterations": 5,
+                    "scipy_iterations": 2000,
+                    "ours_f": 0.00821487730658,
+                    "scipy_f": 17.4286,
+                    "same_optimum": False,
+                }
+            ],
+        },
+    },
+}
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    (tmp_path / "second_order.json").write_text(json.dumps(SMALL), encoding="utf-8")
+    return tmp_path
+
+
+def test_targets_are_shown_as_recorded(results_dir):
+    text = hook.render_benchmark("second_order", results_dir)
+    assert (
+        "| 1. Rosenbrock, every size: opifex L-BFGS needs no more function evaluations than "
+        "scipy L-BFGS-B | **not met** |"
+    ) in text
+    assert "at least 80 % of the problems | **not met** (1 / 2 = 50.0 %) |" in text
+    assert "| rosenbrock_2d | 46 | 45 | 1e-08 | 4e-08 | **not met** |" in text
+    assert "| bard | 5 | 2000 | 0.008215 | 17.43 | no |" in text
+
+
+def test_unconstrained_table_rows(results_dir):
+    text = hook.render_benchmark("second_order", results_dir)
+    header = "| problem | solver | status | iterations | f-evals | final f | ‖∇f‖ | wall time |"
+    assert header in text
+    assert "| rosenbrock_2d | opifex L-BFGS | ok | 10 | 46 | 4.78e-19 | 1e-09 | 1.25 ms |" in text
+    assert "| rosenbrock_2d | scipy L-BFGS-B | ok | 10 | 45 | 0 | 1e-09 | 2.5 s |" in text
+    assert (
+        "| rosenbrock_2d | jaxopt LBFGS | unavailable: No module named 'jaxopt' "
+        "| — | — | — | — | — |"
+    ) in text
+
+
+def test_least_squares_table_marks_solvers_off_the_best_optimum(results_dir):
+    text = hook.render_benchmark("second_order", results_dir)
+    header = "| problem | n | m | opifex LM | scipy lm (MINPACK) | best f | not at the best f |"
+    assert header in text
+    assert "| meyer | 2 | 3 | 116 / 12 / 11 | 117 / 12 / 11 | 87.95 | all reached it |" in text
+    # scipy stopped at the other (published local) value and did not converge: † and named
+    assert "| bard | 2 | 3 | 5 / 12 / 11 | 2000 / 12 / 11 † | 0.008215 | scipy lm (MINPACK) |" in (
+        text
+    )
+
+
+def test_run_information_comes_from_meta(results_dir):
+    text = hook.render_benchmark("second_order", results_dir)
+    assert text.startswith("Recorded 2030-01-02T03:04:05+00:00 on cpu (test) (2 CPU cores)")
+    assert "jax 9.9.9" in text and "quick (smoke-sized) run" in text
+    assert "interrupted" not in text
+
+
+def test_interrupted_run_is_flagged(tmp_path):
+    data = copy.deepcopy(SMALL)
+    data["meta"]["interrupted"] = True
+    (tmp_path / "second_order.json").write_text(json.dumps(data), encoding="utf-8")
+    assert "This run was interrupted" in hook.render_benchmark("second_order", tmp_path)
+
+
+def test_marker_is_replaced_and_the_rest_of_the_page_kept(results_dir):
+    page = "# Title\n\n<!-- benchmark-table: second_order -->\n\nAfter.\n"
+    out = hook.replace_markers(page, results_dir)
+    assert out.startswith("# Title\n\nRecorded ")
+    assert out.endswith("\n\nAfter.\n")
+    assert "benchmark-table" not in out
+
+
+def test_missing_results_give_a_clear_error(tmp_path):
+    with pytest.raises(PluginError, match=r"second_order\.json not found") as error:
+        hook.replace_markers("<!-- benchmark-table: second_order -->", tmp_path)
+    assert "benchmarks/second_order/bench_second_order.py" in str(error.value)
+
+
+def test_unknown_benchmark_name_is_rejected(results_dir):
+    with pytest.raises(
+        PluginError,
+        match="unknown benchmark 'nope' in a benchmark-table marker; known: second_order",
+    ):
+        hook.replace_markers("<!-- benchmark-table: nope -->", results_dir)
+
+
+def test_results_of_another_benchmark_are_rejected(tmp_path):
+    data = dict(SMALL, benchmark="other")
+    (tmp_path / "second_order.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(PluginError, match="not the 'second_order' benchmark's results"):
+        hook.render_benchmark("second_order", tmp_path)
+
+
+def test_missing_field_names_the_field(tmp_path):
+    data = {key: value for key, value in SMALL.items() if key != "targets"}
+    (tmp_path / "second_order.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(PluginError, match=r"lack a field the docs need .*'targets'"):
+        hook.render_benchmark("second_order", tmp_path)
+
+
+def test_invalid_json_is_reported(tmp_path):
+    (tmp_path / "second_order.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(PluginError, match="cannot read benchmark results"):
+        hook.render_benchmark("second_order", tmp_path)
+
+
+def test_plots_are_published_from_the_results_directory(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "second_order.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "docs").mkdir()
+    config = MkDocsConfig(config_file_path=str(tmp_path / "mkdocs.yml"))
+    config.load_dict(
+        {"site_name": "test", "docs_dir": str(tmp_path / "docs"), "hooks": [str(HOOK_PATH)]}
+    )
+    errors, _ = config.validate()
+    assert not errors
+    files = config.plugins.on_files(Files([]), config=config)  # as during a build
+    [published] = list(files)
+    assert published.src_uri == "assets/benchmarks/second_order.png"
+    assert Path(published.abs_src_path) == results / "second_order.png"
+
+
+def test_the_recorded_results_render_with_their_targets():
+    """The committed JSON and the hook agree on the schema; the targets show as recorded."""
+    data = json.loads((ROOT / "benchmarks/results/second_order.json").read_text("utf-8"))
+    text = hook.render_benchmark("second_order", ROOT / "benchmarks" / "results")
+    recorded = data["targets"]["rosenbrock_fun_evals_le_scipy"]["met"]
+    expected = {True: "| met |", False: "| **not met** |", None: "| not evaluated |"}[recorded]
+    first_target = next(line for line in text.splitlines() if line.startswith("| 1. "))
+    assert first_target.endswith(expected)
+    page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
+    assert "<!-- benchmark-table: second_order -->" in page
+    assert f"]({hook.ASSETS_DIR}/second_order.png)" in page
