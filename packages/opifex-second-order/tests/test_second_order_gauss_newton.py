@@ -289,6 +289,8 @@ def test_bad_input_raises_clear_errors():
         least_squares(get_mgh_problem("rosenbrock").residual_fn, jnp.ones(3))
     with pytest.raises(TypeError, match="callable"):
         least_squares(None, jnp.ones(2))
+    with pytest.raises(TypeError, match=r"one floating-point dtype.*float32.*float64"):
+        least_squares(lambda x: x.astype(jnp.float64) - 1.0, jnp.ones(2, jnp.float32))
     with pytest.raises(ValueError, match="method"):
         least_squares(residual, jnp.ones(2), method="dogleg")
     with pytest.raises(ValueError, match="unknown options"):

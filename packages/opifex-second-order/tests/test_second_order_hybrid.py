@@ -159,6 +159,8 @@ def test_bad_input_raises_clear_errors():
         opt.minimize(bowl, {}, 1.0)
     with pytest.raises(ValueError, match="scalar"):
         opt.minimize(lambda x: x, jnp.ones(2))
+    with pytest.raises(TypeError, match="one floating-point dtype"):
+        opt.minimize(lambda x: jnp.sum(x.astype(jnp.float64) ** 2), jnp.ones(2, jnp.float32))
     with pytest.raises(ValueError, match="max_steps"):
         opt.minimize(bowl, jnp.ones(2), 1.0, max_steps=-3)
     with pytest.raises(TypeError, match="HybridOptimizerConfig"):

@@ -70,7 +70,8 @@ def speedup(
     * the method reaches it but the baseline does not (only possible with an explicit
       ``target``) -> ``inf``;
     * both reach it at step 0 -> ``1``; only the method at step 0 -> ``inf``;
-    * ``target`` is NaN (e.g. the baseline ended in NaN) -> NaN.
+    * ``target`` is NaN (e.g. the baseline ended in NaN) -> NaN. ``SolveResult.trace``
+      curves are NaN-padded after the last step: pass ``target`` explicitly for them.
 
     Args:
         losses: the method's loss curve(s), shape ``(..., num_steps + 1)``.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -133,6 +134,7 @@ def create_lbfgs_optimizer(
         linesearch = optax.scale_by_backtracking_linesearch(
             max_backtracking_steps=config.max_linesearch_steps,
             decrease_factor=0.5,
+            increase_factor=math.inf,  # every search starts at the quasi-Newton step 1
             store_grad=True,
         )
     return optax.lbfgs(memory_size=config.memory_size, linesearch=linesearch)
@@ -244,6 +246,8 @@ class LBFGSSolver:
         slack = _APPROX_DECREASE_RTOL * jnp.abs(state.value)
         step_size = jnp.asarray(optax.tree.get(opt_state, "learning_rate"), state.value.dtype)
         accepted = finite & (value <= state.value + slack) & (step_size > 0)
+        if self.config.line_search == "backtracking":  # its budget ran out before Armijo held
+            accepted &= optax.tree.get(opt_state, "decrease_error") <= 0.0
         # a rejected step right after a restart is a line-search failure; otherwise restart
         failed = ~accepted & state.restarted
         fresh = self.optimizer.init(state.params)

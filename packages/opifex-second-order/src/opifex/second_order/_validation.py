@@ -48,6 +48,22 @@ def check_callable(fun: Any, name: str) -> None:
         raise TypeError(f"{name} must be callable, got {type(fun).__name__}")
 
 
+def _check_one_dtype(x0: Any, out_leaves: list, what: str) -> None:
+    """Raise ``TypeError`` unless every leaf of ``x0`` and of the output has one float dtype.
+
+    The solvers keep their state in that dtype inside ``lax`` loops: a mix (float32
+    parameters, a float64 objective) would otherwise fail deep inside a loop.
+    """
+    dtypes = {jnp.result_type(leaf) for leaf in jax.tree.leaves(x0)}
+    dtypes |= {leaf.dtype for leaf in out_leaves}
+    if len(dtypes) > 1:
+        names = sorted(str(dtype) for dtype in dtypes)
+        raise TypeError(
+            f"x0 and {what} must share one floating-point dtype, got {names}; cast x0 (e.g."
+            " jax.tree.map(lambda a: a.astype(jnp.float64), x0)) or the output"
+        )
+
+
 def check_objective(fun: Callable[..., Any], x0: Any, args: tuple, name: str = "fun") -> None:
     """Check (abstractly, without running it) that ``fun(x0, *args)`` is a float scalar."""
     check_callable(fun, name)
@@ -57,6 +73,7 @@ def check_objective(fun: Callable[..., Any], x0: Any, args: tuple, name: str = "
     check_scalar_output(out, f"{name}(x0, *args)")
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"{name}(x0, *args) must return a floating-point scalar, got {out.dtype}")
+    _check_one_dtype(x0, [out], f"{name}(x0, *args)")
 
 
 def check_residual(
@@ -76,3 +93,4 @@ def check_residual(
             raise TypeError(
                 f"{name}(x0, *args) must return floating-point residuals, got {leaf.dtype}"
             )
+    _check_one_dtype(x0, leaves, f"{name}(x0, *args)")
