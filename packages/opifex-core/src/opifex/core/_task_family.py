@@ -21,7 +21,7 @@ class TaskFamily(Protocol):
 
     Example:
         >>> import jax
-        >>> from opifex.core import QuadraticFamily
+        >>> from opifex.core.families import QuadraticFamily
         >>> family = QuadraticFamily(dimension=4)
         >>> isinstance(family, TaskFamily)
         True
