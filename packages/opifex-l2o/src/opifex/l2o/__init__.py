@@ -1,1 +1,64 @@
-"""Learned optimisers, meta-training and the L2O engine in JAX."""
+"""Learned optimisers as optax transformations whose weights are a differentiable pytree.
+
+* ``mlp_optimizer(phi)``: a per-coordinate MLP on normalised features (gradient, parameter,
+  momenta, RMS estimates and their ratios, time, optionally the loss), emitting a direction
+  and a log-magnitude (Metz et al., 2019 and 2022). Features: ``FeatureConfig``,
+  ``init_features`` / ``update_features``.
+* ``lstm_optimizer(phi)``: the coordinate-wise LSTM of Andrychowicz et al. (2016).
+* ``learnable_sgd(phi)`` / ``learnable_adam(phi)``: SGD with momentum and Adam whose
+  hyperparameters are ``phi`` (equal to ``optax.sgd`` / ``optax.adam`` at the same values).
+
+Each is an ``optax.GradientTransformationExtraArgs``: it works on any pytree of parameters,
+under ``jit`` and ``vmap``, inside ``optax.chain``, and is differentiable in ``phi``, so that an
+unrolled inner loss can be ``jax.grad``-ed with respect to ``phi``. Its state is a
+``NamedTuple`` of arrays with the parameters' dtypes; updates have the gradients' dtypes.
+
+Horizon. A learned optimiser is meta-trained on a distribution of tasks for a fixed number of
+inner steps (its horizon); ``phi`` carries no guarantee outside them. Unrolled past its horizon,
+or on tasks unlike its training tasks, a learned optimiser may stall or diverge (the time
+features ``tanh(t / T)`` also take values never seen in training). Nothing here checks this.
+
+Non-finite gradients. NaN / inf gradients are not filtered: they propagate into the updates
+and into the optimiser state, where the moving averages keep them. For ``mlp_optimizer`` a
+non-finite coordinate spoils its whole tensor (the features are normalised per tensor); for the
+others only that coordinate. Wrap the optimiser in ``optax.apply_if_finite`` to skip such
+steps and keep the state.
+
+Meta-training, the L2O engine and pretrained weights are not part of this package yet.
+"""
+
+from opifex.l2o._features import FeatureConfig, FeatureState, init_features, update_features
+from opifex.l2o._learnable import (
+    LearnableAdamState,
+    LearnableSGDState,
+    init_learnable_adam_params,
+    init_learnable_sgd_params,
+    learnable_adam,
+    learnable_sgd,
+)
+from opifex.l2o._lstm import (
+    LSTMOptimizerState,
+    init_lstm_optimizer_params,
+    lstm_optimizer,
+    preprocess_gradient,
+)
+from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
+
+__all__ = [
+    "FeatureConfig",
+    "FeatureState",
+    "LSTMOptimizerState",
+    "LearnableAdamState",
+    "LearnableSGDState",
+    "init_features",
+    "init_learnable_adam_params",
+    "init_learnable_sgd_params",
+    "init_lstm_optimizer_params",
+    "init_mlp_optimizer_params",
+    "learnable_adam",
+    "learnable_sgd",
+    "lstm_optimizer",
+    "mlp_optimizer",
+    "preprocess_gradient",
+    "update_features",
+]
