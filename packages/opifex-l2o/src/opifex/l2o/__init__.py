@@ -24,9 +24,20 @@ non-finite coordinate spoils its whole tensor (the features are normalised per t
 others only that coordinate. Wrap the optimiser in ``optax.apply_if_finite`` to skip such
 steps and keep the state.
 
-Meta-training, the L2O engine and pretrained weights are not part of this package yet.
+Meta-training. ``meta_train(key, phi, family, make_optimizer, config)`` fits ``phi`` over a
+``TaskFamily`` (tasks resampled, truncations staggered) with one of three meta-gradient
+estimators (``MetaTrainConfig.estimator``): truncated backpropagation through time
+(``truncated_bptt``), antithetic persistent evolution strategies (``pes``, Vicol et al., 2021,
+unbiased for the whole unroll) or truncated ES (``truncated_es``). It clips meta-gradients,
+resets non-finite unrolls and skips non-finite outer steps (both counted), validates on held-out
+tasks with early stopping, follows an ``L2OCurriculum`` over the horizon, checkpoints and
+resumes exactly, and shards the task batch over the available devices.
+
+The L2O engine, the benchmark and pretrained weights are not part of this package yet.
 """
 
+from opifex.l2o._curriculum import L2OCurriculum
+from opifex.l2o._estimator import MetaGradientEstimator, MetaGradientInfo
 from opifex.l2o._features import FeatureConfig, FeatureState, init_features, update_features
 from opifex.l2o._learnable import (
     LearnableAdamState,
@@ -42,23 +53,55 @@ from opifex.l2o._lstm import (
     lstm_optimizer,
     preprocess_gradient,
 )
+from opifex.l2o._meta_config import MetaTrainConfig
+from opifex.l2o._meta_state import MetaTrainHistory, MetaTrainResult, MetaTrainState
+from opifex.l2o._meta_train import meta_train
 from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
+from opifex.l2o._pes import PESState, pes
+from opifex.l2o._truncated_bptt import truncated_bptt
+from opifex.l2o._truncated_es import truncated_es
+from opifex.l2o._unroll import (
+    UnrollOutput,
+    UnrollState,
+    init_unroll,
+    init_unrolls,
+    truncation_meta_loss,
+    unroll,
+)
 
 __all__ = [
     "FeatureConfig",
     "FeatureState",
+    "L2OCurriculum",
     "LSTMOptimizerState",
     "LearnableAdamState",
     "LearnableSGDState",
+    "MetaGradientEstimator",
+    "MetaGradientInfo",
+    "MetaTrainConfig",
+    "MetaTrainHistory",
+    "MetaTrainResult",
+    "MetaTrainState",
+    "PESState",
+    "UnrollOutput",
+    "UnrollState",
     "init_features",
     "init_learnable_adam_params",
     "init_learnable_sgd_params",
     "init_lstm_optimizer_params",
     "init_mlp_optimizer_params",
+    "init_unroll",
+    "init_unrolls",
     "learnable_adam",
     "learnable_sgd",
     "lstm_optimizer",
+    "meta_train",
     "mlp_optimizer",
+    "pes",
     "preprocess_gradient",
+    "truncated_bptt",
+    "truncated_es",
+    "truncation_meta_loss",
+    "unroll",
     "update_features",
 ]
