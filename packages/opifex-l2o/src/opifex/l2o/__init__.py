@@ -33,11 +33,36 @@ resets non-finite unrolls and skips non-finite outer steps (both counted), valid
 tasks with early stopping, follows an ``L2OCurriculum`` over the horizon, checkpoints and
 resumes exactly, and shards the task batch over the available devices.
 
-The L2O engine, the benchmark and pretrained weights are not part of this package yet.
+Benchmarking. ``L2OBenchmark(problem_families, baseline_optimizers)`` tunes the baselines'
+learning rates by grid search on training tasks, runs every optimiser on the same held-out
+tasks (``run_optimizer``) and reports per-task speedup at the tuned baseline's final loss
+(censored), the same in loss evaluations, final-loss ratio, divergence and wall time
+(``BenchmarkResult``: summary, JSON, plot).
+
+The L2O engine and pretrained weights are not part of this package yet.
 """
 
+from opifex.l2o._baselines import (
+    BASELINES,
+    DEFAULT_LEARNING_RATES,
+    TUNABLE_BASELINES,
+    TuningResult,
+    baseline_optimizer,
+    run_baseline,
+    tune_learning_rate,
+)
+from opifex.l2o._benchmark import METRICS, L2OBenchmark
+from opifex.l2o._benchmark_result import BenchmarkResult, FamilyResult
+from opifex.l2o._compare import COMPARISONS, compare_runs, losses_by_evaluations
 from opifex.l2o._curriculum import L2OCurriculum
 from opifex.l2o._estimator import MetaGradientEstimator, MetaGradientInfo
+from opifex.l2o._evaluate import (
+    RunResult,
+    diverged_mask,
+    run_optimizer,
+    sample_tasks,
+    split_task_keys,
+)
 from opifex.l2o._features import FeatureConfig, FeatureState, init_features, update_features
 from opifex.l2o._learnable import (
     LearnableAdamState,
@@ -70,8 +95,16 @@ from opifex.l2o._unroll import (
 )
 
 __all__ = [
+    "BASELINES",
+    "COMPARISONS",
+    "DEFAULT_LEARNING_RATES",
+    "METRICS",
+    "TUNABLE_BASELINES",
+    "BenchmarkResult",
+    "FamilyResult",
     "FeatureConfig",
     "FeatureState",
+    "L2OBenchmark",
     "L2OCurriculum",
     "LSTMOptimizerState",
     "LearnableAdamState",
@@ -83,8 +116,13 @@ __all__ = [
     "MetaTrainResult",
     "MetaTrainState",
     "PESState",
+    "RunResult",
+    "TuningResult",
     "UnrollOutput",
     "UnrollState",
+    "baseline_optimizer",
+    "compare_runs",
+    "diverged_mask",
     "init_features",
     "init_learnable_adam_params",
     "init_learnable_sgd_params",
@@ -94,14 +132,20 @@ __all__ = [
     "init_unrolls",
     "learnable_adam",
     "learnable_sgd",
+    "losses_by_evaluations",
     "lstm_optimizer",
     "meta_train",
     "mlp_optimizer",
     "pes",
     "preprocess_gradient",
+    "run_baseline",
+    "run_optimizer",
+    "sample_tasks",
+    "split_task_keys",
     "truncated_bptt",
     "truncated_es",
     "truncation_meta_loss",
+    "tune_learning_rate",
     "unroll",
     "update_features",
 ]

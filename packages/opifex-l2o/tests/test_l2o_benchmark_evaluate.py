@@ -1,0 +1,149 @@
+"""run_optimizer: loss curves against hand-written optax loops, L-BFGS against
+opifex.second_order.minimize, divergence kept and flagged, key conventions and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from opifex.core.families import QuadraticFamily, TeacherStudentMLPFamily
+from opifex.l2o._evaluate import run_optimizer, sample_tasks, split_task_keys
+from opifex.second_order import create_lbfgs_optimizer, minimize
+
+QUADRATIC = QuadraticFamily(dimension=5)
+# a minibatch family: checks the documented per-step key convention
+MLP = TeacherStudentMLPFamily(layer_sizes=(2, 4, 1), num_points=16, batch_size=4)
+
+
+def _reference_curves(optimizer, family, task_keys, num_steps):
+    """A plain Python optax loop per task, with the documented key convention."""
+    curves = []
+    for task_key in task_keys:
+        sample_key, init_key, stream = jax.random.split(task_key, 3)
+        task = family.sample(sample_key)
+        params = family.init(init_key, task)
+        state = optimizer.init(params)
+        losses = []
+        for k in range(num_steps + 1):
+            key = jax.random.fold_in(stream, k)
+            value, grad = jax.value_and_grad(family.loss)(params, task, key)
+            losses.append(float(value))
+            updates, state = optimizer.update(grad, state, params, value=value)
+            params = optax.apply_updates(params, updates)
+        curves.append(losses)
+    return np.asarray(curves)
+
+
+@pytest.mark.parametrize("family", [QUADRATIC, MLP], ids=["quadratic", "minibatch_mlp"])
+def test_adam_curves_equal_a_hand_written_optax_loop(family):
+    keys = jax.random.split(jax.random.key(3), 3)
+    optimizer = optax.adam(0.05)
+    result = run_optimizer(optimizer, family, keys, 15)
+    reference = _reference_curves(optimizer, family, keys, 15)
+    assert result.losses.shape == result.num_evaluations.shape == (3, 16)
+    np.testing.assert_allclose(result.losses, reference, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(result.num_evaluations, np.tile(np.arange(1, 17), (3, 1)))
+    assert not np.any(result.diverged)
+    # the final parameters are those of the last iterate: their loss is the curve's last entry
+    tasks, _ = sample_tasks(family, keys)
+    if family is QUADRATIC:
+        finals = jax.vmap(lambda p, t: family.loss(p, t, None))(result.params, tasks)
+        np.testing.assert_allclose(finals, result.losses[:, -1], rtol=1e-6)
+
+
+def _quadratic_loss(params, matrix, target):
+    return jnp.sum((matrix @ params - target) ** 2)
+
+
+def test_lbfgs_curve_and_evaluation_counts_match_minimize():
+    keys = jax.random.split(jax.random.key(1), 2)
+    result = run_optimizer(create_lbfgs_optimizer(), QUADRATIC, keys, 8)
+    tasks, x0 = sample_tasks(QUADRATIC, keys)
+    for i in range(2):
+        reference = minimize(
+            _quadratic_loss,
+            x0[i],
+            tasks.matrix[i],
+            tasks.target[i],
+            max_iterations=8,
+            tolerance=0.0,
+        )
+        assert int(reference.num_steps) == 8  # no rejected step: the runs are comparable
+        np.testing.assert_allclose(result.losses[i], reference.trace["value"], rtol=1e-5)
+        assert int(result.num_evaluations[i, -1]) == int(reference.stats["num_fun_evals"])
+    # one L-BFGS iteration costs at least one evaluation, usually more
+    assert np.all(np.diff(result.num_evaluations, axis=1) >= 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CountingFamily(QuadraticFamily):
+    """A quadratic family that counts the Python executions of its loss (not part of its hash)."""
+
+    calls: list = dataclasses.field(default_factory=list, compare=False)
+
+    def loss(self, params, task, key):
+        self.calls.append(1)
+        return super().loss(params, task, key)
+
+
+def test_plain_transformation_is_accepted_and_not_recompiled():
+    keys = jax.random.split(jax.random.key(0), 2)
+    optimizer = optax.scale(-0.01)  # not a GradientTransformationExtraArgs
+    family = _CountingFamily(dimension=5)
+    first = run_optimizer(optimizer, family, keys, 5)
+    traced = len(family.calls)
+    second = run_optimizer(optimizer, family, keys, 5)
+    assert traced > 0 and len(family.calls) == traced  # the second call reused the compilation
+    np.testing.assert_array_equal(first.losses, second.losses)
+    reference = _reference_curves(optax.sgd(0.01), QUADRATIC, keys, 5)
+    np.testing.assert_allclose(first.losses, reference, rtol=1e-6)
+
+
+def test_divergence_is_kept_and_flagged():
+    keys = jax.random.split(jax.random.key(0), 4)
+    diverging = run_optimizer(optax.sgd(10.0), QUADRATIC, keys, 60)
+    assert np.all(diverging.diverged)
+    assert np.all(np.isfinite(diverging.losses[:, 0]))  # the start is finite
+    assert np.all(~np.isfinite(diverging.losses[:, -1]))  # kept as inf / NaN, never replaced
+    stable = run_optimizer(optax.sgd(1e-3), QUADRATIC, keys, 60)
+    assert not np.any(stable.diverged)
+
+
+def test_raw_uint32_keys_equal_typed_keys_and_splits_are_disjoint():
+    typed = jax.random.split(jax.random.key(5), 3)
+    raw = jax.random.key_data(typed)
+    a = run_optimizer(optax.adam(0.1), QUADRATIC, typed, 4)
+    b = run_optimizer(optax.adam(0.1), QUADRATIC, raw, 4)
+    np.testing.assert_array_equal(a.losses, b.losses)
+
+    train, test = split_task_keys(jax.random.key(0), 4, 6)
+    train_data = {tuple(k) for k in np.asarray(jax.random.key_data(train)).tolist()}
+    test_data = {tuple(k) for k in np.asarray(jax.random.key_data(test)).tolist()}
+    assert len(train_data) == 4 and len(test_data) == 6 and not train_data & test_data
+    # the training keys do not depend on how many held-out tasks there are
+    more_train, _ = split_task_keys(jax.random.key(0), 4, 9)
+    np.testing.assert_array_equal(jax.random.key_data(more_train), jax.random.key_data(train))
+
+
+def test_bad_arguments():
+    keys = jax.random.split(jax.random.key(0), 2)
+    adam = optax.adam(0.1)
+    with pytest.raises(TypeError, match="optimizer"):
+        run_optimizer(lambda g: g, QUADRATIC, keys, 3)
+    with pytest.raises(TypeError, match="TaskFamily"):
+        run_optimizer(adam, object(), keys, 3)
+    with pytest.raises(TypeError, match="task_keys"):
+        run_optimizer(adam, QUADRATIC, jnp.zeros(3), 3)
+    with pytest.raises(ValueError, match="task_keys"):
+        run_optimizer(adam, QUADRATIC, jax.random.key(0), 3)
+    with pytest.raises(ValueError, match="num_steps"):
+        run_optimizer(adam, QUADRATIC, keys, 0)
+    with pytest.raises(ValueError, match="num_test"):
+        split_task_keys(jax.random.key(0), 2, 0)
+    with pytest.raises(TypeError, match="key"):
+        split_task_keys(3, 2, 2)
