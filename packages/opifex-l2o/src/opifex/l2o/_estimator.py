@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from opifex.core import TaskFamily, check_int_at_least, check_positive
-from opifex.l2o._unroll import MakeOptimizer, UnrollState, init_unrolls
+from opifex.core import TaskFamily, check_choice, check_int_at_least, check_positive
+from opifex.l2o._unroll import META_LOSSES, MakeOptimizer, UnrollState, init_unrolls
 
 
 class MetaGradientInfo(NamedTuple):
@@ -132,9 +132,12 @@ def pair_mean(weights: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def check_estimator_args(
-    family: Any, make_optimizer: Any, truncation_length: Any, **positive: Any
+    family: Any, make_optimizer: Any, truncation_length: Any, meta_loss: Any, **positive: Any
 ) -> None:
     """Validate the arguments every estimator constructor takes."""
+    if not isinstance(meta_loss, str):
+        raise TypeError(f"meta_loss must be a str, got {type(meta_loss).__name__}")
+    check_choice(meta_loss, META_LOSSES, "meta_loss")
     if not isinstance(family, TaskFamily):
         raise TypeError(
             "family must be a TaskFamily (sample, init and loss methods), got "

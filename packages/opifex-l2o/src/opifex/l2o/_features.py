@@ -13,15 +13,21 @@ gradient, ``p`` the parameter):
 * time features ``tanh(t / T)``, one per ``timescales``;
 * with ``use_loss``: loss features ``tanh((f - fbar_k) / (|fbar_k| + eps))``, where ``f`` is the
   loss passed as ``value=`` and ``fbar_k`` its bias-corrected moving average at each of the
-  ``momentum_decays`` (the current loss included, so a constant loss gives 0).
+  ``momentum_decays`` (the current loss included, so a constant loss gives 0);
+* with ``use_scale``: scale features, the log of each per-coordinate feature's per-tensor
+  normaliser (below), one per per-coordinate feature, the same for every coordinate of a tensor.
 
 Each per-coordinate feature (all but time and loss) is normalised per tensor: divided by
 ``sqrt(mean square over the tensor + eps**2)``. This makes them invariant to the scale of the
 gradients and parameters, and it cancels the moving averages' bias-correction factors, which are
 the same for every coordinate of a tensor; so the accumulators are kept uncorrected. Time and
 loss features are the same for every coordinate and already bounded by ``tanh``; they are not
-normalised. The normalisation couples the coordinates of a tensor: a NaN or inf gradient
-coordinate makes every feature of that tensor non-finite (see ``opifex.l2o``'s docstring).
+normalised. The normalisation discards the tensor's absolute scale (for instance how large
+the gradient is now compared with earlier); ``use_scale`` gives it back as the scale features,
+in log form so that they stay moderate over many orders of magnitude (they are the only
+features that are not scale-invariant). The normalisation couples the coordinates of a
+tensor: a NaN or inf gradient coordinate makes every feature of that tensor non-finite (see
+``opifex.l2o``'s docstring).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class FeatureConfig:
         rms_decays: decays of the second-moment estimates (each in ``(0, 1)``, at least one).
         timescales: ``T`` of the time features ``tanh(t / T)`` (each > 0; may be empty).
         use_loss: add the loss features; ``update`` then needs ``value=`` (the loss).
+        use_scale: add the scale features (log of each per-tensor normaliser).
         eps: regulariser of the RMS estimates, the loss change and the per-tensor
             normalisation (> 0).
 
@@ -60,6 +67,7 @@ class FeatureConfig:
     rms_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
     timescales: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0)
     use_loss: bool = False
+    use_scale: bool = False
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
@@ -69,21 +77,26 @@ class FeatureConfig:
             ("timescales", check_timescales),
         ):
             object.__setattr__(self, name, check(getattr(self, name), name))
-        if not isinstance(self.use_loss, bool):
-            raise TypeError(f"use_loss must be a bool, got {type(self.use_loss).__name__}")
+        for name in ("use_loss", "use_scale"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         check_positive(self.eps, "eps")
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The name of each feature, in the order of the last axis."""
         momenta, rms = self.momentum_decays, self.rms_decays
-        return (
+        own = (
             "grad",
             "param",
             *(f"momentum_{b}" for b in momenta),
             *(f"rms_{b}" for b in rms),
             *(f"grad_over_rms_{b}" for b in rms),
             *(f"momentum_{b}_over_rms_{rms[-1]}" for b in momenta),
+        )
+        return (
+            *own,
+            *(f"log_scale_{name}" for name in own if self.use_scale),
             *(f"time_{s:g}" for s in self.timescales),
             *((f"loss_{b}" for b in momenta) if self.use_loss else ()),
         )
@@ -204,10 +217,11 @@ def update_features(
         own = jnp.concatenate(
             [g1, p[..., None].astype(g.dtype), m, rms, g1 / rms, m / rms[..., -1:]], axis=-1
         )
-        axes = tuple(range(g.ndim))
-        own = own / jnp.sqrt(jnp.mean(own**2, axis=axes) + config.eps**2)
-        common = jnp.broadcast_to(shared.astype(g.dtype), (*g.shape, shared.size))
-        return jnp.concatenate([own, common], axis=-1), m, v
+        scale = jnp.sqrt(jnp.mean(own**2, axis=tuple(range(g.ndim))) + config.eps**2)
+        common = [jnp.log(scale)] if config.use_scale else []
+        common = jnp.concatenate([*common, shared.astype(g.dtype)])
+        common = jnp.broadcast_to(common, (*g.shape, common.size))
+        return jnp.concatenate([own / scale, common], axis=-1), m, v
 
     out = jax.tree.map(leaf, grads, params, state.momentum, state.second_moment)
     outer = jax.tree.structure(grads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from opifex.core import check_choice, check_int_at_least, check_positive
+from opifex.l2o._unroll import META_LOSSES
 
 ESTIMATORS = ("truncated_bptt", "pes", "truncated_es")
 VALIDATION_METRICS = ("final_loss", "mean_loss")
@@ -24,6 +25,10 @@ class MetaTrainConfig:
             (each of its horizons ``<= horizon``).
         num_outer_steps: outer (meta-parameter) updates (>= 1).
         outer_learning_rate: Adam's learning rate on ``phi`` (> 0).
+        meta_loss: what a truncation minimises (``truncation_meta_loss``): ``"mean"`` (the mean
+            of its per-step losses) or ``"log_mean"`` (the mean of their logs, so that every
+            task counts by its relative progress; for positive losses). Validation always
+            uses the plain losses (``validation_metric``).
         clip_norm: the meta-gradient is clipped to this global norm before Adam (> 0), or
             ``None`` for no clipping.
         pes_sigma: standard deviation of the perturbations of ``"pes"`` and
@@ -55,6 +60,7 @@ class MetaTrainConfig:
     horizon: int = 100
     num_outer_steps: int = 1000
     outer_learning_rate: float = 1e-3
+    meta_loss: str = "mean"
     clip_norm: float | None = 1.0
     pes_sigma: float = 0.01
     num_particles: int = 2
@@ -65,11 +71,12 @@ class MetaTrainConfig:
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("estimator", "validation_metric"):
+        for name in ("estimator", "validation_metric", "meta_loss"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a str, got {type(getattr(self, name)).__name__}")
         check_choice(self.estimator, ESTIMATORS, "estimator")
         check_choice(self.validation_metric, VALIDATION_METRICS, "validation_metric")
+        check_choice(self.meta_loss, META_LOSSES, "meta_loss")
         for name in ("num_tasks", "truncation_length", "horizon", "num_outer_steps"):
             check_int_at_least(getattr(self, name), 1, name)
         for name in ("validation_every", "num_validation_tasks"):

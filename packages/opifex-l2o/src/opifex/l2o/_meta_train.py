@@ -90,10 +90,14 @@ def _build_programs(
 ) -> _Programs:
     K = config.truncation_length
     if config.estimator == "truncated_bptt":
-        estimator = truncated_bptt(family, make_optimizer, K)
+        estimator = truncated_bptt(family, make_optimizer, K, meta_loss=config.meta_loss)
     else:
         build = pes if config.estimator == "pes" else truncated_es
-        kwargs = {"sigma": config.pes_sigma, "num_particles": config.num_particles}
+        kwargs = {
+            "sigma": config.pes_sigma,
+            "num_particles": config.num_particles,
+            "meta_loss": config.meta_loss,
+        }
         estimator = build(family, make_optimizer, K, **kwargs)
     outer = optax.adam(config.outer_learning_rate)
     if config.clip_norm is not None:

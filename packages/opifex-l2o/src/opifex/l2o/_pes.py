@@ -39,7 +39,7 @@ from opifex.l2o._estimator import (
     over_tasks,
     pair_mean,
 )
-from opifex.l2o._unroll import MakeOptimizer, UnrollState, unroll
+from opifex.l2o._unroll import MakeOptimizer, UnrollState, step_meta_losses, unroll
 
 
 class PESState(NamedTuple):
@@ -73,6 +73,7 @@ def pes(
     *,
     sigma: float,
     num_particles: int,
+    meta_loss: str = "mean",
 ) -> MetaGradientEstimator:
     """The antithetic PES meta-gradient estimator (see the module docstring).
 
@@ -83,6 +84,8 @@ def pes(
         sigma: standard deviation of the perturbations (> 0).
         num_particles: particles per task, an even number >= 2 (``P = num_particles / 2``
             antithetic pairs).
+        meta_loss: ``"mean"`` or ``"log_mean"`` (``truncation_meta_loss``): the per-step
+            losses ``L`` above are the losses or their logs.
 
     Returns:
         A ``MetaGradientEstimator`` whose state is a ``PESState``.
@@ -104,7 +107,7 @@ def pes(
         >>> grad["log_learning_rate"].shape
         ()
     """
-    check_estimator_args(family, make_optimizer, truncation_length, sigma=sigma)
+    check_estimator_args(family, make_optimizer, truncation_length, meta_loss, sigma=sigma)
     num_pairs = check_num_particles(num_particles)
 
     def init(key: jax.Array, phi: Any, num_tasks: int, horizon: Any) -> PESState:
@@ -134,7 +137,8 @@ def pes(
 
         end, output = jax.vmap(jax.vmap(particle))(signed, state.params, state.opt_state)
         restarted = output.restarted[0, 0]  # the same for every particle of the task
-        diff = output.losses[:, 0] - output.losses[:, 1]  # (P, K)
+        losses = step_meta_losses(output.losses, meta_loss)
+        diff = losses[:, 0] - losses[:, 1]  # (P, K)
         before = jnp.mean(jnp.where(restarted, 0, diff), axis=-1)  # weighted by xi + eps
         after = jnp.mean(jnp.where(restarted, diff, 0), axis=-1)  # weighted by eps alone
 
@@ -146,6 +150,6 @@ def pes(
         xi = jax.tree.map(lambda x, e: jnp.where(restarted[-1], e, x + e), state.xi, eps)
         task = jax.tree.map(lambda x: x[0, 0], end.task)
         new = PESState(end.params, end.opt_state, task, end.step[0, 0], xi)
-        return grad, jnp.mean(output.losses), new
+        return grad, jnp.mean(losses), new
 
     return MetaGradientEstimator(init, over_tasks(task_estimate))

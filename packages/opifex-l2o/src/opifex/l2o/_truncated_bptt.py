@@ -26,7 +26,11 @@ from opifex.l2o._unroll import MakeOptimizer, UnrollState, truncation_meta_loss,
 
 
 def truncated_bptt(
-    family: TaskFamily, make_optimizer: MakeOptimizer, truncation_length: int
+    family: TaskFamily,
+    make_optimizer: MakeOptimizer,
+    truncation_length: int,
+    *,
+    meta_loss: str = "mean",
 ) -> MetaGradientEstimator:
     """The truncated-backpropagation meta-gradient estimator.
 
@@ -36,6 +40,7 @@ def truncated_bptt(
         family: the ``TaskFamily`` of the inner problems.
         make_optimizer: ``phi -> optax.GradientTransformationExtraArgs``.
         truncation_length: ``K``, inner steps per truncation (>= 1).
+        meta_loss: ``"mean"`` or ``"log_mean"`` (``truncation_meta_loss``).
 
     Returns:
         A ``MetaGradientEstimator``: ``init(key, phi, num_tasks, horizon)`` and
@@ -55,12 +60,12 @@ def truncated_bptt(
         >>> float(grad["log_learning_rate"]) < 0  # a larger step would lower the loss
         True
     """
-    check_estimator_args(family, make_optimizer, truncation_length)
+    check_estimator_args(family, make_optimizer, truncation_length, meta_loss)
 
     def task_estimate(key: jax.Array, phi: Any, state: UnrollState, horizon: Any) -> tuple:
         start = jax.lax.stop_gradient(state)
 
-        def meta_loss(phi: Any) -> tuple[jax.Array, UnrollState]:
+        def objective(phi: Any) -> tuple[jax.Array, UnrollState]:
             end, output = unroll(
                 key,
                 phi,
@@ -70,9 +75,9 @@ def truncated_bptt(
                 num_steps=truncation_length,
                 horizon=horizon,
             )
-            return truncation_meta_loss(output), end
+            return truncation_meta_loss(output, meta_loss), end
 
-        (loss, end), grad = jax.value_and_grad(meta_loss, has_aux=True)(phi)
+        (loss, end), grad = jax.value_and_grad(objective, has_aux=True)(phi)
         return grad, loss, end
 
     return MetaGradientEstimator(batch_init(family, make_optimizer), over_tasks(task_estimate))

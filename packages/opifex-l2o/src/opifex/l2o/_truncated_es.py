@@ -40,6 +40,7 @@ def truncated_es(
     *,
     sigma: float,
     num_particles: int,
+    meta_loss: str = "mean",
 ) -> MetaGradientEstimator:
     """The truncated antithetic ES meta-gradient estimator (see the module docstring).
 
@@ -49,6 +50,7 @@ def truncated_es(
         truncation_length: ``K``, inner steps per truncation (>= 1).
         sigma: standard deviation of the perturbations (> 0).
         num_particles: particles per task, an even number >= 2.
+        meta_loss: ``"mean"`` or ``"log_mean"`` (``truncation_meta_loss``).
 
     Returns:
         A ``MetaGradientEstimator`` whose state is an ``UnrollState`` batch.
@@ -68,7 +70,7 @@ def truncated_es(
         >>> state.step.tolist()
         [5, 10, 15, 20]
     """
-    check_estimator_args(family, make_optimizer, truncation_length, sigma=sigma)
+    check_estimator_args(family, make_optimizer, truncation_length, meta_loss, sigma=sigma)
     num_pairs = check_num_particles(num_particles)
 
     def run(key: jax.Array, phi: Any, state: UnrollState, horizon: Any) -> tuple:
@@ -89,12 +91,12 @@ def truncated_es(
 
         def particle(delta: Any) -> jax.Array:
             perturbed = jax.tree.map(jnp.add, phi, delta)
-            return truncation_meta_loss(run(unroll_key, perturbed, state, horizon)[1])
+            return truncation_meta_loss(run(unroll_key, perturbed, state, horizon)[1], meta_loss)
 
         losses = jax.vmap(jax.vmap(particle))(signed)  # (P, 2)
         diff = losses[:, 0] - losses[:, 1]
         grad = jax.tree.map(lambda e: pair_mean(diff, e) / (2 * sigma**2), eps)
         state, output = run(unroll_key, phi, state, horizon)
-        return grad, truncation_meta_loss(output), state
+        return grad, truncation_meta_loss(output, meta_loss), state
 
     return MetaGradientEstimator(batch_init(family, make_optimizer), over_tasks(task_estimate))

@@ -14,6 +14,9 @@ Using the loss *after* each update (not before) makes every recorded loss depend
 within the truncation, so that even ``K = 1`` gives a non-zero truncated gradient; the mean
 (not the sum) keeps its scale independent of ``K``. Summed over the truncations of one unroll,
 it is ``1 / K`` times the sum of the unroll's losses (the "full-unroll meta-loss").
+With ``meta_loss="log_mean"`` the mean is of the losses' logarithms instead: every task then
+counts by its relative progress, not by its loss's scale (the losses must be positive; a
+non-positive one gives a non-finite meta-loss, which ``meta_train`` treats as a failed task).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from opifex.core import TaskFamily
+from opifex.core import TaskFamily, check_choice
 
 MakeOptimizer = Callable[[Any], optax.GradientTransformationExtraArgs]
+META_LOSSES = ("mean", "log_mean")
 
 
 class UnrollState(NamedTuple):
@@ -149,16 +153,34 @@ def unroll(
     return state, UnrollOutput(losses, jnp.cumsum(resets) > 0)
 
 
-def truncation_meta_loss(output: UnrollOutput) -> jax.Array:
+def step_meta_losses(losses: jax.Array, meta_loss: str = "mean") -> jax.Array:
+    """The per-step terms of the meta-loss: ``losses`` (``"mean"``) or ``log(losses)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> step_meta_losses(jnp.array([1.0, jnp.e]), "log_mean").tolist()
+        [0.0, 1.0]
+    """
+    check_choice(meta_loss, META_LOSSES, "meta_loss")
+    return jnp.log(losses) if meta_loss == "log_mean" else losses
+
+
+def truncation_meta_loss(output: UnrollOutput, meta_loss: str = "mean") -> jax.Array:
     """The meta-loss of a truncation: the mean of its per-step losses (see the module docstring).
+
+    Args:
+        output: the truncation's ``UnrollOutput``.
+        meta_loss: ``"mean"`` (the mean of the losses) or ``"log_mean"`` (of their logs).
 
     Example:
         >>> import jax.numpy as jnp
         >>> out = UnrollOutput(jnp.array([3.0, 1.0]), jnp.array([False, False]))
         >>> float(truncation_meta_loss(out))
         2.0
+        >>> round(float(truncation_meta_loss(out, "log_mean")), 4)  # log(3) / 2
+        0.5493
     """
-    return jnp.mean(output.losses)
+    return jnp.mean(step_meta_losses(output.losses, meta_loss))
 
 
 def init_unrolls(
