@@ -39,7 +39,15 @@ tasks (``run_optimizer``) and reports per-task speedup at the tuned baseline's f
 (censored), the same in loss evaluations, final-loss ratio, divergence and wall time
 (``BenchmarkResult``: summary, JSON, plot).
 
-The L2O engine and pretrained weights are not part of this package yet.
+Engine. ``L2OEngine(l2o_config=L2OEngineConfig(...), meta_config=MetaOptimizerConfig(...))``
+is a façade over the above: ``meta_train``, ``optimize`` (a guarded learned run that detects
+divergence and stalls under ``jit`` and, with ``use_traditional_fallback``, continues with
+Adam or L-BFGS), ``optimize_with_meta_framework``, ``solve_gradient_problem``,
+``solve_physics_informed``, ``solve_with_meta_learning`` (warm starts from a store of solved
+problems), ``recommend_algorithm``, ``solve_automatically`` and ``compare_all_solvers``.
+
+Pretrained weights: ``load_pretrained(name)`` (``pretrained_names()``), produced by the
+benchmark in ``benchmarks/l2o/``.
 """
 
 from opifex.l2o._baselines import (
@@ -55,6 +63,9 @@ from opifex.l2o._benchmark import METRICS, L2OBenchmark
 from opifex.l2o._benchmark_result import BenchmarkResult, FamilyResult
 from opifex.l2o._compare import COMPARISONS, compare_runs, losses_by_evaluations
 from opifex.l2o._curriculum import L2OCurriculum
+from opifex.l2o._engine import L2OEngine
+from opifex.l2o._engine_config import L2OEngineConfig, MetaOptimizerConfig
+from opifex.l2o._engine_result import EngineStatus, L2OResult
 from opifex.l2o._estimator import MetaGradientEstimator, MetaGradientInfo
 from opifex.l2o._evaluate import (
     RunResult,
@@ -63,7 +74,9 @@ from opifex.l2o._evaluate import (
     sample_tasks,
     split_task_keys,
 )
+from opifex.l2o._fallback import guarded_solve
 from opifex.l2o._features import FeatureConfig, FeatureState, init_features, update_features
+from opifex.l2o._guarded import GuardedRun, Guards, guarded_run
 from opifex.l2o._learnable import (
     LearnableAdamState,
     LearnableSGDState,
@@ -83,6 +96,10 @@ from opifex.l2o._meta_state import MetaTrainHistory, MetaTrainResult, MetaTrainS
 from opifex.l2o._meta_train import meta_train
 from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
 from opifex.l2o._pes import PESState, pes
+from opifex.l2o._pretrained import Pretrained, load_pretrained, pretrained_names, save_pretrained
+from opifex.l2o._problem import PROBLEM_TYPES, OptimizationProblem
+from opifex.l2o._recommend import ALGORITHMS, Recommendation, recommend_algorithm
+from opifex.l2o._solver_table import compare_solvers
 from opifex.l2o._truncated_bptt import truncated_bptt
 from opifex.l2o._truncated_es import truncated_es
 from opifex.l2o._unroll import (
@@ -93,36 +110,54 @@ from opifex.l2o._unroll import (
     truncation_meta_loss,
     unroll,
 )
+from opifex.l2o._warm_start import WarmStart, WarmStartStore
 
 __all__ = [
+    "ALGORITHMS",
     "BASELINES",
     "COMPARISONS",
     "DEFAULT_LEARNING_RATES",
     "METRICS",
+    "PROBLEM_TYPES",
     "TUNABLE_BASELINES",
     "BenchmarkResult",
+    "EngineStatus",
     "FamilyResult",
     "FeatureConfig",
     "FeatureState",
+    "GuardedRun",
+    "Guards",
     "L2OBenchmark",
     "L2OCurriculum",
+    "L2OEngine",
+    "L2OEngineConfig",
+    "L2OResult",
     "LSTMOptimizerState",
     "LearnableAdamState",
     "LearnableSGDState",
     "MetaGradientEstimator",
     "MetaGradientInfo",
+    "MetaOptimizerConfig",
     "MetaTrainConfig",
     "MetaTrainHistory",
     "MetaTrainResult",
     "MetaTrainState",
+    "OptimizationProblem",
     "PESState",
+    "Pretrained",
+    "Recommendation",
     "RunResult",
     "TuningResult",
     "UnrollOutput",
     "UnrollState",
+    "WarmStart",
+    "WarmStartStore",
     "baseline_optimizer",
     "compare_runs",
+    "compare_solvers",
     "diverged_mask",
+    "guarded_run",
+    "guarded_solve",
     "init_features",
     "init_learnable_adam_params",
     "init_learnable_sgd_params",
@@ -132,15 +167,19 @@ __all__ = [
     "init_unrolls",
     "learnable_adam",
     "learnable_sgd",
+    "load_pretrained",
     "losses_by_evaluations",
     "lstm_optimizer",
     "meta_train",
     "mlp_optimizer",
     "pes",
     "preprocess_gradient",
+    "pretrained_names",
+    "recommend_algorithm",
     "run_baseline",
     "run_optimizer",
     "sample_tasks",
+    "save_pretrained",
     "split_task_keys",
     "truncated_bptt",
     "truncated_es",

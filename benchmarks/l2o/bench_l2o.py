@@ -1,0 +1,283 @@
+"""Learned optimiser benchmark: opifex.l2o's pretrained MLP optimiser against tuned baselines.
+
+Target 1 of the opifex-l2o issue, on random quadratics ``f(theta) = ||W theta - y||^2``
+(``QuadraticFamily(dimension=10)``, ``W`` and ``y`` Gaussian), horizon 100:
+
+* the median, over held-out tasks, of the speedup over learning-rate-tuned Adam is at least 2
+  (Adam's step-100 loss reached in at most 50 steps; ``opifex.core.speedup``, censored);
+* nothing diverges (non-finite, or a final loss above the first) when the learned optimiser
+  runs for 200 steps, or on ``dimension=20`` quadratics.
+
+Baselines (``opifex.l2o.L2OBenchmark``): Adam, plain gradient descent and heavy-ball momentum
+with learning rates grid-tuned on training tasks (mean final loss at step 100), and L-BFGS
+(compared in iterations and in loss evaluations). All run in one process on the same held-out
+tasks, starts and keys.
+
+``--train`` first meta-trains the optimiser (antithetic PES on the log of the loss, the recipe
+in ``RECIPE``) and writes it to the package's ``pretrained/quadratic10_mlp.npz``; without it
+the shipped weights are evaluated. Meta-training throughput (inner steps per second across
+the task batch and particles) is recorded when ``--train`` runs.
+
+Run ``python benchmarks/l2o/bench_l2o.py [--train] [--quick]``; ``opifex bench l2o`` calls
+``main(argv, progress)``. Output: a table on stdout, ``benchmarks/results/l2o.json`` and
+``benchmarks/results/l2o.png``.
+"""
+
+# No ``from __future__ import annotations``: the CLI loads this file by path.
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from opifex.core.families import QuadraticFamily
+from opifex.l2o import (
+    FeatureConfig,
+    L2OBenchmark,
+    MetaTrainConfig,
+    diverged_mask,
+    init_mlp_optimizer_params,
+    load_pretrained,
+    meta_train,
+    mlp_optimizer,
+    run_optimizer,
+    save_pretrained,
+)
+
+Progress = Callable[[int, int, str], None]
+LOG = logging.getLogger("bench_l2o")
+ROOT = Path(__file__).resolve().parents[2]
+PRETRAINED = ROOT / "packages/opifex-l2o/src/opifex/l2o/pretrained/quadratic10_mlp.npz"
+FAMILY = QuadraticFamily(dimension=10)
+HORIZON = 100
+
+# the meta-training recipe of the shipped weights
+FEATURES = FeatureConfig(use_scale=True, use_loss=True)
+HIDDEN_SIZES = (32, 32)
+LR_SCALE, MAGNITUDE_SCALE = 0.1, 1.0
+LAST_LAYER_INIT = 0.1  # the output layer starts 10x smaller: small first steps
+RECIPE = MetaTrainConfig(
+    estimator="pes",
+    meta_loss="log_mean",
+    num_tasks=32,
+    truncation_length=20,
+    horizon=HORIZON,
+    num_outer_steps=6000,
+    outer_learning_rate=1e-3,
+    clip_norm=1.0,
+    pes_sigma=0.01,
+    num_particles=8,
+    validation_every=100,
+    num_validation_tasks=64,
+    validation_metric="final_loss",
+)
+INIT_KEY, TRAIN_KEY, BENCH_KEY, EXTRA_KEY = 0, 2, 1, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    num_train_tasks: int = 64
+    num_test_tasks: int = 1000
+
+
+QUICK = Settings(num_train_tasks=16, num_test_tasks=100)
+
+
+def train(progress: bool) -> dict[str, Any]:
+    """Meta-train with ``RECIPE``, write ``PRETRAINED``; return timing and throughput."""
+    phi = init_mlp_optimizer_params(
+        jax.random.key(INIT_KEY), features=FEATURES, hidden_sizes=HIDDEN_SIZES
+    )
+    phi[-1] = {name: LAST_LAYER_INIT * value for name, value in phi[-1].items()}
+
+    def make(phi: Any) -> Any:
+        return mlp_optimizer(
+            phi, features=FEATURES, lr_scale=LR_SCALE, magnitude_scale=MAGNITUDE_SCALE
+        )
+
+    start = time.perf_counter()
+    result = meta_train(jax.random.key(TRAIN_KEY), phi, FAMILY, make, RECIPE, progress=progress)
+    wall = time.perf_counter() - start
+    steps = int(np.asarray(result.history.meta_loss).shape[0])
+    inner = steps * RECIPE.num_tasks * RECIPE.truncation_length
+    particles = inner * RECIPE.num_particles
+    training = {
+        "wall_time_s": wall,
+        "outer_steps": steps,
+        "inner_steps_per_s_task_batch": inner / wall,
+        "inner_steps_per_s_with_particles": particles / wall,
+        "validation_metric": np.asarray(result.history.validation_metric).tolist(),
+        "skipped_steps": int(np.sum(result.history.num_skipped_steps)),
+        "device": str(jax.devices()[0]),
+    }
+    save_pretrained(
+        PRETRAINED,
+        result.best_phi,
+        features=FEATURES,
+        hidden_sizes=HIDDEN_SIZES,
+        lr_scale=LR_SCALE,
+        magnitude_scale=MAGNITUDE_SCALE,
+        metadata={
+            "family": "QuadraticFamily(dimension=10)",
+            "horizon": HORIZON,
+            "meta_train": {**dataclasses.asdict(RECIPE), "keys": [INIT_KEY, TRAIN_KEY]},
+            "selected": "best_phi (lowest validation final loss on meta_train's held-out tasks)",
+            "benchmark": "benchmarks/l2o/bench_l2o.py --train",
+            "training": {k: v for k, v in training.items() if k != "validation_metric"},
+        },
+    )
+    return training
+
+
+def _divergence(optimizer: Any, family: QuadraticFamily, steps: int, tasks: int) -> dict:
+    keys = jax.random.split(jax.random.key(EXTRA_KEY), tasks)
+    run = run_optimizer(optimizer, family, keys, steps)
+    diverged = np.asarray(diverged_mask(run.losses))
+    ratio = np.asarray(run.losses[:, -1] / run.losses[:, 0])
+    return {
+        "dimension": family.dimension,
+        "num_steps": steps,
+        "num_tasks": tasks,
+        "num_diverged": int(diverged.sum()),
+        "median_final_over_initial": float(np.median(ratio)),
+    }
+
+
+def _environment() -> dict[str, Any]:
+    device = jax.devices()[0]
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__,
+        "python_version": platform.python_version(),
+        "device": f"{device.platform} ({device.device_kind})",
+        "platform": platform.platform(),
+    }
+
+
+def _compact(full: dict[str, Any], losses: dict[str, Any]) -> dict[str, Any]:
+    """The JSON result without per-task curves (20 MB for 1000 tasks): tuning tables, the
+    per-step 10 / 50 / 90 % quantiles of every optimiser's loss, per-task speedups vs Adam."""
+    family = full["families"]["quadratic10"]
+    quantiles = {
+        name: {f"p{q}": np.percentile(np.asarray(curves), q, axis=0).tolist() for q in (10, 50, 90)}
+        for name, curves in losses.items()
+    }
+    return {
+        "format": full["format"],
+        "baselines": full["baselines"],
+        "learned": full["learned"],
+        "tuning": family["tuning"],
+        "wall_time_s": family["wall_time_s"],
+        "loss_quantiles": quantiles,
+        "speedup_vs_adam": family["per_task"]["l2o_mlp"]["adam"]["speedup"],
+    }
+
+
+def run(
+    settings: Settings, train_first: bool, progress: Progress | None, plot_path: Path | None
+) -> dict[str, Any]:
+    tick = progress or (lambda done, total, label: None)
+    total = 4 if train_first else 3
+    done = 0
+    training = None
+    if train_first:
+        training = train(progress=progress is None)
+        done += 1
+        tick(done, total, "meta-trained")
+    pretrained = load_pretrained("quadratic10_mlp")
+    bench = L2OBenchmark(
+        {"quadratic10": FAMILY}, baseline_optimizers=("adam", "sgd", "momentum", "lbfgs")
+    )
+    result = bench.run(
+        {"l2o_mlp": pretrained.optimizer},
+        num_steps=HORIZON,
+        num_train_tasks=settings.num_train_tasks,
+        num_test_tasks=settings.num_test_tasks,
+        key=jax.random.key(BENCH_KEY),
+        progress=progress is None,
+    )
+    done += 1
+    tick(done, total, "benchmark")
+    long_run = _divergence(pretrained.optimizer, FAMILY, 2 * HORIZON, settings.num_test_tasks)
+    done += 1
+    tick(done, total, "200 steps")
+    larger = _divergence(
+        pretrained.optimizer, QuadraticFamily(dimension=20), 2 * HORIZON, settings.num_test_tasks
+    )
+    done += 1
+    tick(done, total, "dimension 20")
+    quadratic = result.families["quadratic10"]
+    speedups = np.asarray(quadratic.per_task["l2o_mlp"]["adam"]["speedup"])
+    median = float(np.median(speedups))
+    target = {
+        "median_speedup_vs_tuned_adam": median,
+        "p10_speedup": float(np.percentile(speedups, 10)),
+        "p90_speedup": float(np.percentile(speedups, 90)),
+        "fraction_at_least_2x": float(np.mean(speedups >= 2.0)),
+        "diverged_200_steps": long_run["num_diverged"],
+        "diverged_dimension_20": larger["num_diverged"],
+    }
+    target["met"] = bool(median >= 2.0 and long_run["num_diverged"] == larger["num_diverged"] == 0)
+    if plot_path is not None:
+        result.plot(plot_path)
+    return {
+        "benchmark": "l2o",
+        "meta": {**_environment(), "settings": dataclasses.asdict(settings)},
+        "pretrained": pretrained.metadata,
+        "training": training,
+        "result": _compact(result.to_json_dict(), quadratic.losses),
+        "summary": result.summary(),
+        "checks": {"200_steps": long_run, "dimension_20": larger},
+        "targets": {"quadratic_2x_vs_tuned_adam": target},
+    }
+
+
+def _print(report: dict[str, Any]) -> None:
+    for label, rows in report["summary"].items():
+        print(f"\n{label}")
+        for row in rows:
+            print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
+    print("\nchecks:", json.dumps(report["checks"]))
+    print("target 1:", json.dumps(report["targets"]["quadratic_2x_vs_tuned_adam"]))
+    if report["training"]:
+        t = report["training"]
+        print(
+            f"meta-training: {t['wall_time_s']:.0f} s, "
+            f"{t['inner_steps_per_s_task_batch']:.0f} inner steps/s (task batch), "
+            f"{t['inner_steps_per_s_with_particles']:.0f} with PES particles, on {t['device']}"
+        )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", action="store_true", help="meta-train and rewrite the weights")
+    parser.add_argument("--quick", action="store_true", help="100 held-out tasks (< ~1 min)")
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, progress: Progress | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    plot_path = None if args.no_plot else args.output_dir / "l2o.png"
+    report = run(QUICK if args.quick else Settings(), args.train, progress, plot_path)
+    _print(report)
+    path = args.output_dir / "l2o.json"
+    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    LOG.info("wrote %s%s", path, "" if plot_path is None else f" and {plot_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

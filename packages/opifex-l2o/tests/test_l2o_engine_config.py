@@ -1,0 +1,263 @@
+"""The engine's settings and small records: ``L2OEngineConfig``, ``OptimizationProblem``,
+``WarmStartStore``, ``L2OResult`` and the ``recommend_algorithm`` rule (no optimisation runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from opifex.core import SolveStatus
+from opifex.core.families import (
+    BurgersFamily,
+    LassoFamily,
+    PoissonFamily,
+    QuadraticFamily,
+    RosenbrockFamily,
+    TeacherStudentMLPFamily,
+)
+from opifex.l2o import MetaTrainConfig, learnable_adam, learnable_sgd
+from opifex.l2o._engine_config import (
+    L2OEngineConfig,
+    MetaOptimizerConfig,
+    init_phi,
+    optimizer_factory,
+)
+from opifex.l2o._engine_result import EngineStatus, L2OResult, nan_trace
+from opifex.l2o._problem import PROBLEM_TYPES, OptimizationProblem
+from opifex.l2o._recommend import GAUSS_NEWTON_MAX_PARAMS, recommend_algorithm
+from opifex.l2o._warm_start import WarmStartStore, check_descriptor
+
+# ---------------------------------------------------------------- L2OEngineConfig
+
+
+def test_meta_optimizer_config_is_meta_train_config():
+    assert MetaOptimizerConfig is MetaTrainConfig
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("optimizer", "rmsprop", ValueError),
+        ("optimizer", 3, TypeError),
+        ("fallback_optimizer", "sgd", ValueError),
+        ("learning_rate", 0.0, ValueError),
+        ("learning_rate", float("nan"), ValueError),
+        ("momentum", 1.0, ValueError),
+        ("hidden_sizes", (8, 0), ValueError),
+        ("hidden_sizes", "32", TypeError),
+        ("features", {"use_loss": True}, TypeError),
+        ("tolerance", -1.0, ValueError),
+        ("divergence_factor", 0.0, ValueError),
+        ("stall_window", 0, ValueError),
+        ("stall_tolerance", 1.0, ValueError),
+        ("use_traditional_fallback", 1, TypeError),
+        ("warm_start_size", 2.5, TypeError),
+        ("similarity_threshold", -0.1, ValueError),
+    ],
+)
+def test_config_rejects_bad_fields(field, value, error):
+    with pytest.raises(error, match=field):
+        L2OEngineConfig(**{field: value})
+
+
+def test_config_is_hashable_and_stores_tuples():
+    config = L2OEngineConfig(optimizer="mlp", hidden_sizes=[4, 4])
+    assert config.hidden_sizes == (4, 4)
+    assert hash(config) == hash(dataclasses.replace(config))
+
+
+def test_factory_is_shared_by_settings_that_do_not_change_the_optimizer():
+    a = optimizer_factory(L2OEngineConfig(optimizer="mlp", tolerance=1e-3))
+    b = optimizer_factory(L2OEngineConfig(optimizer="mlp", stall_window=7))
+    c = optimizer_factory(L2OEngineConfig(optimizer="mlp", mlp_lr_scale=0.5))
+    assert a is b and a is not c
+    assert optimizer_factory(L2OEngineConfig()) is learnable_adam
+    assert optimizer_factory(L2OEngineConfig(optimizer="learnable_sgd")) is learnable_sgd
+
+
+@pytest.mark.parametrize("name", ["learnable_adam", "learnable_sgd", "mlp", "lstm"])
+def test_init_phi_fits_its_optimizer(name):
+    config = L2OEngineConfig(optimizer=name, hidden_sizes=(4,), lstm_hidden_size=3)
+    phi = init_phi(config, jax.random.key(0))
+    optimizer = optimizer_factory(config)(phi)
+    params = jnp.ones(3)
+    updates, _ = optimizer.update(jnp.ones(3), optimizer.init(params), params, value=1.0)
+    assert updates.shape == (3,) and bool(jnp.all(jnp.isfinite(updates)))
+    assert config.untrained_is_meaningful == name.startswith("learnable")
+
+
+def test_init_phi_holds_the_configured_hyperparameters():
+    phi = init_phi(
+        L2OEngineConfig(optimizer="learnable_sgd", learning_rate=0.2, momentum=0.5), None
+    )
+    assert float(jnp.exp(phi["log_learning_rate"])) == pytest.approx(0.2)
+    assert float(jax.nn.sigmoid(phi["momentum_logit"])) == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- results
+
+
+def test_engine_status_numbers_agree_with_solve_status():
+    for name in ("MAX_STEPS_REACHED", "STALLED", "LINE_SEARCH_FAILED"):
+        assert EngineStatus[name] == SolveStatus[name]
+    assert EngineStatus.CONVERGED == SolveStatus.SUCCESS
+    assert EngineStatus.DIVERGED == SolveStatus.NONFINITE
+
+
+def test_result_properties():
+    trace = nan_trace(5)
+    trace["loss"][:3] = [4.0, 2.0, 1.0]
+    result = L2OResult(
+        None, 1.0, 0.5, 2, int(EngineStatus.CONVERGED), "adam", 2, 1, trace, None, None
+    )
+    assert result.converged and result.fell_back and result.status_name == "CONVERGED"
+    assert "adam replaced the learned optimiser, diverged at step 1" in result.message
+    assert [len(v) for v in result.history.values()] == [3, 3, 3]
+    assert result.steps_to_target(2.0) == 1.0
+    assert result.steps_to_target(0.5) == np.inf
+
+
+# ---------------------------------------------------------------- OptimizationProblem
+
+
+@pytest.mark.parametrize(
+    ("problem", "family"),
+    [
+        (OptimizationProblem("quadratic", 6), QuadraticFamily(dimension=6)),
+        (OptimizationProblem("rosenbrock", 4), RosenbrockFamily(dimension=4)),
+        (OptimizationProblem("lasso", 9, {"num_rows": 5}), LassoFamily(num_rows=5, dimension=9)),
+        (
+            OptimizationProblem("mlp_regression", 3, {"hidden_sizes": [5], "batch_size": None}),
+            TeacherStudentMLPFamily(layer_sizes=(3, 5, 1), batch_size=None),
+        ),
+        (OptimizationProblem("poisson_pinn", 1, {"num_modes": 2}), PoissonFamily(num_modes=2)),
+        (OptimizationProblem("burgers_pinn", 1), BurgersFamily()),
+    ],
+)
+def test_problem_makes_its_family(problem, family):
+    assert problem.family() == family
+    hash(problem)
+
+
+def test_problem_sizes_and_kinds():
+    assert OptimizationProblem("mlp_regression", 3, {"hidden_sizes": (5,)}).num_params == 26
+    assert OptimizationProblem("logistic_regression", 7).num_params == 8
+    assert OptimizationProblem("poisson_pinn", 1).is_stochastic
+    assert OptimizationProblem("mlp_regression", 3).is_stochastic  # batch_size 32 by default
+    assert not OptimizationProblem("logistic_regression", 3).is_stochastic
+    assert OptimizationProblem("rosenbrock", 2).is_least_squares
+    assert not OptimizationProblem("lasso", 2).is_least_squares
+
+
+def test_problem_samples_like_run_optimizer():
+    problem = OptimizationProblem("quadratic", 3)
+    task, params, _ = problem.sample(jax.random.key(5))
+    sample_key, init_key, _ = jax.random.split(jax.random.key(5), 3)
+    family = problem.family()
+    np.testing.assert_array_equal(task.matrix, family.sample(sample_key).matrix)
+    np.testing.assert_array_equal(params, family.init(init_key, task))
+
+
+@pytest.mark.parametrize("problem_type", ["quadratic", "rosenbrock"])
+def test_residual_half_squared_norm_is_the_loss(problem_type):
+    problem = OptimizationProblem(problem_type, 4)
+    task, _, _ = problem.sample(jax.random.key(1))
+    params = jax.random.normal(jax.random.key(2), (4,))
+    residual = problem.residual_fn()(params, task)
+    expected = problem.family().loss(params, task, None)
+    np.testing.assert_allclose(0.5 * jnp.sum(residual**2), expected, rtol=1e-5)
+
+
+def test_problem_errors():
+    with pytest.raises(ValueError, match="valid: " + ", ".join(PROBLEM_TYPES)):
+        OptimizationProblem("sudoku", 3)
+    with pytest.raises(TypeError, match="problem_type"):
+        OptimizationProblem(None, 3)
+    with pytest.raises(ValueError, match="dimension must be 1"):
+        OptimizationProblem("poisson_pinn", 2)
+    with pytest.raises(ValueError, match="dimension"):
+        OptimizationProblem("quadratic", 0)
+    with pytest.raises(ValueError, match="unknown options for quadratic: colour"):
+        OptimizationProblem("quadratic", 3, {"colour": "red"})
+    with pytest.raises(ValueError, match="unknown options for quadratic: dimension"):
+        OptimizationProblem("quadratic", 3, {"dimension": 4})
+    with pytest.raises(ValueError, match="even"):
+        OptimizationProblem("rosenbrock", 3)
+    with pytest.raises(TypeError, match="options"):
+        OptimizationProblem("quadratic", 3, options=[1, 2])
+    with pytest.raises(ValueError, match="no least-squares form"):
+        OptimizationProblem("lasso", 3).residual_fn()
+    with pytest.raises(TypeError, match="key"):
+        OptimizationProblem("quadratic", 3).sample(0)
+
+
+# ---------------------------------------------------------------- WarmStartStore
+
+
+def test_store_returns_the_nearest_solution_within_the_threshold():
+    store = WarmStartStore(capacity=3, threshold=1.0)
+    store.add([0.0, 0.0], jnp.zeros(2))
+    store.add([0.5, 0.0], jnp.ones(2))
+    store.add([0.0, 0.9], {"w": jnp.ones(2)})  # another structure: never a candidate
+    found = store.nearest([0.4, 0.1], jnp.zeros(2))
+    np.testing.assert_array_equal(found.params, jnp.ones(2))
+    assert found.distance == pytest.approx(np.hypot(0.1, 0.1))
+    assert store.nearest([3.0, 0.0], jnp.zeros(2)) is None
+    assert store.nearest([0.0, 0.0, 0.0], jnp.zeros(2)) is None  # other descriptor length
+    assert store.nearest([0.0, 0.0], jnp.zeros(3)) is None  # other shapes
+
+
+def test_store_drops_the_oldest_first():
+    store = WarmStartStore(capacity=2, threshold=10.0)
+    for i in range(3):
+        store.add([float(i)], jnp.full(1, float(i)))
+    assert len(store) == 2
+    assert float(store.nearest([0.0], jnp.zeros(1)).params[0]) == 1.0
+
+
+def test_store_errors():
+    with pytest.raises(ValueError, match="capacity"):
+        WarmStartStore(0, 1.0)
+    with pytest.raises(ValueError, match="threshold"):
+        WarmStartStore(2, -1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        check_descriptor([1.0, np.nan])
+    with pytest.raises(ValueError, match="1-d"):
+        check_descriptor([[1.0]])
+    with pytest.raises(TypeError, match="numbers"):
+        check_descriptor(["a"])
+
+
+# ---------------------------------------------------------------- recommend_algorithm
+
+
+@pytest.mark.parametrize(
+    ("problem", "algorithm"),
+    [
+        (OptimizationProblem("lasso", 10), "fista"),
+        (OptimizationProblem("poisson_pinn", 1), "adam"),
+        (OptimizationProblem("logistic_regression", 4, {"batch_size": 10}), "adam"),
+        (OptimizationProblem("quadratic", 10), "gauss_newton"),
+        (OptimizationProblem("rosenbrock", GAUSS_NEWTON_MAX_PARAMS), "gauss_newton"),
+        (OptimizationProblem("quadratic", GAUSS_NEWTON_MAX_PARAMS + 1), "lbfgs"),
+        (OptimizationProblem("logistic_regression", 4), "lbfgs"),
+        (OptimizationProblem("mlp_regression", 3, {"batch_size": None}), "lbfgs"),
+    ],
+)
+def test_recommendation_rule(problem, algorithm):
+    assert recommend_algorithm(problem).algorithm == algorithm
+
+
+def test_learned_is_recommended_only_for_the_family_it_was_trained_on():
+    problem = OptimizationProblem("poisson_pinn", 1, {"num_modes": 2})
+    assert recommend_algorithm(problem, problem.family()).algorithm == "learned"
+    assert recommend_algorithm(problem, PoissonFamily(num_modes=3)).algorithm == "adam"
+    deterministic = OptimizationProblem("logistic_regression", 4)
+    assert recommend_algorithm(deterministic, deterministic.family()).algorithm == "lbfgs"
+    with pytest.raises(TypeError, match="OptimizationProblem"):
+        recommend_algorithm(QuadraticFamily(dimension=3))
