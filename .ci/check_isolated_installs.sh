@@ -201,6 +201,24 @@ def check_second_order():
     np.testing.assert_allclose(2.0 * float(fit.value), problem.optimum_value, rtol=1e-5)
 
 
+def check_l2o():
+    """The shipped pretrained optimiser loads from the wheel and beats Adam(1.0) on quadratics."""
+    import jax
+    import numpy as np
+    import optax
+
+    from opifex.core.families import QuadraticFamily
+    from opifex.l2o import load_pretrained, run_optimizer
+
+    family = QuadraticFamily(dimension=10)
+    keys = jax.random.split(jax.random.key(7), 32)
+    learned = run_optimizer(load_pretrained("quadratic10_mlp").optimizer, family, keys, 100)
+    adam = run_optimizer(optax.adam(1.0), family, keys, 100)
+    ratio = np.asarray(learned.losses[:, -1] / adam.losses[:, -1])
+    assert not bool(np.any(learned.diverged)), "the pretrained optimiser diverged"
+    assert np.median(ratio) < 0.5, np.median(ratio)
+
+
 def check_cli():
     """`opifex --version` lists every member; `opifex demo` succeeds."""
     opifex = pathlib.Path(sys.executable).parent / "opifex"
@@ -211,7 +229,12 @@ def check_cli():
     subprocess.run([opifex, "demo"], check=True, stdout=subprocess.DEVNULL)
 
 
-SMOKE = {"core": check_core, "second_order": check_second_order, "cli": check_cli}
+SMOKE = {
+    "core": check_core,
+    "second_order": check_second_order,
+    "l2o": check_l2o,
+    "cli": check_cli,
+}
 
 if (site / "opifex" / "__init__.py").exists():
     fail(f"{site / 'opifex' / '__init__.py'} exists; opifex must stay a namespace package")

@@ -53,14 +53,14 @@ def test_console_script_is_installed():
 
 def test_no_arguments_shows_the_commands():
     result = _invoke()
-    assert "demo" in result.output and "bench" in result.output
+    assert all(command in result.output for command in ("demo", "bench", "train"))
 
 
 def test_unknown_benchmark_lists_the_available_ones():
     result = _invoke("bench", "no-such-bench")
     assert result.exit_code == 2
     assert "'no-such-bench' is not a benchmark" in result.output
-    assert "available: second-order" in result.output
+    assert "available: l2o, second-order" in result.output
 
 
 def test_missing_benchmarks_dir_is_a_clear_error(tmp_path, monkeypatch):
@@ -88,28 +88,29 @@ def test_benchmarks_dir_is_found_walking_up():
     assert find_benchmarks_dir(SCRIPT, explicit=REPO / "benchmarks") == REPO / "benchmarks"
 
 
-def test_bench_passes_options_progress_and_exit_code(tmp_path):
-    script = tmp_path / "benchmarks" / SCRIPT
-    script.parent.mkdir(parents=True)
-    script.write_text(FAKE_BENCHMARK)
+@pytest.mark.parametrize(
+    ("command", "script", "flags"),
+    [
+        ("second-order", SCRIPT, ["--quick", "--all-mgh"]),
+        ("l2o", "l2o/bench_l2o.py", ["--quick", "--train"]),
+    ],
+)
+def test_bench_passes_options_progress_and_exit_code(tmp_path, command, script, flags):
+    path = tmp_path / "benchmarks" / script
+    path.parent.mkdir(parents=True)
+    path.write_text(FAKE_BENCHMARK)
     out = tmp_path / "out"
     out.mkdir()
     result = _invoke(
         "bench",
-        "second-order",
-        "--quick",
-        "--all-mgh",
+        command,
+        *flags,
         "--output-dir",
         str(out),
         **{BENCHMARKS_ENV: str(tmp_path / "benchmarks")},
     )
     assert result.exit_code == 3, result.output
-    assert json.loads((out / "argv.json").read_text()) == [
-        "--quick",
-        "--all-mgh",
-        "--output-dir",
-        str(out),
-    ]
+    assert json.loads((out / "argv.json").read_text()) == [*flags, "--output-dir", str(out)]
     assert "step 2" in result.output and "2/2" in result.output  # the progress bar
 
 

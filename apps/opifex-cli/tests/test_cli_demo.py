@@ -11,12 +11,15 @@ import dataclasses
 
 import jax
 import numpy as np
+import optax
 import pytest
 import scipy.optimize
 from typer.testing import CliRunner
 
 from opifex.cli import _demo
 from opifex.cli._app import app
+from opifex.core.families import QuadraticFamily
+from opifex.l2o import sample_tasks
 from opifex.second_order import get_mgh_problem
 
 WIDE = {"COLUMNS": "200"}  # no wrapped table cells
@@ -56,6 +59,8 @@ def test_demo_prints_both_tables(demo_run):
     output, report = demo_run
     assert "L-BFGS on the Rosenbrock function" in output
     assert "Levenberg-Marquardt on Moré-Garbow-Hillstrom problems" in output
+    assert "Learned optimiser vs Adam on 200 fresh 10-D quadratics (100 steps)" in output
+    assert "Adam lr 1.0, tuned in the benchmark" in output
     assert "Demo took" in output
     assert [r.problem for r in report.unconstrained] == [
         "rosenbrock 2-D",
@@ -130,6 +135,55 @@ def test_lm_cost_equals_scipy_lm(demo_run, name):
     np.testing.assert_allclose(ours.value, ref.cost, rtol=1e-6)
     assert report.same_optimum(name)
     np.testing.assert_allclose(2 * cost, PUBLISHED_F[name], rtol=1e-5)
+
+
+def test_learned_table_prints_the_measured_medians(demo_run):
+    output, report = demo_run
+    run = report.learned
+    assert run.losses.shape == run.adam_losses.shape == (_demo.L2O_TASKS, _demo.L2O_STEPS + 1)
+    assert run.losses.dtype == np.float32  # float64 was off for the float32 weights
+    assert np.isfinite(run.losses).all() and np.isfinite(run.adam_losses).all()
+    learned_cells = _printed_row(output, f"opifex.l2o {_demo.L2O_NAME} ")
+    adam_cells = _printed_row(output, "Adam lr 1.0 ")
+    np.testing.assert_allclose(float(learned_cells[-2]), np.median(run.losses[:, -1]), rtol=1e-3)
+    np.testing.assert_allclose(float(adam_cells[-2]), np.median(run.adam_losses[:, -1]), rtol=1e-3)
+    np.testing.assert_allclose(float(learned_cells[-1]), np.median(run.speedups), rtol=1e-2)
+    assert np.median(run.speedups) > 1  # the learned optimiser is faster than tuned Adam
+    assert np.median(run.losses[:, -1]) < np.median(run.adam_losses[:, -1])
+
+
+def test_learned_speedups_and_adam_match_a_plain_recomputation(demo_run):
+    _, report = demo_run
+    run = report.learned
+    # speedup by hand: Adam's steps to its final loss over the learned optimiser's
+    for i in range(5):
+        target = run.adam_losses[i, -1]
+        adam_steps = np.argmax(run.adam_losses[i] <= target)
+        reached = run.losses[i] <= target
+        expected = adam_steps / np.argmax(reached) if reached.any() else 0.0
+        np.testing.assert_allclose(run.speedups[i], expected, rtol=1e-6)
+    # Adam on two of the tasks with a plain optax loop, float32
+    family = QuadraticFamily(dimension=_demo.L2O_DIMENSION)
+    with jax.enable_x64(False):
+        keys = jax.random.wrap_key_data(run.task_keys[:2])
+        tasks, params = sample_tasks(family, keys)
+        adam = optax.adam(_demo.L2O_ADAM_LR)
+        for i in range(2):
+            task = jax.tree.map(lambda leaf, i=i: leaf[i], tasks)
+            x, losses = params[i], []
+            state = adam.init(x)
+            for _ in range(_demo.L2O_STEPS):
+                losses.append(float(family.loss(x, task, None)))
+                updates, state = adam.update(jax.grad(family.loss)(x, task, None), state, x)
+                x = optax.apply_updates(x, updates)
+            losses.append(float(family.loss(x, task, None)))
+            np.testing.assert_allclose(run.adam_losses[i], losses, rtol=1e-3, atol=1e-5)
+
+
+def _printed_row(output: str, start: str) -> list[str]:
+    lines = [line.strip() for line in output.splitlines() if line.strip().startswith(start)]
+    assert len(lines) == 1, (start, lines)
+    return lines[0].split()
 
 
 def test_demo_fails_clearly_when_our_solver_does_not_converge(demo_run, monkeypatch):

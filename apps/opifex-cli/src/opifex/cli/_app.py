@@ -1,4 +1,4 @@
-"""The ``opifex`` command: ``--version``, ``demo`` and ``bench``."""
+"""The ``opifex`` command: ``--version``, ``demo``, ``bench`` and ``train``."""
 
 import os
 
@@ -17,9 +17,11 @@ import typer  # noqa: E402
 
 from opifex.cli._bench import bench_app  # noqa: E402
 from opifex.cli._console import fail, progress_bar, stdout_console  # noqa: E402
+from opifex.cli._train import train_app  # noqa: E402
 
 app = typer.Typer(name="opifex", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(train_app, name="train")
 
 
 def installed_versions() -> dict[str, str]:
@@ -56,7 +58,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Differentiable optimisation in JAX: demos and benchmarks of the opifex packages."""
+    """Differentiable optimisation in JAX: demos, benchmarks, learned-optimiser training."""
 
 
 @app.command()

@@ -163,3 +163,23 @@ def second_order(
     if output_dir is not None:
         argv += ["--output-dir", str(output_dir)]
     run_script("second_order/bench_second_order.py", argv, benchmarks_dir)
+
+
+@bench_app.command("l2o")
+def l2o(
+    quick: Annotated[bool, typer.Option("--quick", help="100 held-out tasks, not 1000.")] = False,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train",
+            help="Meta-train first and overwrite the package's shipped quadratic10_mlp weights.",
+        ),
+    ] = False,
+    output_dir: OutputDir = None,
+    benchmarks_dir: BenchmarksDir = None,
+) -> None:
+    """opifex.l2o's pretrained MLP optimiser against tuned Adam, SGD, momentum and L-BFGS."""
+    argv = ["--quick"] * quick + ["--train"] * train
+    if output_dir is not None:
+        argv += ["--output-dir", str(output_dir)]
+    run_script("l2o/bench_l2o.py", argv, benchmarks_dir)

@@ -1,6 +1,6 @@
 """``opifex demo``: a small real job of each opifex package, beside its scipy baseline.
 
-Today that is ``opifex.second_order``, float64 throughout:
+Today that is ``opifex.second_order`` (float64) and ``opifex.l2o`` (float32):
 
 * L-BFGS (``opifex.second_order.minimize``) on the chained Rosenbrock function in 2 and 100
   dimensions from ``(-1.2, 1, -1.2, 1, ...)``, beside ``scipy.optimize.minimize`` with
@@ -11,6 +11,12 @@ Today that is ``opifex.second_order``, float64 throughout:
   problems, beside ``scipy.optimize.least_squares(method="lm")`` (MINPACK; ``ftol = xtol = gtol
   = 1e-8`` for both). The cost of both final points is ``0.5 * ||r||^2`` (scipy's ``cost``; the
   MGH tables print ``||r||^2``, twice as much), recomputed with the same residual function.
+
+* The shipped learned optimiser (``opifex.l2o.load_pretrained("quadratic10_mlp")``, float32
+  weights, so run with float64 off) beside ``optax.adam(1.0)`` (the learning rate tuned in
+  ``benchmarks/l2o``) on 200 fresh ``QuadraticFamily(dimension=10)`` tasks for 100 steps
+  (``opifex.l2o.run_optimizer``, same tasks and starts for both): the median per-task
+  ``opifex.core.speedup`` over Adam and each one's median final loss.
 
 Iterations and evaluations are what each solver reports (``SolveResult.stats``; scipy's
 ``nit`` / ``nfev`` / ``njev``; MINPACK takes one Jacobian per iteration). Wall times are the
@@ -45,6 +51,10 @@ LM_CONFIG = second_order.GaussNewtonConfig(
 SAME_OPTIMUM_RTOL = 1e-6  # two least-squares costs are "the same optimum" to this relative tol
 PUBLISHED_RTOL = 1e-5  # MGH publishes about six significant digits
 _REPEATS = 3
+L2O_NAME = "quadratic10_mlp"
+L2O_DIMENSION, L2O_TASKS, L2O_STEPS = 10, 200, 100
+L2O_ADAM_LR = 1.0  # Adam's learning rate tuned by benchmarks/l2o/bench_l2o.py
+L2O_SEED = 2026  # fresh tasks: not the benchmark's or the training's keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +94,24 @@ class SolverRun:
 
 
 @dataclasses.dataclass(frozen=True)
+class LearnedRun:
+    """The pretrained learned optimiser and Adam on the same quadratics (the demo's l2o table).
+
+    Attributes:
+        task_keys: the tasks' key data, ``jax.random.key_data`` of ``opifex.l2o.run_optimizer``'s
+            task keys (float32 runs).
+        losses: the learned optimiser's loss curves, ``(L2O_TASKS, L2O_STEPS + 1)``.
+        adam_losses: Adam's (learning rate ``L2O_ADAM_LR``), same shape.
+        speedups: per-task ``opifex.core.speedup(losses, adam_losses)``.
+    """
+
+    task_keys: np.ndarray = dataclasses.field(repr=False)
+    losses: np.ndarray = dataclasses.field(repr=False)
+    adam_losses: np.ndarray = dataclasses.field(repr=False)
+    speedups: np.ndarray = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class DemoReport:
     """Everything ``run_demo`` measured.
 
@@ -92,11 +120,13 @@ class DemoReport:
         least_squares: Levenberg-Marquardt rows, ours then scipy's, per MGH problem.
         published_costs: per MGH problem, its published optimal costs ``0.5 * ||r||^2``
             (the global optimum first, then local ones a solver can end at).
+        learned: the learned optimiser against Adam (``None``: not run).
     """
 
     unconstrained: tuple[SolverRun, ...]
     least_squares: tuple[SolverRun, ...]
     published_costs: dict[str, tuple[float, ...]]
+    learned: LearnedRun | None = None
 
     def failures(self) -> list[str]:
         """One line per opifex run that did not converge (empty when all did).
@@ -258,6 +288,27 @@ def _least_squares_runs(name: str) -> tuple[SolverRun, SolverRun]:
     return ours, theirs
 
 
+def _learned_run() -> LearnedRun:
+    """The pretrained optimiser and Adam on fresh quadratics, with float64 off (float32 ``phi``)."""
+    import optax
+
+    from opifex.core import speedup
+    from opifex.core.families import QuadraticFamily
+    from opifex.l2o import load_pretrained, run_optimizer
+
+    with jax.enable_x64(False):
+        family = QuadraticFamily(dimension=L2O_DIMENSION)
+        keys = jax.random.split(jax.random.key(L2O_SEED), L2O_TASKS)
+        learned = run_optimizer(load_pretrained(L2O_NAME).optimizer, family, keys, L2O_STEPS)
+        adam = run_optimizer(optax.adam(L2O_ADAM_LR), family, keys, L2O_STEPS)
+        return LearnedRun(
+            task_keys=np.asarray(jax.random.key_data(keys)),
+            losses=np.asarray(learned.losses),
+            adam_losses=np.asarray(adam.losses),
+            speedups=np.asarray(speedup(learned.losses, adam.losses)),
+        )
+
+
 def run_demo(progress: Callable[[int, int, str], None] | None = None) -> DemoReport:
     """Run every solver of the demo and return the measurements.
 
@@ -282,7 +333,7 @@ def run_demo(progress: Callable[[int, int, str], None] | None = None) -> DemoRep
             "run_demo needs float64: call jax.config.update('jax_enable_x64', True) first"
         )
     tick = progress or (lambda done, total, label: None)
-    total = len(ROSENBROCK_SIZES) + len(MGH_PROBLEMS)
+    total = len(ROSENBROCK_SIZES) + len(MGH_PROBLEMS) + 1
     unconstrained: list[SolverRun] = []
     for n in ROSENBROCK_SIZES:
         unconstrained.extend(_rosenbrock_runs(n))
@@ -291,17 +342,19 @@ def run_demo(progress: Callable[[int, int, str], None] | None = None) -> DemoRep
     for name in MGH_PROBLEMS:
         least_squares.extend(_least_squares_runs(name))
         tick((len(unconstrained) + len(least_squares)) // 2, total, name)
+    learned = _learned_run()
+    tick(total, total, "learned optimiser")
     published = {
         name: tuple(0.5 * v for v in second_order.get_mgh_problem(name).optimum_values)
         for name in MGH_PROBLEMS
     }
-    return DemoReport(tuple(unconstrained), tuple(least_squares), published)
+    return DemoReport(tuple(unconstrained), tuple(least_squares), published, learned)
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for column in columns:
-        if column in ("problem", "solver"):
+        if column in ("problem", "solver", "optimiser"):
             table.add_column(column, no_wrap=True)
         else:
             table.add_column(column, justify="right")
@@ -375,5 +428,29 @@ def render(report: DemoReport, console: Console) -> None:
         f"optimum: the published MGH optimum (global, or a known local one) that the cost"
         f" matches to relative {PUBLISHED_RTOL:g}.\n"
         f"Same cost as scipy lm (relative {SAME_OPTIMUM_RTOL:g}): {agreement}",
+        markup=False,
+    )
+    if report.learned is not None:
+        _render_learned(report.learned, console)
+
+
+def _render_learned(run: LearnedRun, console: Console) -> None:
+    speedup_cell = f"{np.median(run.speedups):.3g}"
+    rows = [
+        (f"opifex.l2o {L2O_NAME}", f"{np.median(run.losses[:, -1]):.4g}", speedup_cell),
+        (f"Adam lr {L2O_ADAM_LR}", f"{np.median(run.adam_losses[:, -1]):.4g}", "1"),
+    ]
+    console.print(
+        _table(
+            f"Learned optimiser vs Adam on {len(run.losses)} fresh {L2O_DIMENSION}-D quadratics"
+            f" ({run.losses.shape[1] - 1} steps)",
+            ("optimiser", "median final loss", "median speedup vs Adam"),
+            rows,
+        )
+    )
+    console.print(
+        f"Adam lr {L2O_ADAM_LR}, tuned in the benchmark (benchmarks/l2o); float32. Speedup:"
+        " per task, the steps Adam needs to reach its final loss over the steps the learned"
+        " optimiser needs (opifex.core.speedup).",
         markup=False,
     )

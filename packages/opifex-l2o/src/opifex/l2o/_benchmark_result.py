@@ -199,14 +199,14 @@ class BenchmarkResult:
         many); losses <= 0 are not drawn (log scale).
 
         Raises:
-            ImportError: matplotlib is not installed (``opifex-l2o`` does not depend on it).
+            ImportError: matplotlib is not installed (the ``plot`` extra: ``opifex-l2o[plot]``).
         """
         try:
             from matplotlib.figure import Figure
         except ImportError as error:
             raise ImportError(
                 "BenchmarkResult.plot needs matplotlib, which opifex-l2o does not install: "
-                "install the matplotlib package"
+                "pip install 'opifex-l2o[plot]'"
             ) from error
         figure = Figure(figsize=(5.0 * len(self.families), 4.0), layout="constrained")
         axes = figure.subplots(1, len(self.families), squeeze=False)[0]
