@@ -227,7 +227,119 @@ def render_second_order(data: dict[str, Any]) -> str:
     )
 
 
-RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"second_order": render_second_order}
+# --------------------------------------------------------------------------------------------
+# l2o
+
+
+def _l2o_target(data: dict[str, Any]) -> str:
+    target = data["targets"]["quadratic_2x_vs_tuned_adam"]
+    checks = data["checks"]
+    return table(
+        ["target", "measured", "result"],
+        [
+            [
+                "median speedup over tuned Adam >= 2 (held-out tasks, horizon 100)",
+                f"{_cell(target['median_speedup_vs_tuned_adam'])} "
+                f"(p10 {_cell(target['p10_speedup'])}, p90 {_cell(target['p90_speedup'])}, "
+                f"{100 * target['fraction_at_least_2x']:.1f} % of tasks >= 2)",
+                _met(target["median_speedup_vs_tuned_adam"] >= 2.0),
+            ],
+            [
+                "no divergence over 200 steps",
+                f"{checks['200_steps']['num_diverged']} of {checks['200_steps']['num_tasks']}",
+                _met(checks["200_steps"]["num_diverged"] == 0),
+            ],
+            [
+                "no divergence at dimension 20 (200 steps)",
+                f"{checks['dimension_20']['num_diverged']} of "
+                f"{checks['dimension_20']['num_tasks']}",
+                _met(checks["dimension_20"]["num_diverged"] == 0),
+            ],
+        ],
+    )
+
+
+def _l2o_optimizers(rows: list[dict[str, Any]]) -> str:
+    return table(
+        [
+            "optimiser",
+            "kind",
+            "learning rate",
+            "median final loss",
+            "median evaluations",
+            "diverged",
+            "wall time (all tasks)",
+        ],
+        [
+            [
+                r["optimizer"],
+                r["kind"],
+                "tuned: " + _cell(r["learning_rate"]) if r["learning_rate"] is not None else "—",
+                _cell(r["final_loss_median"]),
+                _cell(r["num_evaluations_median"]),
+                f"{100 * r['fraction_diverged']:.1f} %",
+                _seconds(r["wall_time_s"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _l2o_comparisons(rows: list[dict[str, Any]]) -> str:
+    return table(
+        [
+            "learned",
+            "vs baseline",
+            "median speedup (steps)",
+            "median speedup (evaluations)",
+            "median final-loss ratio",
+        ],
+        [
+            [
+                r["optimizer"],
+                r["baseline"],
+                _cell(r["speedup_median"]),
+                _cell(r["evaluation_speedup_median"]),
+                _cell(r["final_loss_ratio_median"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def render_l2o(data: dict[str, Any]) -> str:
+    """Markdown for the learned-optimiser benchmark: target, optimisers, comparisons."""
+    meta, training = data["meta"], data["pretrained"].get("training")
+    settings = meta["settings"]
+    info = (
+        f"Run on {meta['date']}, {meta['device']}, jax {meta['jax_version']}: "
+        f"{settings['num_test_tasks']} held-out tasks, baselines tuned on "
+        f"{settings['num_train_tasks']} training tasks."
+    )
+    if training:
+        info += (
+            f" Meta-training of the shipped weights: {training['wall_time_s']:.0f} s on "
+            f"{training['device']}, {training['inner_steps_per_s_task_batch']:.0f} inner steps/s "
+            f"across the task batch ({training['inner_steps_per_s_with_particles']:.0f} counting "
+            "PES particles)."
+        )
+    return "\n\n".join(
+        [
+            info,
+            "#### Target",
+            _l2o_target(data),
+            "#### Optimisers",
+            _l2o_optimizers(data["summary"]["optimizers"]),
+            "#### Learned against each baseline",
+            _l2o_comparisons(data["summary"]["comparisons"]),
+        ]
+    )
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "second_order": render_second_order,
+    "l2o": render_l2o,
+}
 
 
 # --------------------------------------------------------------------------------------------

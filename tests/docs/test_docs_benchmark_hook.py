@@ -204,7 +204,7 @@ def test_missing_results_give_a_clear_error(tmp_path):
 def test_unknown_benchmark_name_is_rejected(results_dir):
     with pytest.raises(
         PluginError,
-        match="unknown benchmark 'nope' in a benchmark-table marker; known: second_order",
+        match="unknown benchmark 'nope' in a benchmark-table marker; known: l2o, second_order",
     ):
         hook.replace_markers("<!-- benchmark-table: nope -->", results_dir)
 
@@ -257,3 +257,26 @@ def test_the_recorded_results_render_with_their_targets():
     page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
     assert "<!-- benchmark-table: second_order -->" in page
     assert f"]({hook.ASSETS_DIR}/second_order.png)" in page
+
+
+def test_the_recorded_l2o_results_render_with_their_target():
+    data = json.loads((ROOT / "benchmarks/results/l2o.json").read_text("utf-8"))
+    text = hook.render_benchmark("l2o", ROOT / "benchmarks" / "results")
+    target = data["targets"]["quadratic_2x_vs_tuned_adam"]
+    line = next(row for row in text.splitlines() if row.startswith("| median speedup"))
+    assert f"{target['median_speedup_vs_tuned_adam']:.4g}" in line
+    expected = "| met |" if target["median_speedup_vs_tuned_adam"] >= 2.0 else "| **not met** |"
+    assert line.endswith(expected)
+    for row in data["summary"]["optimizers"]:
+        assert f"| {row['optimizer']} | {row['kind']} |" in text
+    page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
+    assert "<!-- benchmark-table: l2o -->" in page
+    assert f"]({hook.ASSETS_DIR}/l2o.png)" in page
+
+
+def test_l2o_results_missing_a_field_name_it(tmp_path):
+    data = json.loads((ROOT / "benchmarks/results/l2o.json").read_text("utf-8"))
+    del data["checks"]
+    (tmp_path / "l2o.json").write_text(json.dumps(data), "utf-8")
+    with pytest.raises(PluginError, match="checks"):
+        hook.render_benchmark("l2o", tmp_path)
