@@ -41,14 +41,12 @@ import numpy as np
 
 from opifex.core.families import QuadraticFamily
 from opifex.l2o import (
-    FeatureConfig,
+    QUADRATIC10_MLP,
     L2OBenchmark,
     MetaTrainConfig,
     diverged_mask,
-    init_mlp_optimizer_params,
     load_pretrained,
     meta_train,
-    mlp_optimizer,
     run_optimizer,
     save_pretrained,
 )
@@ -60,11 +58,7 @@ PRETRAINED = ROOT / "packages/opifex-l2o/src/opifex/l2o/pretrained/quadratic10_m
 FAMILY = QuadraticFamily(dimension=10)
 HORIZON = 100
 
-# the meta-training recipe of the shipped weights
-FEATURES = FeatureConfig(use_scale=True, use_loss=True)
-HIDDEN_SIZES = (32, 32)
-LR_SCALE, MAGNITUDE_SCALE = 0.1, 1.0
-LAST_LAYER_INIT = 0.1  # the output layer starts 10x smaller: small first steps
+# the meta-training recipe of the shipped weights (the optimiser: opifex.l2o.QUADRATIC10_MLP)
 RECIPE = MetaTrainConfig(
     estimator="pes",
     meta_loss="log_mean",
@@ -94,18 +88,12 @@ QUICK = Settings(num_train_tasks=16, num_test_tasks=100)
 
 def train(progress: bool) -> dict[str, Any]:
     """Meta-train with ``RECIPE``, write ``PRETRAINED``; return timing and throughput."""
-    phi = init_mlp_optimizer_params(
-        jax.random.key(INIT_KEY), features=FEATURES, hidden_sizes=HIDDEN_SIZES
-    )
-    phi[-1] = {name: LAST_LAYER_INIT * value for name, value in phi[-1].items()}
-
-    def make(phi: Any) -> Any:
-        return mlp_optimizer(
-            phi, features=FEATURES, lr_scale=LR_SCALE, magnitude_scale=MAGNITUDE_SCALE
-        )
-
+    recipe = QUADRATIC10_MLP
+    phi = recipe.init_phi(jax.random.key(INIT_KEY))
     start = time.perf_counter()
-    result = meta_train(jax.random.key(TRAIN_KEY), phi, FAMILY, make, RECIPE, progress=progress)
+    result = meta_train(
+        jax.random.key(TRAIN_KEY), phi, FAMILY, recipe.make_optimizer, RECIPE, progress=progress
+    )
     wall = time.perf_counter() - start
     steps = int(np.asarray(result.history.meta_loss).shape[0])
     inner = steps * RECIPE.num_tasks * RECIPE.truncation_length
@@ -122,10 +110,10 @@ def train(progress: bool) -> dict[str, Any]:
     save_pretrained(
         PRETRAINED,
         result.best_phi,
-        features=FEATURES,
-        hidden_sizes=HIDDEN_SIZES,
-        lr_scale=LR_SCALE,
-        magnitude_scale=MAGNITUDE_SCALE,
+        features=recipe.features,
+        hidden_sizes=recipe.hidden_sizes,
+        lr_scale=recipe.lr_scale,
+        magnitude_scale=recipe.magnitude_scale,
         metadata={
             "family": "QuadraticFamily(dimension=10)",
             "horizon": HORIZON,

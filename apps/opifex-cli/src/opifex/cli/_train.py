@@ -24,9 +24,6 @@ from opifex.cli._console import ProgressCallback, fail, progress_bar, stdout_con
 
 FAMILIES = ("quadratic", "rosenbrock", "logistic", "lasso")
 ESTIMATORS = ("pes", "truncated_bptt")
-HIDDEN_SIZES = (32, 32)
-LR_SCALE, MAGNITUDE_SCALE = 0.1, 1.0
-LAST_LAYER_INIT = 0.1  # the output layer starts 10x smaller: small first steps
 NUM_PARTICLES = 8  # PES particles per task
 NUM_VALIDATION_TASKS = 32
 
@@ -129,24 +126,13 @@ def train_and_save(
     import optax
 
     from opifex.core import speedup
-    from opifex.l2o import (
-        FeatureConfig,
-        init_mlp_optimizer_params,
-        meta_train,
-        mlp_optimizer,
-        run_optimizer,
-        save_pretrained,
-    )
+    from opifex.l2o import QUADRATIC10_MLP, meta_train, run_optimizer, save_pretrained
 
-    features = FeatureConfig(use_scale=True, use_loss=True)
+    recipe = QUADRATIC10_MLP
+
     init_key, train_key, eval_key = jax.random.split(jax.random.key(seed), 3)
-    phi = init_mlp_optimizer_params(init_key, features=features, hidden_sizes=HIDDEN_SIZES)
-    phi[-1] = {name: LAST_LAYER_INIT * value for name, value in phi[-1].items()}
-
-    def make(phi: Any) -> Any:
-        return mlp_optimizer(
-            phi, features=features, lr_scale=LR_SCALE, magnitude_scale=MAGNITUDE_SCALE
-        )
+    phi = recipe.init_phi(init_key)
+    make = recipe.make_optimizer
 
     def tick(step: int, metrics: dict[str, float]) -> None:
         label = f"outer step {step}, meta-loss {metrics['meta_loss']:.3g}"
@@ -179,10 +165,10 @@ def train_and_save(
     save_pretrained(
         output,
         result.best_phi,
-        features=features,
-        hidden_sizes=HIDDEN_SIZES,
-        lr_scale=LR_SCALE,
-        magnitude_scale=MAGNITUDE_SCALE,
+        features=recipe.features,
+        hidden_sizes=recipe.hidden_sizes,
+        lr_scale=recipe.lr_scale,
+        magnitude_scale=recipe.magnitude_scale,
         metadata={
             "family": summary["family"],
             "horizon": config.horizon,

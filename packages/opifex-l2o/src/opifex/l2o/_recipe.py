@@ -1,0 +1,69 @@
+"""The MLP learned optimiser as configured for the shipped weights, in one place.
+
+``MLPRecipe`` fixes what the meta-parameters ``phi`` mean (features, widths, output scales)
+and how a fresh ``phi`` starts; ``QUADRATIC10_MLP`` is the recipe of the pretrained
+``quadratic10_mlp`` (``benchmarks/l2o/bench_l2o.py``), also used by ``opifex train l2o``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import optax
+
+from opifex.l2o._features import FeatureConfig
+from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPRecipe:
+    """An ``mlp_optimizer`` configuration and its initialisation.
+
+    Attributes:
+        features: the ``FeatureConfig``.
+        hidden_sizes: hidden widths of the MLP.
+        lr_scale: ``mlp_optimizer``'s ``lr_scale``.
+        magnitude_scale: ``mlp_optimizer``'s ``magnitude_scale``.
+        last_layer_init: factor on the output layer's random initial weights (small first
+            steps before meta-training).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> phi = QUADRATIC10_MLP.init_phi(jax.random.key(0))
+        >>> opt = QUADRATIC10_MLP.make_optimizer(phi)
+        >>> updates, _ = opt.update(jnp.ones(3), opt.init(jnp.zeros(3)), jnp.zeros(3), value=1.0)
+        >>> updates.shape
+        (3,)
+    """
+
+    features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
+    hidden_sizes: tuple[int, ...] = (32, 32)
+    lr_scale: float = 1e-3
+    magnitude_scale: float = 1e-3
+    last_layer_init: float = 1.0
+
+    def init_phi(self, key: jax.Array) -> list[dict[str, jax.Array]]:
+        """A fresh ``phi``: ``init_mlp_optimizer_params`` with the output layer scaled."""
+        phi = init_mlp_optimizer_params(key, features=self.features, hidden_sizes=self.hidden_sizes)
+        phi[-1] = {name: self.last_layer_init * value for name, value in phi[-1].items()}
+        return phi
+
+    def make_optimizer(self, phi: Any) -> optax.GradientTransformationExtraArgs:
+        """``mlp_optimizer(phi)`` with this recipe's features and scales."""
+        return mlp_optimizer(
+            phi,
+            features=self.features,
+            lr_scale=self.lr_scale,
+            magnitude_scale=self.magnitude_scale,
+        )
+
+
+QUADRATIC10_MLP = MLPRecipe(
+    features=FeatureConfig(use_scale=True, use_loss=True),
+    hidden_sizes=(32, 32),
+    lr_scale=0.1,
+    magnitude_scale=1.0,
+    last_layer_init=0.1,
+)
