@@ -2,7 +2,8 @@
 
 The docstrings promise runnable examples; this keeps them honest. One test per module, so a
 failure names the module and pytest shows doctest's report of the failing example. An
-example may switch float64 on globally: the setting is restored after each module.
+example runs with JAX's defaults (float32) and may switch float64 on; the setting is restored
+after each module.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def test_every_implemented_package_is_walked():
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)
     x64 = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)  # the examples show JAX's default dtypes
     try:
         failed, _ = doctest.testmod(
             module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, report=True
