@@ -336,10 +336,88 @@ def render_l2o(data: dict[str, Any]) -> str:
     )
 
 
+def render_l2o_lasso(data: dict[str, Any]) -> str:
+    """Markdown for the LASSO learned-optimiser benchmark: target, relative losses, check."""
+    meta, tasks, training = data["meta"], data["tasks"], data["pretrained"].get("training")
+    target = data["targets"]["lasso_below_tuned_adam"]
+    check = data["checks"]["2000_steps"]
+    info = (
+        f"Run on {meta['date']}, {meta['device']}, jax {meta['jax_version']}: "
+        f"{data['family']}, {tasks['num_kept']} of {tasks['num_test_tasks']} held-out tasks "
+        f"({tasks['num_degenerate']} degenerate, `f(x_0) = f*`, excluded); `f*` from "
+        f"{tasks['reference_iterations']} FISTA iterations; Adam's learning rate "
+        f"{_cell(data['tuning']['learning_rate'])}, tuned on "
+        f"{meta['settings']['num_train_tasks']} training tasks at {data['horizon']} steps."
+    )
+    if training:
+        info += (
+            f" Meta-training of the shipped weights: {training['wall_time_s']:.0f} s on "
+            f"{training['device']}, {training['inner_steps_per_s_task_batch']:.0f} inner steps/s "
+            f"across the task batch ({training['inner_steps_per_s_with_particles']:.0f} counting "
+            "PES particles)."
+        )
+    horizon = data["horizon"]
+    target_table = table(
+        ["target", "learned", "tuned Adam", "result"],
+        [
+            [
+                f"median relative loss after {horizon} iterations below tuned Adam's",
+                target["median_learned"],
+                target["median_adam"],
+                _met(target["median_learned"] < target["median_adam"]),
+            ],
+            [
+                f"90th percentile relative loss after {horizon} iterations below tuned Adam's",
+                target["p90_learned"],
+                target["p90_adam"],
+                _met(target["p90_learned"] < target["p90_adam"]),
+            ],
+        ],
+    )
+    steps = [
+        int(key.removeprefix("median_")) for key in data["summary"][0] if key.startswith("median_")
+    ]
+    rows = table(
+        [
+            "optimiser",
+            *(f"median / p90 at {k}" for k in steps),
+            "diverged",
+            "wall time (all tasks)",
+        ],
+        [
+            [
+                r["optimizer"],
+                *(f"{_cell(r[f'median_{k}'])} / {_cell(r[f'p90_{k}'])}" for k in steps),
+                r["num_diverged"],
+                _seconds(r["wall_time_s"]),
+            ]
+            for r in data["summary"]
+        ],
+    )
+    return "\n\n".join(
+        [
+            info,
+            "#### Target",
+            target_table,
+            f"The learned optimiser's relative loss is below tuned Adam's on "
+            f"{100 * target['fraction_learned_below_adam']:.1f} % of the tasks. Run for "
+            f"{check['num_steps']} iterations, twice its training horizon, it diverges on "
+            f"{check['num_diverged']} of {check['num_tasks']} tasks (median relative loss "
+            f"{_cell(check['median_relative_loss'])}).",
+            "#### Relative loss `(f(x_k) - f*) / (f(x_0) - f*)`",
+            rows,
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "second_order": render_second_order,
     "l2o": render_l2o,
+    "l2o_lasso": render_l2o_lasso,
 }
+
+# results written by a script other than ``benchmarks/<name>/bench_<name>.py``
+SCRIPTS = {"l2o_lasso": "benchmarks/l2o/bench_l2o_lasso.py"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,7 +425,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 def _regenerate_hint(name: str) -> str:
-    return f"generate it with `uv run python benchmarks/{name}/bench_{name}.py`"
+    script = SCRIPTS.get(name, f"benchmarks/{name}/bench_{name}.py")
+    return f"generate it with `uv run python {script}`"
 
 
 def render_benchmark(name: str, results_dir: Path) -> str:

@@ -204,7 +204,10 @@ def test_missing_results_give_a_clear_error(tmp_path):
 def test_unknown_benchmark_name_is_rejected(results_dir):
     with pytest.raises(
         PluginError,
-        match="unknown benchmark 'nope' in a benchmark-table marker; known: l2o, second_order",
+        match=(
+            "unknown benchmark 'nope' in a benchmark-table marker; "
+            "known: l2o, l2o_lasso, second_order"
+        ),
     ):
         hook.replace_markers("<!-- benchmark-table: nope -->", results_dir)
 
@@ -280,3 +283,25 @@ def test_l2o_results_missing_a_field_name_it(tmp_path):
     (tmp_path / "l2o.json").write_text(json.dumps(data), "utf-8")
     with pytest.raises(PluginError, match="checks"):
         hook.render_benchmark("l2o", tmp_path)
+
+
+def test_the_recorded_l2o_lasso_results_render_with_their_target():
+    data = json.loads((ROOT / "benchmarks/results/l2o_lasso.json").read_text("utf-8"))
+    text = hook.render_benchmark("l2o_lasso", ROOT / "benchmarks" / "results")
+    target = data["targets"]["lasso_below_tuned_adam"]
+    for stat in ("median", "p90"):
+        learned, adam = target[f"{stat}_learned"], target[f"{stat}_adam"]
+        start = "| median relative" if stat == "median" else "| 90th percentile"
+        line = next(row for row in text.splitlines() if row.startswith(start))
+        assert f"| {learned:.4g} | {adam:.4g} |" in line
+        assert line.endswith("| met |" if learned < adam else "| **not met** |")
+    for row in data["summary"]:
+        assert f"| {row['optimizer']} | {row['median_100']:.4g} / {row['p90_100']:.4g} |" in text
+    page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
+    assert "<!-- benchmark-table: l2o_lasso -->" in page
+    assert f"]({hook.ASSETS_DIR}/l2o_lasso.png)" in page
+
+
+def test_missing_l2o_lasso_results_name_their_script(tmp_path):
+    with pytest.raises(PluginError, match=r"benchmarks/l2o/bench_l2o_lasso\.py"):
+        hook.render_benchmark("l2o_lasso", tmp_path)

@@ -15,7 +15,7 @@ import importlib.util
 import logging
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -165,21 +165,38 @@ def second_order(
     run_script("second_order/bench_second_order.py", argv, benchmarks_dir)
 
 
-@bench_app.command("l2o")
-def l2o(
-    quick: Annotated[bool, typer.Option("--quick", help="100 held-out tasks, not 1000.")] = False,
-    train: Annotated[
+def _train_option(weights: str) -> Any:
+    return Annotated[
         bool,
         typer.Option(
             "--train",
-            help="Meta-train first and overwrite the package's shipped quadratic10_mlp weights.",
+            help=f"Meta-train first and overwrite the package's shipped {weights} weights.",
         ),
-    ] = False,
+    ]
+
+
+def _l2o_argv(quick: bool, train: bool, output_dir: Path | None) -> list[str]:
+    argv = ["--quick"] * quick + ["--train"] * train
+    return argv + (["--output-dir", str(output_dir)] if output_dir is not None else [])
+
+
+@bench_app.command("l2o")
+def l2o(
+    quick: Annotated[bool, typer.Option("--quick", help="100 held-out tasks, not 1000.")] = False,
+    train: _train_option("quadratic10_mlp") = False,
     output_dir: OutputDir = None,
     benchmarks_dir: BenchmarksDir = None,
 ) -> None:
     """opifex.l2o's pretrained MLP optimiser against tuned Adam, SGD, momentum and L-BFGS."""
-    argv = ["--quick"] * quick + ["--train"] * train
-    if output_dir is not None:
-        argv += ["--output-dir", str(output_dir)]
-    run_script("l2o/bench_l2o.py", argv, benchmarks_dir)
+    run_script("l2o/bench_l2o.py", _l2o_argv(quick, train, output_dir), benchmarks_dir)
+
+
+@bench_app.command("l2o-lasso")
+def l2o_lasso(
+    quick: Annotated[bool, typer.Option("--quick", help="64 held-out tasks, not 256.")] = False,
+    train: _train_option("lasso25x50_mlp") = False,
+    output_dir: OutputDir = None,
+    benchmarks_dir: BenchmarksDir = None,
+) -> None:
+    """opifex.l2o's pretrained LASSO optimiser against tuned Adam, ISTA and FISTA."""
+    run_script("l2o/bench_l2o_lasso.py", _l2o_argv(quick, train, output_dir), benchmarks_dir)

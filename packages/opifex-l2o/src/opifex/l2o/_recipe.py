@@ -2,7 +2,8 @@
 
 ``MLPRecipe`` fixes what the meta-parameters ``phi`` mean (features, widths, output scales)
 and how a fresh ``phi`` starts; ``QUADRATIC10_MLP`` is the recipe of the pretrained
-``quadratic10_mlp`` (``benchmarks/l2o/bench_l2o.py``), also used by ``opifex train l2o``.
+``quadratic10_mlp`` (``benchmarks/l2o/bench_l2o.py``), also used by ``opifex train l2o``;
+``LASSO25X50_MLP`` that of ``lasso25x50_mlp`` (``benchmarks/l2o/bench_l2o_lasso.py``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ class MLPRecipe:
 
 QUADRATIC10_MLP = MLPRecipe(
     features=FeatureConfig(use_scale=True, use_loss=True),
+    hidden_sizes=(32, 32),
+    lr_scale=0.1,
+    magnitude_scale=1.0,
+    last_layer_init=0.1,
+)
+
+# no loss features: the LASSO benchmark meta-trains on the optimality gap f - f*, and an
+# optimiser that saw that loss would see f*, which it does not have at test time
+LASSO25X50_MLP = MLPRecipe(
+    features=FeatureConfig(use_scale=True, use_loss=False),
     hidden_sizes=(32, 32),
     lr_scale=0.1,
     magnitude_scale=1.0,
