@@ -75,12 +75,16 @@ def test_save_and_load_round_trip(tmp_path, monkeypatch):
     loaded = load_pytree(path, like=phi)
     for a, b in zip(jax.tree.leaves(phi), jax.tree.leaves(loaded), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    # the rebuilt optimiser takes the same step as one built by hand
+    # the rebuilt optimiser takes the same step as one built by hand, loaded by path or by
+    # name from the package's directory
     import opifex.l2o._pretrained as pretrained_module
 
+    by_path = load_pretrained(path)
+    assert by_path.metadata["horizon"] == 7
     monkeypatch.setattr(pretrained_module, "_directory", lambda: tmp_path)
     assert pretrained_names() == ("toy",)
     rebuilt = load_pretrained("toy").optimizer
+    assert jax.tree.structure(by_path.phi) == jax.tree.structure(phi)
     direct = mlp_optimizer(phi, features=features, lr_scale=0.05, magnitude_scale=1.0)
     params, grads = jnp.linspace(-1.0, 1.0, 5), jnp.linspace(0.5, -0.5, 5)
     got, _ = rebuilt.update(grads, rebuilt.init(params), params)
@@ -91,6 +95,8 @@ def test_save_and_load_round_trip(tmp_path, monkeypatch):
 def test_bad_input():
     with pytest.raises(ValueError, match=r"unknown pretrained optimiser 'nope'.*quadratic10_mlp"):
         load_pretrained("nope")
+    with pytest.raises(FileNotFoundError, match=r"missing\.npz"):
+        load_pretrained("missing.npz")
     phi = init_mlp_optimizer_params(jax.random.key(0), hidden_sizes=(4,))
     with pytest.raises(ValueError, match="does not fit"):
         save_pretrained(

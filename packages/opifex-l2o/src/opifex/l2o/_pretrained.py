@@ -80,17 +80,19 @@ def _build(metadata: Mapping[str, Any], phi: Any | None) -> tuple[Any, Any]:
     return optimizer, phi
 
 
-def load_pretrained(name: str) -> Pretrained:
-    """Load a pretrained learned optimiser shipped with ``opifex-l2o``.
+def load_pretrained(name: str | os.PathLike) -> Pretrained:
+    """Load a pretrained learned optimiser: one shipped with ``opifex-l2o``, or a file.
 
     Args:
-        name: one of ``pretrained_names()``.
+        name: one of ``pretrained_names()``, or the path of a ``.npz`` file written by
+            ``save_pretrained`` (e.g. by ``opifex train l2o``).
 
     Returns:
         A ``Pretrained`` (optimizer, phi, metadata).
 
     Raises:
         ValueError: an unknown name (the message lists the known ones).
+        FileNotFoundError: a ``.npz`` path that does not exist.
 
     Example:
         >>> import jax.numpy as jnp, optax
@@ -99,14 +101,21 @@ def load_pretrained(name: str) -> Pretrained:
         ('QuadraticFamily(dimension=10)', 100)
         >>> state = pretrained.optimizer.init(jnp.zeros(10))
     """
+    if isinstance(name, os.PathLike) or str(name).endswith(_SUFFIX):
+        return _load_file(name)
     names = pretrained_names()
     if name not in names:
         raise ValueError(f"unknown pretrained optimiser {name!r}; available: {list(names)}")
     with resources.as_file(_directory() / f"{name}{_SUFFIX}") as path:
-        metadata = load_metadata(path)
-        _, template = _build(metadata, None)
-        phi = load_pytree(path, like=template)
-    optimizer, phi = _build(metadata, phi)
+        return _load_file(path)
+
+
+def _load_file(path: str | os.PathLike) -> Pretrained:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no pretrained optimiser file {os.fspath(path)!r}")
+    metadata = load_metadata(path)
+    _, template = _build(metadata, None)
+    optimizer, phi = _build(metadata, load_pytree(path, like=template))
     return Pretrained(optimizer, phi, metadata)
 
 
