@@ -410,14 +410,113 @@ def render_l2o_lasso(data: dict[str, Any]) -> str:
     )
 
 
+def render_l2o_mlp_regression(data: dict[str, Any]) -> str:
+    """Markdown for the MLP-regression learned-optimiser benchmark: target, speedups, check."""
+    meta, training = data["meta"], data["pretrained"].get("training")
+    target = data["targets"]["mlp_regression_speedup"]
+    check = data["checks"]["400_steps"]
+    rates = data["tuning"]["learning_rates"]
+    info = (
+        f"Run on {meta['date']}, {meta['device']}, jax {meta['jax_version']}: "
+        f"{data['family']}, {meta['settings']['num_test_tasks']} held-out tasks; learning rates "
+        f"tuned on {meta['settings']['num_train_tasks']} training tasks at {data['horizon']} "
+        f"steps: Adam {_cell(rates['adam'])}, SGD {_cell(rates['sgd'])}."
+    )
+    if training:
+        info += (
+            f" Meta-training of the shipped weights: {training['wall_time_s']:.0f} s on "
+            f"{training['device']}, {training['inner_steps_per_s_task_batch']:.0f} inner steps/s "
+            f"across the task batch ({training['inner_steps_per_s_with_particles']:.0f} counting "
+            "PES particles)."
+        )
+    speedup = target["median_speedup_vs_adam"]
+    target_table = table(
+        ["target", "learned", "baseline", "result"],
+        [
+            [
+                "median speedup to 10 % of the initial loss against tuned Adam, at least "
+                f"{_cell(target['speedup_threshold'])}",
+                speedup,
+                1,
+                _met(speedup is not None and speedup >= target["speedup_threshold"]),
+            ],
+            *(
+                [
+                    f"median final loss below tuned {label}'s",
+                    target["median_final_learned"],
+                    target[f"median_final_{name}"],
+                    _met(target["median_final_learned"] < target[f"median_final_{name}"]),
+                ]
+                for name, label in (("adam", "Adam"), ("sgd", "SGD"))
+            ),
+        ],
+    )
+    speedups = table(
+        ["against", "median", "p10", "p90", "learned faster on"],
+        [
+            [
+                f"tuned {name}",
+                s["p50"],
+                s["p10"],
+                s["p90"],
+                f"{100 * s['fraction_faster']:.1f} %",
+            ]
+            for name, s in data["speedups"].items()
+        ],
+    )
+    rows = table(
+        [
+            "optimiser",
+            "learning rate",
+            "median steps to 10 %",
+            "median final loss",
+            "diverged",
+            "wall time (all tasks)",
+        ],
+        [
+            [
+                r["optimizer"],
+                r["learning_rate"],
+                r["median_steps_to_target"],
+                r["median_final_loss"],
+                r["num_diverged"],
+                _seconds(r["wall_time_s"]),
+            ]
+            for r in data["summary"]
+        ],
+    )
+    below = data["fraction_final_below"]
+    return "\n\n".join(
+        [
+            info,
+            "#### Target",
+            target_table,
+            f"The learned optimiser's final loss is below tuned Adam's on "
+            f"{100 * below['adam']:.1f} % of the tasks and below tuned SGD's on "
+            f"{100 * below['sgd']:.1f} %. Run for {check['num_steps']} steps, twice the "
+            f"evaluation horizon, it diverges on {check['num_diverged']} of "
+            f"{check['num_tasks']} tasks (median final loss "
+            f"{_cell(check['median_final_loss'])}).",
+            "#### Speedup to 10 % of the initial loss",
+            speedups,
+            "#### Optimisers",
+            rows,
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "second_order": render_second_order,
     "l2o": render_l2o,
     "l2o_lasso": render_l2o_lasso,
+    "l2o_mlp_regression": render_l2o_mlp_regression,
 }
 
 # results written by a script other than ``benchmarks/<name>/bench_<name>.py``
-SCRIPTS = {"l2o_lasso": "benchmarks/l2o/bench_l2o_lasso.py"}
+SCRIPTS = {
+    "l2o_lasso": "benchmarks/l2o/bench_l2o_lasso.py",
+    "l2o_mlp_regression": "benchmarks/l2o/bench_l2o_mlp_regression.py",
+}
 
 
 # --------------------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ def test_unknown_benchmark_name_is_rejected(results_dir):
         PluginError,
         match=(
             "unknown benchmark 'nope' in a benchmark-table marker; "
-            "known: l2o, l2o_lasso, second_order"
+            "known: l2o, l2o_lasso, l2o_mlp_regression, second_order"
         ),
     ):
         hook.replace_markers("<!-- benchmark-table: nope -->", results_dir)
@@ -305,3 +305,32 @@ def test_the_recorded_l2o_lasso_results_render_with_their_target():
 def test_missing_l2o_lasso_results_name_their_script(tmp_path):
     with pytest.raises(PluginError, match=r"benchmarks/l2o/bench_l2o_lasso\.py"):
         hook.render_benchmark("l2o_lasso", tmp_path)
+
+
+def test_the_recorded_l2o_mlp_regression_results_render_with_their_target():
+    data = json.loads((ROOT / "benchmarks/results/l2o_mlp_regression.json").read_text("utf-8"))
+    text = hook.render_benchmark("l2o_mlp_regression", ROOT / "benchmarks" / "results")
+    target = data["targets"]["mlp_regression_speedup"]
+    line = next(row for row in text.splitlines() if row.startswith("| median speedup"))
+    speedup = target["median_speedup_vs_adam"]
+    assert f"| {speedup:.4g} | 1 |" in line
+    assert line.endswith("| met |" if speedup >= target["speedup_threshold"] else "| **not met** |")
+    for name, label in (("adam", "Adam"), ("sgd", "SGD")):
+        learned, base = target["median_final_learned"], target[f"median_final_{name}"]
+        start = f"| median final loss below tuned {label}'s"
+        line = next(row for row in text.splitlines() if row.startswith(start))
+        assert f"| {learned:.4g} | {base:.4g} |" in line
+        assert line.endswith("| met |" if learned < base else "| **not met** |")
+    for name, spread in data["speedups"].items():
+        assert f"| tuned {name} | {spread['p50']:.4g} | {spread['p10']:.4g} |" in text
+    for row in data["summary"]:
+        assert f"| {row['optimizer']} |" in text
+        assert f"| {row['median_final_loss']:.4g} | {row['num_diverged']} |" in text
+    page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
+    assert "<!-- benchmark-table: l2o_mlp_regression -->" in page
+    assert f"]({hook.ASSETS_DIR}/l2o_mlp_regression.png)" in page
+
+
+def test_missing_l2o_mlp_regression_results_name_their_script(tmp_path):
+    with pytest.raises(PluginError, match=r"benchmarks/l2o/bench_l2o_mlp_regression\.py"):
+        hook.render_benchmark("l2o_mlp_regression", tmp_path)

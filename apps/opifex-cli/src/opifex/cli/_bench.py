@@ -200,3 +200,15 @@ def l2o_lasso(
 ) -> None:
     """opifex.l2o's pretrained LASSO optimiser against tuned Adam, ISTA and FISTA."""
     run_script("l2o/bench_l2o_lasso.py", _l2o_argv(quick, train, output_dir), benchmarks_dir)
+
+
+@bench_app.command("l2o-mlp-regression")
+def l2o_mlp_regression(
+    quick: Annotated[bool, typer.Option("--quick", help="128 held-out tasks, not 1000.")] = False,
+    train: _train_option("mlp_regression_mlp") = False,
+    output_dir: OutputDir = None,
+    benchmarks_dir: BenchmarksDir = None,
+) -> None:
+    """opifex.l2o's pretrained MLP-regression optimiser against tuned Adam and SGD."""
+    argv = _l2o_argv(quick, train, output_dir)
+    run_script("l2o/bench_l2o_mlp_regression.py", argv, benchmarks_dir)

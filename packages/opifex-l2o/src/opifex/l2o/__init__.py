@@ -98,7 +98,7 @@ from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
 from opifex.l2o._pes import PESState, pes
 from opifex.l2o._pretrained import Pretrained, load_pretrained, pretrained_names, save_pretrained
 from opifex.l2o._problem import PROBLEM_TYPES, OptimizationProblem
-from opifex.l2o._recipe import LASSO25X50_MLP, QUADRATIC10_MLP, MLPRecipe
+from opifex.l2o._recipe import LASSO25X50_MLP, MLP_REGRESSION_MLP, QUADRATIC10_MLP, MLPRecipe
 from opifex.l2o._recommend import ALGORITHMS, Recommendation, recommend_algorithm
 from opifex.l2o._solver_table import compare_solvers
 from opifex.l2o._truncated_bptt import truncated_bptt
@@ -120,6 +120,7 @@ __all__ = [
     "DEFAULT_LEARNING_RATES",
     "LASSO25X50_MLP",
     "METRICS",
+    "MLP_REGRESSION_MLP",
     "PROBLEM_TYPES",
     "QUADRATIC10_MLP",
     "TUNABLE_BASELINES",

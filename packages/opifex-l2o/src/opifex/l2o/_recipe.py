@@ -3,7 +3,9 @@
 ``MLPRecipe`` fixes what the meta-parameters ``phi`` mean (features, widths, output scales)
 and how a fresh ``phi`` starts; ``QUADRATIC10_MLP`` is the recipe of the pretrained
 ``quadratic10_mlp`` (``benchmarks/l2o/bench_l2o.py``), also used by ``opifex train l2o``;
-``LASSO25X50_MLP`` that of ``lasso25x50_mlp`` (``benchmarks/l2o/bench_l2o_lasso.py``).
+``LASSO25X50_MLP`` that of ``lasso25x50_mlp`` (``benchmarks/l2o/bench_l2o_lasso.py``);
+``MLP_REGRESSION_MLP`` that of ``mlp_regression_mlp``
+(``benchmarks/l2o/bench_l2o_mlp_regression.py``).
 """
 
 from __future__ import annotations
@@ -75,6 +77,16 @@ LASSO25X50_MLP = MLPRecipe(
     features=FeatureConfig(use_scale=True, use_loss=False),
     hidden_sizes=(32, 32),
     lr_scale=0.1,
+    magnitude_scale=1.0,
+    last_layer_init=0.1,
+)
+
+# QUADRATIC10_MLP's features and widths with ten times smaller steps: on the teacher-student
+# MLP regression family, lr_scale 0.1 diverges on most tasks at the start of meta-training
+MLP_REGRESSION_MLP = MLPRecipe(
+    features=FeatureConfig(use_scale=True, use_loss=True),
+    hidden_sizes=(32, 32),
+    lr_scale=0.01,
     magnitude_scale=1.0,
     last_layer_init=0.1,
 )
