@@ -31,7 +31,6 @@ import json
 import logging
 import platform
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,9 +45,7 @@ from opifex.l2o import (
     MetaTrainConfig,
     diverged_mask,
     load_pretrained,
-    meta_train,
     run_optimizer,
-    save_pretrained,
 )
 
 Progress = Callable[[int, int, str], None]
@@ -89,31 +86,12 @@ QUICK = Settings(num_train_tasks=16, num_test_tasks=100)
 def train(progress: bool) -> dict[str, Any]:
     """Meta-train with ``RECIPE``, write ``PRETRAINED``; return timing and throughput."""
     recipe = QUADRATIC10_MLP
-    phi = recipe.init_phi(jax.random.key(INIT_KEY))
-    start = time.perf_counter()
-    result = meta_train(
-        jax.random.key(TRAIN_KEY), phi, FAMILY, recipe.make_optimizer, RECIPE, progress=progress
+    result, training = recipe.meta_train(
+        jax.random.key(INIT_KEY), jax.random.key(TRAIN_KEY), FAMILY, RECIPE, progress=progress
     )
-    wall = time.perf_counter() - start
-    steps = int(np.asarray(result.history.meta_loss).shape[0])
-    inner = steps * RECIPE.num_tasks * RECIPE.truncation_length
-    particles = inner * RECIPE.num_particles
-    training = {
-        "wall_time_s": wall,
-        "outer_steps": steps,
-        "inner_steps_per_s_task_batch": inner / wall,
-        "inner_steps_per_s_with_particles": particles / wall,
-        "validation_metric": np.asarray(result.history.validation_metric).tolist(),
-        "skipped_steps": int(np.sum(result.history.num_skipped_steps)),
-        "device": str(jax.devices()[0]),
-    }
-    save_pretrained(
+    recipe.save(
         PRETRAINED,
         result.best_phi,
-        features=recipe.features,
-        hidden_sizes=recipe.hidden_sizes,
-        lr_scale=recipe.lr_scale,
-        magnitude_scale=recipe.magnitude_scale,
         metadata={
             "family": "QuadraticFamily(dimension=10)",
             "horizon": HORIZON,

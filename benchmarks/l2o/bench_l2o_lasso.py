@@ -56,11 +56,9 @@ from opifex.l2o import (
     RunResult,
     diverged_mask,
     load_pretrained,
-    meta_train,
     run_baseline,
     run_optimizer,
     sample_tasks,
-    save_pretrained,
     split_task_keys,
     tune_learning_rate,
 )
@@ -136,36 +134,17 @@ QUICK = Settings(num_train_tasks=16, num_test_tasks=64)
 def train(adam_learning_rate: float, progress: bool) -> dict[str, Any]:
     """Meta-train with ``RECIPE``, write ``PRETRAINED``; return timing and throughput."""
     recipe = LASSO25X50_MLP
-    phi = recipe.init_phi(jax.random.key(INIT_KEY))
-    start = time.perf_counter()
-    result = meta_train(
+    result, training = recipe.meta_train(
+        jax.random.key(INIT_KEY),
         jax.random.key(TRAIN_KEY),
-        phi,
         GapLassoFamily(),
-        recipe.make_optimizer,
         RECIPE,
         curriculum=CURRICULUM,
         progress=progress,
     )
-    wall = time.perf_counter() - start
-    steps = int(np.asarray(result.history.meta_loss).shape[0])
-    inner = steps * RECIPE.num_tasks * RECIPE.truncation_length
-    training = {
-        "wall_time_s": wall,
-        "outer_steps": steps,
-        "inner_steps_per_s_task_batch": inner / wall,
-        "inner_steps_per_s_with_particles": inner * RECIPE.num_particles / wall,
-        "validation_metric": np.asarray(result.history.validation_metric).tolist(),
-        "skipped_steps": int(np.sum(result.history.num_skipped_steps)),
-        "device": str(jax.devices()[0]),
-    }
-    save_pretrained(
+    recipe.save(
         PRETRAINED,
         result.best_phi,
-        features=recipe.features,
-        hidden_sizes=recipe.hidden_sizes,
-        lr_scale=recipe.lr_scale,
-        magnitude_scale=recipe.magnitude_scale,
         metadata={
             "family": FAMILY_TEXT,
             "horizon": HORIZON,

@@ -11,7 +11,6 @@ is written with ``opifex.l2o.save_pretrained``. The trained optimiser is then ru
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -126,21 +125,19 @@ def train_and_save(
     import optax
 
     from opifex.core import speedup
-    from opifex.l2o import QUADRATIC10_MLP, meta_train, run_optimizer, save_pretrained
+    from opifex.l2o import QUADRATIC10_MLP, run_optimizer
 
     recipe = QUADRATIC10_MLP
-
     init_key, train_key, eval_key = jax.random.split(jax.random.key(seed), 3)
-    phi = recipe.init_phi(init_key)
     make = recipe.make_optimizer
 
     def tick(step: int, metrics: dict[str, float]) -> None:
         label = f"outer step {step}, meta-loss {metrics['meta_loss']:.3g}"
         progress(step, config.num_outer_steps, label)
 
-    start = time.perf_counter()
-    result = meta_train(train_key, phi, family, make, config, progress=False, callback=tick)
-    wall = time.perf_counter() - start
+    result, record = recipe.meta_train(
+        init_key, train_key, family, config, progress=False, callback=tick
+    )
     keys = jax.random.split(eval_key, eval_tasks)
     learned = run_optimizer(make(result.best_phi), family, keys, config.horizon)
     adam = run_optimizer(optax.adam(adam_lr), family, keys, config.horizon)
@@ -152,7 +149,7 @@ def train_and_save(
         "skipped_steps": result.history.num_skipped_steps,
         "validation_first": float(validation[0]),
         "validation_best": float(result.state.best_metric),
-        "wall_time_s": wall,
+        "wall_time_s": record["wall_time_s"],
         "evaluation": {
             "num_tasks": eval_tasks,
             "adam_lr": adam_lr,
@@ -162,13 +159,9 @@ def train_and_save(
             "num_diverged": int(np.sum(learned.diverged)),
         },
     }
-    save_pretrained(
+    recipe.save(
         output,
         result.best_phi,
-        features=recipe.features,
-        hidden_sizes=recipe.hidden_sizes,
-        lr_scale=recipe.lr_scale,
-        magnitude_scale=recipe.magnitude_scale,
         metadata={
             "family": summary["family"],
             "horizon": config.horizon,

@@ -11,13 +11,22 @@ and how a fresh ``phi`` starts; ``QUADRATIC10_MLP`` is the recipe of the pretrai
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 
+from opifex.core import TaskFamily
 from opifex.l2o._features import FeatureConfig
+from opifex.l2o._meta_config import MetaTrainConfig
+from opifex.l2o._meta_state import MetaTrainResult
+from opifex.l2o._meta_train import meta_train
 from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
+from opifex.l2o._pretrained import save_pretrained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +69,59 @@ class MLPRecipe:
             features=self.features,
             lr_scale=self.lr_scale,
             magnitude_scale=self.magnitude_scale,
+        )
+
+    def meta_train(
+        self,
+        init_key: jax.Array,
+        train_key: jax.Array,
+        family: TaskFamily,
+        config: MetaTrainConfig,
+        **options: Any,
+    ) -> tuple[MetaTrainResult, dict[str, Any]]:
+        """``meta_train`` from ``init_phi(init_key)``, timed.
+
+        Args:
+            init_key: the key of the initial ``phi``.
+            train_key: ``meta_train``'s key.
+            family: the ``TaskFamily`` to train on.
+            config: a ``MetaTrainConfig``.
+            **options: ``meta_train``'s keyword options (``curriculum``, ``progress``, ...).
+
+        Returns:
+            ``(MetaTrainResult, record)``; the record holds the wall time, outer steps, skipped
+            steps, the validation metric, the device and the throughput in inner steps per
+            second across the task batch (and counting PES / ES particles).
+        """
+        start = time.perf_counter()
+        result = meta_train(
+            train_key, self.init_phi(init_key), family, self.make_optimizer, config, **options
+        )
+        wall = time.perf_counter() - start
+        steps = int(np.asarray(result.history.meta_loss).shape[0])
+        inner = steps * config.num_tasks * config.truncation_length
+        particles = 1 if config.estimator == "truncated_bptt" else config.num_particles
+        record = {
+            "wall_time_s": wall,
+            "outer_steps": steps,
+            "skipped_steps": result.history.num_skipped_steps,
+            "inner_steps_per_s_task_batch": inner / wall,
+            "inner_steps_per_s_with_particles": inner * particles / wall,
+            "validation_metric": np.asarray(result.history.validation_metric).tolist(),
+            "device": str(jax.devices()[0]),
+        }
+        return result, record
+
+    def save(self, path: str | os.PathLike, phi: Any, metadata: Mapping[str, Any]) -> None:
+        """``save_pretrained`` of ``phi`` with this recipe (``load_pretrained`` rebuilds it)."""
+        save_pretrained(
+            path,
+            phi,
+            features=self.features,
+            hidden_sizes=self.hidden_sizes,
+            lr_scale=self.lr_scale,
+            magnitude_scale=self.magnitude_scale,
+            metadata=metadata,
         )
 
 
