@@ -231,6 +231,18 @@ def render_second_order(data: dict[str, Any]) -> str:
 # l2o
 
 
+def _training_sentence(training: dict[str, Any] | None) -> str:
+    """How long the shipped weights took to meta-train, and at what throughput ('' if unknown)."""
+    if not training:
+        return ""
+    return (
+        f" Meta-training of the shipped weights: {training['wall_time_s']:.0f} s on "
+        f"{training['device']}, {training['inner_steps_per_s_task_batch']:.0f} inner steps/s "
+        f"across the task batch ({training['inner_steps_per_s_with_particles']:.0f} counting "
+        "PES particles)."
+    )
+
+
 def _l2o_target(data: dict[str, Any]) -> str:
     target = data["targets"]["quadratic_2x_vs_tuned_adam"]
     checks = data["checks"]
@@ -316,13 +328,7 @@ def render_l2o(data: dict[str, Any]) -> str:
         f"{settings['num_test_tasks']} held-out tasks, baselines tuned on "
         f"{settings['num_train_tasks']} training tasks."
     )
-    if training:
-        info += (
-            f" Meta-training of the shipped weights: {training['wall_time_s']:.0f} s on "
-            f"{training['device']}, {training['inner_steps_per_s_task_batch']:.0f} inner steps/s "
-            f"across the task batch ({training['inner_steps_per_s_with_particles']:.0f} counting "
-            "PES particles)."
-        )
+    info += _training_sentence(training)
     return "\n\n".join(
         [
             info,
@@ -349,13 +355,7 @@ def render_l2o_lasso(data: dict[str, Any]) -> str:
         f"{_cell(data['tuning']['learning_rate'])}, tuned on "
         f"{meta['settings']['num_train_tasks']} training tasks at {data['horizon']} steps."
     )
-    if training:
-        info += (
-            f" Meta-training of the shipped weights: {training['wall_time_s']:.0f} s on "
-            f"{training['device']}, {training['inner_steps_per_s_task_batch']:.0f} inner steps/s "
-            f"across the task batch ({training['inner_steps_per_s_with_particles']:.0f} counting "
-            "PES particles)."
-        )
+    info += _training_sentence(training)
     horizon = data["horizon"]
     target_table = table(
         ["target", "learned", "tuned Adam", "result"],
@@ -422,13 +422,7 @@ def render_l2o_mlp_regression(data: dict[str, Any]) -> str:
         f"tuned on {meta['settings']['num_train_tasks']} training tasks at {data['horizon']} "
         f"steps: Adam {_cell(rates['adam'])}, SGD {_cell(rates['sgd'])}."
     )
-    if training:
-        info += (
-            f" Meta-training of the shipped weights: {training['wall_time_s']:.0f} s on "
-            f"{training['device']}, {training['inner_steps_per_s_task_batch']:.0f} inner steps/s "
-            f"across the task batch ({training['inner_steps_per_s_with_particles']:.0f} counting "
-            "PES particles)."
-        )
+    info += _training_sentence(training)
     speedup = target["median_speedup_vs_adam"]
     target_table = table(
         ["target", "learned", "baseline", "result"],
