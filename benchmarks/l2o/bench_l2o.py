@@ -24,12 +24,8 @@ Run ``python benchmarks/l2o/bench_l2o.py [--train] [--quick]``; ``opifex bench l
 """
 
 # No ``from __future__ import annotations``: the CLI loads this file by path.
-import argparse
 import dataclasses
-import datetime
 import json
-import logging
-import platform
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,8 +44,10 @@ from opifex.l2o import (
     run_optimizer,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared module
+from l2o_script import environment, print_training, script_main
+
 Progress = Callable[[int, int, str], None]
-LOG = logging.getLogger("bench_l2o")
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAINED = ROOT / "packages/opifex-l2o/src/opifex/l2o/pretrained/quadratic10_mlp.npz"
 FAMILY = QuadraticFamily(dimension=10)
@@ -115,17 +113,6 @@ def _divergence(optimizer: Any, family: QuadraticFamily, steps: int, tasks: int)
         "num_tasks": tasks,
         "num_diverged": int(diverged.sum()),
         "median_final_over_initial": float(np.median(ratio)),
-    }
-
-
-def _environment() -> dict[str, Any]:
-    device = jax.devices()[0]
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "jax_version": jax.__version__,
-        "python_version": platform.python_version(),
-        "device": f"{device.platform} ({device.device_kind})",
-        "platform": platform.platform(),
     }
 
 
@@ -197,7 +184,7 @@ def run(
         result.plot(plot_path)
     return {
         "benchmark": "l2o",
-        "meta": {**_environment(), "settings": dataclasses.asdict(settings)},
+        "meta": {**environment(), "settings": dataclasses.asdict(settings)},
         "pretrained": pretrained.metadata,
         "training": training,
         "result": _compact(result.to_json_dict(), quadratic.losses),
@@ -214,35 +201,19 @@ def _print(report: dict[str, Any]) -> None:
             print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
     print("\nchecks:", json.dumps(report["checks"]))
     print("target 1:", json.dumps(report["targets"]["quadratic_2x_vs_tuned_adam"]))
-    if report["training"]:
-        t = report["training"]
-        print(
-            f"meta-training: {t['wall_time_s']:.0f} s, "
-            f"{t['inner_steps_per_s_task_batch']:.0f} inner steps/s (task batch), "
-            f"{t['inner_steps_per_s_with_particles']:.0f} with PES particles, on {t['device']}"
-        )
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", action="store_true", help="meta-train and rewrite the weights")
-    parser.add_argument("--quick", action="store_true", help="100 held-out tasks (< ~1 min)")
-    parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    return parser.parse_args(argv)
+    print_training(report["training"])
 
 
 def main(argv: Sequence[str] | None = None, progress: Progress | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = None if args.no_plot else args.output_dir / "l2o.png"
-    report = run(QUICK if args.quick else Settings(), args.train, progress, plot_path)
-    _print(report)
-    path = args.output_dir / "l2o.json"
-    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    LOG.info("wrote %s%s", path, "" if plot_path is None else f" and {plot_path}")
-    return 0
+    return script_main(
+        argv,
+        progress,
+        description=__doc__.splitlines()[0],
+        quick_help="100 held-out tasks (< ~1 min)",
+        name="l2o",
+        run=lambda quick, train, tick, plot: run(QUICK if quick else Settings(), train, tick, plot),
+        printout=_print,
+    )
 
 
 if __name__ == "__main__":

@@ -32,12 +32,8 @@ stdout, ``benchmarks/results/l2o_lasso.json`` and ``benchmarks/results/l2o_lasso
 """
 
 # No ``from __future__ import annotations``: the CLI loads this file by path.
-import argparse
 import dataclasses
-import datetime
 import json
-import logging
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -63,8 +59,10 @@ from opifex.l2o import (
     tune_learning_rate,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared module
+from l2o_script import environment, print_training, script_main
+
 Progress = Callable[[int, int, str], None]
-LOG = logging.getLogger("bench_l2o_lasso")
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "lasso25x50_mlp"
 PRETRAINED = ROOT / f"packages/opifex-l2o/src/opifex/l2o/pretrained/{NAME}.npz"
@@ -289,17 +287,6 @@ def plot(quantiles: dict[str, dict[str, list[float]]], path: Path) -> None:
     plt.close(fig)
 
 
-def _environment() -> dict[str, Any]:
-    device = jax.devices()[0]
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "jax_version": jax.__version__,
-        "python_version": platform.python_version(),
-        "device": f"{device.platform} ({device.device_kind})",
-        "platform": platform.platform(),
-    }
-
-
 def run(
     settings: Settings, train_first: bool, progress: Progress | None, plot_path: Path | None
 ) -> dict[str, Any]:
@@ -327,7 +314,7 @@ def run(
         plot(result["quantiles"], plot_path)
     return {
         "benchmark": "l2o_lasso",
-        "meta": {**_environment(), "settings": dataclasses.asdict(settings)},
+        "meta": {**environment(), "settings": dataclasses.asdict(settings)},
         "family": FAMILY_TEXT,
         "horizon": HORIZON,
         "pretrained": pretrained.metadata,
@@ -357,35 +344,19 @@ def _print(report: dict[str, Any]) -> None:
         )
     print("checks:", json.dumps(report["checks"]))
     print("target 3:", json.dumps(report["targets"]["lasso_below_tuned_adam"]))
-    if report["training"]:
-        t = report["training"]
-        print(
-            f"meta-training: {t['wall_time_s']:.0f} s, "
-            f"{t['inner_steps_per_s_task_batch']:.0f} inner steps/s (task batch), "
-            f"{t['inner_steps_per_s_with_particles']:.0f} with PES particles, on {t['device']}"
-        )
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", action="store_true", help="meta-train and rewrite the weights")
-    parser.add_argument("--quick", action="store_true", help="64 held-out tasks, 16 for tuning")
-    parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    return parser.parse_args(argv)
+    print_training(report["training"])
 
 
 def main(argv: Sequence[str] | None = None, progress: Progress | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = None if args.no_plot else args.output_dir / "l2o_lasso.png"
-    report = run(QUICK if args.quick else Settings(), args.train, progress, plot_path)
-    _print(report)
-    path = args.output_dir / "l2o_lasso.json"
-    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    LOG.info("wrote %s%s", path, "" if plot_path is None else f" and {plot_path}")
-    return 0
+    return script_main(
+        argv,
+        progress,
+        description=__doc__.splitlines()[0],
+        quick_help="64 held-out tasks, 16 for tuning",
+        name="l2o_lasso",
+        run=lambda quick, train, tick, plot: run(QUICK if quick else Settings(), train, tick, plot),
+        printout=_print,
+    )
 
 
 if __name__ == "__main__":
