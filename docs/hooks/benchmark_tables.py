@@ -499,17 +499,113 @@ def render_l2o_mlp_regression(data: dict[str, Any]) -> str:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# quantum_scf
+
+
+def _code(run: dict[str, Any], key: str, fmt: Callable[[Any], Any] = lambda v: v) -> Any:
+    """One code's measured value (through ``fmt``), or its status if it did not run."""
+    return fmt(run[key]) if run["status"] == "ok" else run["status"]
+
+
+def _ratio(numerator: Any, denominator: Any) -> str:
+    if not isinstance(numerator, float) or not isinstance(denominator, float) or not denominator:
+        return "—"
+    return f"{numerator / denominator:.3g}"
+
+
+def render_quantum_scf(data: dict[str, Any]) -> str:
+    """Markdown for the SCF benchmark: target 2, time per call, batch throughput, iterations."""
+    meta, config, batch = data["meta"], data["meta"]["config"], data["batch"]
+    target = data["targets"]["iterations_le_pyscf"]
+    info = (
+        f"Run on {meta['date']}, {meta['device']}, jax {meta['jax_version']}, PySCF "
+        f"{meta['versions']['pyscf']} with {meta['threads']['pyscf_num_threads']} thread(s); "
+        f"RHF to conv_tol {config['conv_tol']:g} Eh, median of up to {config['repeats']} timed "
+        f"calls after an untimed first call; {meta['elapsed_s']:.0f} s in total."
+    )
+    target_table = table(
+        ["target", "result"],
+        [
+            [
+                "2. SCF iterations no more than PySCF's default on every molecule, at the same "
+                f"energy (within {target['same_energy_atol']:g} Eh)",
+                _met(target["met"]),
+            ]
+        ],
+    )
+    timings = table(
+        ["system", "task", "opifex", "opifex compile", "PySCF", "PySCF / opifex", "max ‖ΔG‖"],
+        [
+            [
+                f"{r['molecule']}/{r['basis']}",
+                r["task"],
+                _code(r["opifex"], "time_s", _seconds),
+                _code(r["opifex"], "compile_s", _seconds),
+                _code(r["pyscf"], "time_s", _seconds),
+                _ratio(r["pyscf"]["time_s"], r["opifex"]["time_s"]),
+                r["max_abs_gradient_diff"],
+            ]
+            for r in data["timings"]
+        ],
+    )
+    throughput = table(
+        ["code", "geometries / s", "wall time", "compile", "converged", "max ‖ΔE‖"],
+        [
+            [
+                code,
+                _code(batch[key], "geometries_per_s"),
+                _code(batch[key], "time_s", _seconds),
+                _seconds(batch[key]["compile_s"]),
+                _code(batch[key], "num_converged", lambda n: f"{n} / {batch['size']}"),
+                batch["max_abs_energy_diff"],
+            ]
+            for code, key in (("opifex `jit(vmap(run_scf))`", "opifex"), ("PySCF loop", "pyscf"))
+        ],
+    )
+    iterations = table(
+        ["system", "opifex iterations", "PySCF iterations", "opifex energy (Eh)", "ΔE (Eh)"],
+        [
+            [
+                f"{r['molecule']}/{r['basis']}",
+                _code(r["opifex"], "iterations"),
+                _code(r["pyscf"], "iterations"),
+                _code(r["opifex"], "energy", "{:.10f}".format),
+                r["energy_diff"],
+            ]
+            for r in data["iterations"]
+        ],
+    )
+    return "\n\n".join(
+        [
+            info,
+            "#### Target",
+            target_table,
+            "#### Time per call after compilation",
+            timings,
+            f"#### {batch['size']} displaced {batch['molecule']}/{batch['basis']} geometries",
+            throughput,
+            "Throughput, opifex / PySCF: "
+            + _cell(data["targets"]["speed_vs_pyscf"]["batch_throughput"]["ratio"]),
+            "#### SCF iterations",
+            iterations,
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "second_order": render_second_order,
     "l2o": render_l2o,
     "l2o_lasso": render_l2o_lasso,
     "l2o_mlp_regression": render_l2o_mlp_regression,
+    "quantum_scf": render_quantum_scf,
 }
 
 # results written by a script other than ``benchmarks/<name>/bench_<name>.py``
 SCRIPTS = {
     "l2o_lasso": "benchmarks/l2o/bench_l2o_lasso.py",
     "l2o_mlp_regression": "benchmarks/l2o/bench_l2o_mlp_regression.py",
+    "quantum_scf": "benchmarks/quantum/bench_scf.py",
 }
 
 

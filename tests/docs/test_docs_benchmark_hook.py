@@ -206,7 +206,7 @@ def test_unknown_benchmark_name_is_rejected(results_dir):
         PluginError,
         match=(
             "unknown benchmark 'nope' in a benchmark-table marker; "
-            "known: l2o, l2o_lasso, l2o_mlp_regression, second_order"
+            "known: l2o, l2o_lasso, l2o_mlp_regression, quantum_scf, second_order"
         ),
     ):
         hook.replace_markers("<!-- benchmark-table: nope -->", results_dir)
@@ -334,3 +334,83 @@ def test_the_recorded_l2o_mlp_regression_results_render_with_their_target():
 def test_missing_l2o_mlp_regression_results_name_their_script(tmp_path):
     with pytest.raises(PluginError, match=r"benchmarks/l2o/bench_l2o_mlp_regression\.py"):
         hook.render_benchmark("l2o_mlp_regression", tmp_path)
+
+
+def _scf_run(**values):
+    run = {"status": "ok", "error": None, "time_s": None, "compile_s": None, "energy": None}
+    run.update({"iterations": None, "num_converged": None, "geometries_per_s": None})
+    run.update(values)
+    return run
+
+
+QUANTUM = {
+    "benchmark": "quantum_scf",
+    "meta": {
+        "date": "2030-01-02T03:04:05+00:00",
+        "device": "cpu (test)",
+        "jax_version": "9.9.9",
+        "versions": {"pyscf": "8.8.8"},
+        "threads": {"pyscf_num_threads": 1},
+        "elapsed_s": 42.0,
+        "config": {"conv_tol": 1e-9, "repeats": 7},
+    },
+    "timings": [
+        {
+            "molecule": "H2O",
+            "basis": "6-31g",
+            "task": "energy+gradient",
+            "opifex": _scf_run(time_s=0.002, compile_s=12.5),
+            "pyscf": _scf_run(time_s=0.05),
+            "max_abs_gradient_diff": 3e-8,
+        }
+    ],
+    "batch": {
+        "molecule": "H2O",
+        "basis": "6-31g",
+        "size": 256,
+        "opifex": _scf_run(time_s=0.5, compile_s=20.0, num_converged=256, geometries_per_s=512.0),
+        "pyscf": _scf_run(status="error", error="boom"),
+        "max_abs_energy_diff": None,
+    },
+    "iterations": [
+        {
+            "molecule": "H2O",
+            "basis": "sto-3g",
+            "opifex": _scf_run(iterations=6, energy=-74.96590119),
+            "pyscf": _scf_run(iterations=7, energy=-74.96590119),
+            "energy_diff": 2e-12,
+        },
+        {
+            "molecule": "N2",
+            "basis": "6-31g",
+            "opifex": _scf_run(status="unavailable", error="no module"),
+            "pyscf": _scf_run(iterations=9, energy=-108.8),
+            "energy_diff": None,
+        },
+    ],
+    "targets": {
+        "iterations_le_pyscf": {"met": None, "same_energy_atol": 1e-6},
+        "speed_vs_pyscf": {"batch_throughput": {"ratio": None}},
+    },
+}
+
+
+def test_quantum_scf_results_render_side_by_side(tmp_path):
+    (tmp_path / "quantum_scf.json").write_text(json.dumps(QUANTUM), encoding="utf-8")
+    text = hook.render_benchmark("quantum_scf", tmp_path)
+    assert text.startswith("Run on 2030-01-02T03:04:05+00:00, cpu (test), jax 9.9.9, PySCF 8.8.8")
+    assert "same energy (within 1e-06 Eh) | not evaluated |" in text
+    assert "| H2O/6-31g | energy+gradient | 2 ms | 12.5 s | 50 ms | 25 | 3e-08 |" in text
+    assert "| opifex `jit(vmap(run_scf))` | 512 | 500 ms | 20 s | 256 / 256 | — |" in text
+    assert "| PySCF loop | error | error | — | error | — |" in text
+    assert "Throughput, opifex / PySCF: —" in text
+    assert "| H2O/sto-3g | 6 | 7 | -74.9659011900 | 2e-12 |" in text
+    assert "| N2/6-31g | unavailable | 9 | unavailable | — |" in text
+
+
+def test_quantum_scf_results_missing_a_field_name_it_and_the_script(tmp_path):
+    data = copy.deepcopy(QUANTUM)
+    del data["batch"]
+    (tmp_path / "quantum_scf.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(PluginError, match=r"'batch'.*benchmarks/quantum/bench_scf\.py"):
+        hook.render_benchmark("quantum_scf", tmp_path)

@@ -60,7 +60,7 @@ def test_unknown_benchmark_lists_the_available_ones():
     result = _invoke("bench", "no-such-bench")
     assert result.exit_code == 2
     assert "'no-such-bench' is not a benchmark" in result.output
-    assert "available: l2o, l2o-lasso, l2o-mlp-regression, second-order" in result.output
+    assert "available: l2o, l2o-lasso, l2o-mlp-regression, quantum, second-order" in result.output
 
 
 def test_missing_benchmarks_dir_is_a_clear_error(tmp_path, monkeypatch):
@@ -93,6 +93,7 @@ def test_benchmarks_dir_is_found_walking_up():
     [
         ("second-order", SCRIPT, ["--quick", "--all-mgh"]),
         ("l2o", "l2o/bench_l2o.py", ["--quick", "--train"]),
+        ("quantum", "quantum/bench_scf.py", ["--quick"]),
     ],
 )
 def test_bench_passes_options_progress_and_exit_code(tmp_path, command, script, flags):

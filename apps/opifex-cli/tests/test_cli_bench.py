@@ -1,4 +1,4 @@
-"""``opifex bench second-order --quick`` and ``opifex bench l2o --quick``: the real benchmarks."""
+"""``opifex bench second-order|l2o|quantum --quick``: the real benchmarks."""
 
 from __future__ import annotations
 
@@ -54,3 +54,31 @@ def test_bench_l2o_quick_writes_json_and_png(tmp_path):
     assert target["median_speedup_vs_tuned_adam"] == pytest.approx(float(np.median(speedups)))
     assert (tmp_path / "l2o.png").read_bytes()[:8] == PNG_SIGNATURE
     assert "target 1:" in result.output  # the script's summary
+
+
+@pytest.mark.slow
+def test_bench_quantum_quick_writes_json_and_png(tmp_path):
+    pytest.importorskip("pyscf")
+    result = _bench("quantum", tmp_path)
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "quantum_scf.json").read_text())
+    assert {"benchmark", "meta", "timings", "batch", "iterations", "targets"} <= set(results)
+    assert results["benchmark"] == "quantum_scf" and results["meta"]["config"]["quick"]
+    assert [(r["molecule"], r["task"]) for r in results["timings"]] == [
+        ("H2O", "scf"),
+        ("H2O", "energy+gradient"),
+        ("CH4", "scf"),
+        ("CH4", "energy+gradient"),
+    ]
+    for row in results["timings"]:
+        assert row["opifex"]["status"] == row["pyscf"]["status"] == "ok", row
+        assert abs(row["energy_diff"]) < 1e-6  # the same RHF energy as PySCF
+    forces = [r["max_abs_gradient_diff"] for r in results["timings"] if r["task"] != "scf"]
+    assert max(forces) < 1e-6  # dE/dR in PySCF's sign convention
+    batch = results["batch"]
+    assert batch["size"] == 16 and batch["opifex"]["num_converged"] == 16
+    assert batch["max_abs_energy_diff"] < 1e-6
+    h2o = next(r for r in results["iterations"] if (r["molecule"], r["basis"]) == ("H2O", "sto-3g"))
+    assert h2o["pyscf"]["iterations"] == 7  # PySCF's cycles, as quoted in the quantum issue
+    assert (tmp_path / "quantum_scf.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "SCF iterations to conv_tol" in result.output  # the script's table

@@ -212,3 +212,18 @@ def l2o_mlp_regression(
     """opifex.l2o's pretrained MLP-regression optimiser against tuned Adam and SGD."""
     argv = _l2o_argv(quick, train, output_dir)
     run_script("l2o/bench_l2o_mlp_regression.py", argv, benchmarks_dir)
+
+
+@bench_app.command("quantum")
+def quantum(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="16 geometries, fewer repeats, 4 iteration rows.")
+    ] = False,
+    output_dir: OutputDir = None,
+    benchmarks_dir: BenchmarksDir = None,
+) -> None:
+    """opifex.quantum RHF against PySCF: time per SCF and force, batch throughput, iterations."""
+    argv = ["--quick"] * quick
+    if output_dir is not None:
+        argv += ["--output-dir", str(output_dir)]
+    run_script("quantum/bench_scf.py", argv, benchmarks_dir)

@@ -1,0 +1,101 @@
+"""Settings of one SCF run: tolerances, DIIS flavour, level shift, damping and the retry."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from opifex.core import check_choice, check_int_at_least, check_positive
+
+DIIS_METHODS = ("cdiis", "adiis", "ediis", None)
+
+
+@dataclasses.dataclass(frozen=True)
+class SCFConfig:
+    """How the SCF iterates and when it stops (frozen and hashable: a static ``jit`` argument).
+
+    A cycle is one Fock-matrix diagonalisation followed by one Fock build of the new density,
+    starting from the guess density: PySCF counts its ``cycles`` the same way, so iteration
+    counts compare one to one.
+
+    Attributes:
+        conv_tol: converged when the total-energy change of the last cycle is below this (Eh).
+        conv_tol_grad: ... and the orbital-gradient norm is below this; ``None`` means
+            ``sqrt(conv_tol)``. The norm is ``||X^T (F D S - S D F) X||_F / sqrt(2)`` summed
+            over spin blocks (``X`` orthonormalises the basis, ``D`` is the total RHF density or
+            the alpha and beta UHF densities). For an idempotent density it equals the
+            Frobenius norm of PySCF's orbital gradient ``|g|`` (``2 C_vir^T F C_occ`` for RHF,
+            the alpha and beta ``C_vir^T F C_occ`` blocks for UHF).
+        max_scf_iterations: cycles of the first attempt.
+        diis: Fock extrapolation: ``"cdiis"`` (Pulay's commutator DIIS), ``"adiis"`` (ADIIS of
+            Hu and Yang 2010 while the error is large, blended into CDIIS as it shrinks, as
+            Garza and Scuseria 2012 do with EDIIS), ``"ediis"`` (EDIIS of Kudin, Scuseria and
+            Cances 2002, same blending), or ``None`` (plain Roothaan iterations).
+        diis_space: number of Fock matrices DIIS keeps.
+        diis_start_cycle: first cycle (0-based) whose Fock matrix enters DIIS; PySCF's default
+            1 leaves out the guess Fock matrix.
+        level_shift: shift (Eh) added to the virtual orbital energies of every cycle.
+        damping: weight of the previous density in each new density (0 = none, < 1).
+        retry_level_shift: level shift of a second attempt started from the last density when
+            the first one does not converge within ``max_scf_iterations``.
+        retry_damping: damping of that second attempt. The retry runs when either retry
+            setting is non-zero.
+        retry_max_iterations: cycles of the second attempt; ``None`` means
+            ``max_scf_iterations``.
+
+    Example:
+        >>> config = SCFConfig(conv_tol=1e-10, diis="adiis")
+        >>> config.gradient_tolerance
+        1e-05
+        >>> SCFConfig(retry_level_shift=0.5).retry_enabled
+        True
+    """
+
+    conv_tol: float = 1e-9
+    conv_tol_grad: float | None = None
+    max_scf_iterations: int = 50
+    diis: str | None = "cdiis"
+    diis_space: int = 8
+    diis_start_cycle: int = 1
+    level_shift: float = 0.0
+    damping: float = 0.0
+    retry_level_shift: float = 0.0
+    retry_damping: float = 0.0
+    retry_max_iterations: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive(self.conv_tol, "conv_tol")
+        if self.conv_tol_grad is not None:
+            check_positive(self.conv_tol_grad, "conv_tol_grad")
+        check_int_at_least(self.max_scf_iterations, 1, "max_scf_iterations")
+        check_choice(self.diis, DIIS_METHODS, "diis")
+        check_int_at_least(self.diis_space, 2, "diis_space")
+        check_int_at_least(self.diis_start_cycle, 0, "diis_start_cycle")
+        for name in ("level_shift", "retry_level_shift", "damping", "retry_damping"):
+            check_positive(getattr(self, name), name, allow_zero=True)
+        for name in ("damping", "retry_damping"):
+            if getattr(self, name) >= 1.0:
+                raise ValueError(f"{name} must be < 1, got {getattr(self, name)!r}")
+        if self.retry_max_iterations is not None:
+            check_int_at_least(self.retry_max_iterations, 1, "retry_max_iterations")
+
+    @property
+    def gradient_tolerance(self) -> float:
+        """The orbital-gradient tolerance actually used (``conv_tol_grad`` or its default)."""
+        if self.conv_tol_grad is None:
+            return math.sqrt(self.conv_tol)
+        return self.conv_tol_grad
+
+    @property
+    def retry_enabled(self) -> bool:
+        """Whether a non-converged first attempt is followed by a shifted/damped second one."""
+        return self.retry_level_shift > 0.0 or self.retry_damping > 0.0
+
+    @property
+    def retry_iterations(self) -> int:
+        """Cycles of the second attempt (0 when the retry is off)."""
+        if not self.retry_enabled:
+            return 0
+        if self.retry_max_iterations is None:
+            return self.max_scf_iterations
+        return self.retry_max_iterations
