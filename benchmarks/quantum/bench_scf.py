@@ -35,9 +35,7 @@ import argparse
 import dataclasses
 import datetime
 import importlib.metadata
-import json
 import logging
-import math
 import os
 import platform
 import statistics
@@ -55,6 +53,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402  (after the BLAS thread setting)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared modules
+from results_json import json_safe, write_results  # noqa: E402
 
 LOG = logging.getLogger("opifex.benchmarks.quantum")
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -222,18 +223,10 @@ def _ours_force(molecule: Any, basis: str, cfg: BenchConfig) -> Callable:
 
 
 def _pyscf_mol(molecule: Any, basis: str) -> Any:
-    from pyscf import gto
+    """PySCF's molecule with opifex's basis data (PySCF's own files round them to ~8 digits)."""
+    from opifex.quantum import to_pyscf
 
-    coordinates = np.asarray(molecule.coordinates, dtype=np.float64)
-    return gto.M(
-        atom=[(s, tuple(xyz)) for s, xyz in zip(molecule.symbols, coordinates, strict=True)],
-        unit="Bohr",
-        basis=basis,
-        charge=molecule.charge,
-        spin=molecule.multiplicity - 1,
-        cart=False,
-        verbose=0,
-    )
+    return to_pyscf(molecule, basis)
 
 
 def _pyscf_rhf(mol: Any, cfg: BenchConfig) -> Any:
@@ -848,23 +841,6 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _clean(obj: Any) -> Any:
-    """NaN / inf are not JSON: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 # ----------------------------------------------------------------------------- entry points
 
 
@@ -914,11 +890,11 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
     import jax
 
     with jax.enable_x64(True):
-        results = _clean(run_benchmark(cfg, progress))
+        results = json_safe(run_benchmark(cfg, progress))
     out_dir: Path = args.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{NAME}.json"
-    json_path.write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
+    write_results(results, json_path)
     render_tables(results)
     if not args.no_plot:
         write_plot(results, out_dir / f"{NAME}.png")

@@ -43,7 +43,6 @@ import datetime
 import functools
 import importlib
 import importlib.metadata
-import json
 import logging
 import math
 import os
@@ -64,6 +63,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402  (after the BLAS thread setting)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared modules
+from results_json import json_safe, write_results  # noqa: E402
 
 LOG = logging.getLogger("opifex.benchmarks.second_order")
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -1116,25 +1118,6 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _clean(obj: Any) -> Any:
-    """NaN / inf are not JSON: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 # ----------------------------------------------------------------------------- entry points
 
 
@@ -1187,11 +1170,11 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
     import jax
 
     with jax.enable_x64(True):
-        results = _clean(run_benchmark(cfg, progress))
+        results = json_safe(run_benchmark(cfg, progress))
     out_dir: Path = args.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{NAME}.json"
-    json_path.write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
+    write_results(results, json_path)
     render_tables(results)
     if not args.no_plot:
         write_plot(results, out_dir / f"{NAME}.png")

@@ -1,4 +1,4 @@
-"""The ``opifex`` command: ``--version``, ``demo``, ``bench`` and ``train``."""
+"""The ``opifex`` command: ``--version``, ``demo``, ``scf``, ``bench`` and ``train``."""
 
 import os
 
@@ -11,6 +11,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
 import importlib.metadata  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
@@ -77,6 +78,51 @@ def demo() -> None:
     console.print(f"Demo took {time.perf_counter() - start:.1f} s, jit compilation included.")
     if failures := report.failures():
         fail("an opifex solver did not converge:\n  " + "\n  ".join(failures))
+
+
+@app.command()
+def scf(
+    molecule: Annotated[
+        str, typer.Argument(help="A known molecule (H2O, CH4, O2, ...) or an XYZ file.")
+    ],
+    basis: Annotated[str, typer.Option(help="sto-3g, 6-31g, 6-31g* or 6-31g**.")] = "sto-3g",
+    method: Annotated[str | None, typer.Option(help="rhf or uhf (default: from spin).")] = None,
+    charge: Annotated[int | None, typer.Option(help="Total charge (XYZ input).")] = None,
+    multiplicity: Annotated[int | None, typer.Option(help="Spin multiplicity 2S+1.")] = None,
+    cartesian: Annotated[bool, typer.Option(help="Cartesian (6) d functions.")] = False,
+    guess: Annotated[str, typer.Option(help="sad or core.")] = "sad",
+    conv_tol: Annotated[float, typer.Option(help="Energy-change tolerance (Eh).")] = 1e-9,
+    max_iterations: Annotated[int, typer.Option(help="SCF cycle budget.")] = 50,
+    forces: Annotated[bool, typer.Option(help="Also print the nuclear gradient.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write the convergence plot (PNG).")] = None,
+) -> None:
+    """Hartree-Fock SCF of a molecule: energy, iterations and a convergence plot."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from opifex.cli import _scf
+    from opifex.quantum import SCFConfig, nuclear_gradient, run_scf
+
+    console = stdout_console()
+    try:
+        mol = _scf.load_molecule(molecule, charge, multiplicity)
+        config = SCFConfig(conv_tol=conv_tol, max_scf_iterations=max_iterations)
+        options = {"method": method, "config": config, "guess": guess, "cartesian": cartesian}
+        with progress_bar("compiling and solving", console) as progress:
+            result = jax.jit(lambda m: run_scf(m, basis, **options))(mol)
+            progress(1, 2 if forces else 1, "SCF")
+            gradient = None
+            if forces and bool(result.converged):
+                gradient = jax.jit(lambda m: nuclear_gradient(m, basis, **options))(mol)
+                progress(2, 2, "nuclear gradient")
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        fail(str(error), code=2)
+    _scf.render(mol, basis, result, gradient, console)
+    if plot is not None:
+        _scf.save_plot(result, plot, f"{' '.join(mol.symbols)} / {basis}")
+        console.print(f"convergence plot written to {plot}")
+    if not bool(result.converged):
+        fail(f"the SCF did not converge: {result.message}")
 
 
 def main() -> None:

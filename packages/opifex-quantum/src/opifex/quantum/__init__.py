@@ -10,7 +10,14 @@ a plain function of orbital coefficients or densities for outside optimisers. Ev
 in float64: call ``jax.config.update("jax_enable_x64", True)`` first.
 """
 
-from opifex.quantum._basis import BasisSet, Shell, build_basis, known_basis_sets
+from opifex.quantum._basis import (
+    BasisSet,
+    Shell,
+    basis_set_data,
+    build_basis,
+    canonical_basis_name,
+    known_basis_sets,
+)
 from opifex.quantum._elements import ELEMENT_SYMBOLS, atomic_number, element_symbol
 from opifex.quantum._energy_function import EnergyFunction, make_energy_fn
 from opifex.quantum._fock import coulomb_matrix, exchange_matrix
@@ -25,6 +32,7 @@ from opifex.quantum._molecule import (
     create_molecular_system,
 )
 from opifex.quantum._projector import aufbau_density
+from opifex.quantum._pyscf import to_pyscf
 from opifex.quantum._rhf import rhf_energy, rhf_energy_components, rhf_fock, run_rhf
 from opifex.quantum._scf import (
     molecular_integrals,
@@ -52,7 +60,9 @@ __all__ = [
     "atomic_density",
     "atomic_number",
     "aufbau_density",
+    "basis_set_data",
     "build_basis",
+    "canonical_basis_name",
     "compute_integrals",
     "coulomb_matrix",
     "create_molecular_system",
@@ -73,6 +83,7 @@ __all__ = [
     "run_uhf",
     "scf_energy",
     "superposition_of_atomic_densities",
+    "to_pyscf",
     "uhf_energy",
     "uhf_energy_components",
     "uhf_fock",

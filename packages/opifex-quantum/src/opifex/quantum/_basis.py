@@ -98,9 +98,36 @@ def _cartesian_block(l: int, cartesian: bool) -> np.ndarray:  # noqa: E741
     return block
 
 
+def canonical_basis_name(name: str) -> str:
+    """The lower-case name under which a basis set's data ship (aliases resolved).
+
+    Raises:
+        ValueError: for an unknown name.
+
+    Example:
+        >>> canonical_basis_name("6-31G(d)")
+        '6-31g*'
+    """
+    key = str(name).lower().replace(" ", "")
+    key = _ALIASES.get(key, key)
+    if key not in _FILES:
+        raise ValueError(f"unknown basis set {name!r}; known: {', '.join(known_basis_sets())}")
+    return key
+
+
 @functools.cache
-def _load(name: str) -> dict[int, list]:
-    text = resources.files("opifex.quantum").joinpath("basis_data", _FILES[name]).read_text()
+def basis_set_data(name: str) -> dict[int, list]:
+    """The shipped data of a basis set: ``{Z: [[l, exponents, coefficients], ...]}``.
+
+    Coefficients are the published ones (of normalised primitives), as basis-set-exchange
+    gives them; ``SP`` shells are split into an s and a p shell.
+
+    Example:
+        >>> [shell[0] for shell in basis_set_data("6-31g")[8]]   # l of each shell of oxygen
+        [0, 0, 1, 0, 1]
+    """
+    file = _FILES[canonical_basis_name(name)]
+    text = resources.files("opifex.quantum").joinpath("basis_data", file).read_text()
     return {int(z): shells for z, shells in json.loads(text)["elements"].items()}
 
 
@@ -189,11 +216,8 @@ def build_basis(
         >>> basis.n_functions, build_basis([8, 1, 1], "6-31g*", cartesian=True).n_functions
         (18, 19)
     """
-    key = str(name).lower().replace(" ", "")
-    key = _ALIASES.get(key, key)
-    if key not in _FILES:
-        raise ValueError(f"unknown basis set {name!r}; known: {', '.join(known_basis_sets())}")
-    data = _load(key)
+    key = canonical_basis_name(name)
+    data = basis_set_data(key)
     numbers = tuple(atomic_number(a) for a in atomic_numbers)
     if not numbers:
         raise ValueError("atomic_numbers is empty")

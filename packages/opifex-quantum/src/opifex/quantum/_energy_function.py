@@ -129,7 +129,7 @@ def make_energy_fn(
         ...     energy_fn = make_energy_fn(molecule_from_name("H2"))
         ...     c = energy_fn.core_guess()
         ...     print(round(float(energy_fn(c)), 6), jax.grad(energy_fn)(c).shape)
-        -1.116714 (2, 1)
+        -1.116759 (2, 1)
     """
     require_x64("make_energy_fn")
     method = resolve_method(molecule, method)

@@ -167,7 +167,7 @@ def run_scf(
         >>> with jax.enable_x64(True):
         ...     result = run_scf(molecule_from_name("H2O"), "sto-3g")
         >>> bool(result.converged), round(float(result.energy), 8)
-        (True, -74.94207993)
+        (True, -74.94207995)
     """
     require_x64("run_scf")
     method = resolve_method(molecule, method)
@@ -220,7 +220,7 @@ def scf_energy(
         >>> from opifex.quantum._geometries import molecule_from_name
         >>> with jax.enable_x64(True):
         ...     print(round(float(scf_energy(molecule_from_name("H2"))), 6))
-        -1.116714
+        -1.116759
     """
     result = run_scf(
         molecule, basis, method=method, config=config, guess=guess, cartesian=cartesian
