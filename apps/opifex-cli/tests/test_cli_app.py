@@ -53,7 +53,7 @@ def test_console_script_is_installed():
 
 def test_no_arguments_shows_the_commands():
     result = _invoke()
-    assert all(command in result.output for command in ("demo", "bench", "train"))
+    assert all(command in result.output for command in ("demo", "scf", "bench", "train"))
 
 
 def test_unknown_benchmark_lists_the_available_ones():

@@ -1,0 +1,53 @@
+"""``opifex scf``: a named molecule end to end (energy vs PySCF's, gradient, plot) and bad input."""
+
+from __future__ import annotations
+
+import re
+
+from typer.testing import CliRunner
+
+from opifex.cli._app import app
+
+WIDE = {"COLUMNS": "200"}
+# PySCF 2.14 RHF/STO-3G of H2 at 0.74 Angstrom on the same basis-set data (test_quantum_targets)
+H2_STO3G = -1.1167593075
+HEH_STO3G = -2.8418380448
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env=WIDE)
+
+
+def test_scf_prints_energy_cycles_plot_and_gradient(tmp_path):
+    plot = tmp_path / "heh.png"
+    result = _invoke("scf", "HeH+", "--forces", "--plot", str(plot))
+    assert result.exit_code == 0, result.output
+    energy = float(re.search(r"total energy\s+(-?\d+\.\d+) Eh", result.output).group(1))
+    assert abs(energy - HEH_STO3G) < 1e-8
+    assert "converged in 5 cycles" in result.output
+    assert "nuclear gradient" in result.output and "█" in result.output
+    assert plot.stat().st_size > 1000
+
+
+def test_scf_from_xyz_file(tmp_path):
+    xyz = tmp_path / "h2.xyz"
+    xyz.write_text("2\nhydrogen\nH 0 0 0\nH 0 0 0.74\n")
+    result = _invoke("scf", str(xyz))
+    assert result.exit_code == 0, result.output
+    energy = float(re.search(r"total energy\s+(-?\d+\.\d+) Eh", result.output).group(1))
+    assert abs(energy - H2_STO3G) < 1e-8
+
+
+def test_scf_rejects_unknown_molecule_and_options():
+    unknown = _invoke("scf", "unobtainium")
+    assert unknown.exit_code == 2 and "neither a known molecule" in unknown.output
+    bad_basis = _invoke("scf", "H2", "--basis", "cc-pvdz")
+    assert bad_basis.exit_code == 2 and "unknown basis set" in bad_basis.output
+    open_shell = _invoke("scf", "O2", "--method", "rhf")
+    assert open_shell.exit_code == 2 and "closed-shell" in open_shell.output
+
+
+def test_scf_reports_non_convergence_with_exit_status_1():
+    result = _invoke("scf", "H2O", "--max-iterations", "2")
+    assert result.exit_code == 1
+    assert "NOT converged" in result.output
