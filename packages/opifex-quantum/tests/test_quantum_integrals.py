@@ -12,7 +12,8 @@ import pytest
 
 from opifex.quantum import _integrals
 from opifex.quantum._basis import _double_factorial, build_basis
-from opifex.quantum._integrals import compute_integrals, nuclear_repulsion
+from opifex.quantum._integrals import compute_integrals
+from opifex.quantum._molecule import nuclear_repulsion
 from opifex.quantum._two_electron import shell_quartets
 
 pyscf_gto = pytest.importorskip("pyscf.gto")

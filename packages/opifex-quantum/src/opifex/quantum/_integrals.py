@@ -6,36 +6,14 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from opifex.quantum._basis import BasisSet
 from opifex.quantum._integrals_types import Integrals
+from opifex.quantum._molecule import nuclear_repulsion
 from opifex.quantum._one_electron import one_electron_from_pairs
 from opifex.quantum._precision import require_x64
 from opifex.quantum._shell_pairs import primitive_pairs, shell_pairs
 from opifex.quantum._two_electron import eri_from_pairs
-
-
-def nuclear_repulsion(coordinates: jax.Array, nuclear_charges: jax.Array) -> jax.Array:
-    """``sum_(A<B) Z_A Z_B / |R_A - R_B|``, over the upper triangle only (finite gradients).
-
-    Args:
-        coordinates: ``(n_atoms, 3)`` nuclear positions in Bohr.
-        nuclear_charges: ``(n_atoms,)`` nuclear charges.
-
-    Returns:
-        The nuclear repulsion energy in Hartree (0 for one atom).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> float(nuclear_repulsion(jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]),
-        ...                         jnp.array([1.0, 1.0])))
-        0.5
-    """
-    first, second = np.triu_indices(coordinates.shape[-2], k=1)
-    charges = jnp.asarray(nuclear_charges, dtype=coordinates.dtype)
-    distance = jnp.linalg.norm(coordinates[first] - coordinates[second], axis=-1)
-    return jnp.sum(charges[first] * charges[second] / distance)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -57,6 +57,29 @@ def _check_spin(nuclear_charge: int, charge: int, multiplicity: int) -> None:
         )
 
 
+def nuclear_repulsion(coordinates: jax.Array, nuclear_charges: jax.Array) -> jax.Array:
+    """``sum_(A<B) Z_A Z_B / |R_A - R_B|`` over the pairs ``A < B`` only (finite gradients).
+
+    Args:
+        coordinates: ``(..., n_atoms, 3)`` nuclear positions in Bohr; leading axes batch.
+        nuclear_charges: ``(n_atoms,)`` nuclear charges.
+
+    Returns:
+        The nuclear repulsion energy in Hartree (0 for one atom), one per batch index.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(nuclear_repulsion(jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]),
+        ...                         jnp.array([1.0, 1.0])))
+        0.5
+    """
+    first, second = np.triu_indices(coordinates.shape[-2], k=1)
+    charges = jnp.asarray(nuclear_charges, dtype=coordinates.dtype)
+    separation = coordinates[..., first, :] - coordinates[..., second, :]
+    distance = jnp.sqrt(jnp.sum(separation**2, axis=-1))
+    return jnp.sum(charges[first] * charges[second] / distance, axis=-1)
+
+
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["coordinates"],
@@ -161,12 +184,7 @@ class Molecule:
             >>> round(float(energy), 12), round(float(force[1, 2]), 12)  # force = 1 / 1.4**2
             (0.714285714286, 0.510204081633)
         """
-        coordinates = jnp.asarray(self.coordinates)
-        first, second = np.triu_indices(self.n_atoms, k=1)
-        charges = jnp.asarray(self.nuclear_charges, dtype=coordinates.dtype)
-        separation = coordinates[..., first, :] - coordinates[..., second, :]
-        distance = jnp.sqrt(jnp.sum(separation**2, axis=-1))
-        return jnp.sum(charges[first] * charges[second] / distance, axis=-1)
+        return nuclear_repulsion(jnp.asarray(self.coordinates), self.nuclear_charges)
 
 
 def _unit_scale(unit: object) -> tuple[str, float]:

@@ -41,19 +41,8 @@ def rhf_energy_components(density: jax.Array, integrals: Integrals) -> EnergyCom
         >>> round(float(parts.coulomb), 6), round(float(parts.exchange), 6)
         (1.2, -0.6)
     """
-    kinetic = jnp.sum(density * integrals.kinetic)
-    nuclear_attraction = jnp.sum(density * integrals.nuclear)
-    coulomb = 0.5 * jnp.sum(density * coulomb_matrix(density, integrals.eri))
     exchange = -0.25 * jnp.sum(density * exchange_matrix(density, integrals.eri))
-    return EnergyComponents(
-        kinetic=kinetic,
-        nuclear_attraction=nuclear_attraction,
-        coulomb=coulomb,
-        exchange=exchange,
-        one_electron=kinetic + nuclear_attraction,
-        two_electron=coulomb + exchange,
-        nuclear_repulsion=jnp.asarray(integrals.nuclear_repulsion),
-    )
+    return EnergyComponents.of(density, exchange, integrals)
 
 
 def rhf_energy(density: jax.Array, integrals: Integrals) -> jax.Array:

@@ -42,20 +42,8 @@ def uhf_energy_components(densities: jax.Array, integrals: Integrals) -> EnergyC
         >>> round(float(parts.coulomb), 6), round(float(parts.exchange), 6)
         (0.3, -0.3)
     """
-    total = densities[0] + densities[1]
-    kinetic = jnp.sum(total * integrals.kinetic)
-    nuclear_attraction = jnp.sum(total * integrals.nuclear)
-    coulomb = 0.5 * jnp.sum(total * coulomb_matrix(total, integrals.eri))
     exchange = -0.5 * jnp.sum(densities * _exchange_blocks(densities, integrals.eri))
-    return EnergyComponents(
-        kinetic=kinetic,
-        nuclear_attraction=nuclear_attraction,
-        coulomb=coulomb,
-        exchange=exchange,
-        one_electron=kinetic + nuclear_attraction,
-        two_electron=coulomb + exchange,
-        nuclear_repulsion=jnp.asarray(integrals.nuclear_repulsion),
-    )
+    return EnergyComponents.of(densities[0] + densities[1], exchange, integrals)
 
 
 def uhf_energy(densities: jax.Array, integrals: Integrals) -> jax.Array:
