@@ -34,7 +34,6 @@ Run ``python benchmarks/quantum/bench_scf.py [--quick]``; ``opifex bench quantum
 import argparse
 import dataclasses
 import datetime
-import importlib.metadata
 import logging
 import os
 import platform
@@ -55,7 +54,13 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402  (after the BLAS thread setting)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared modules
-from results_json import json_safe, write_results  # noqa: E402
+from bench_common import (  # noqa: E402
+    cpu_model,
+    print_progress,
+    print_tables,
+    versions,
+    write_outputs,
+)
 
 LOG = logging.getLogger("opifex.benchmarks.quantum")
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -64,6 +69,14 @@ OURS, PYSCF = "opifex", "pyscf"
 SCF, FORCE = "scf", "energy+gradient"
 
 Progress = Callable[[int, int, str], None]
+DISTRIBUTIONS = (
+    "jax",
+    "jaxlib",
+    "numpy",
+    "pyscf",
+    "opifex-quantum",
+    "opifex-core",
+)  # versions in the JSON
 
 TIMED_SYSTEMS = (("H2O", "6-31g"), ("CH4", "6-31g"))
 ITERATION_SYSTEMS = (
@@ -505,10 +518,10 @@ def run_benchmark(cfg: BenchConfig, progress: Progress | None = None) -> dict[st
         "benchmark": NAME,
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "versions": _versions(),
+            "versions": versions(DISTRIBUTIONS),
             "jax_version": jax.__version__,
             "python_version": platform.python_version(),
-            "device": f"{device.platform} ({device.device_kind}), {_cpu_model()}",
+            "device": f"{device.platform} ({device.device_kind}), {cpu_model()}",
             "jax_backend": jax.default_backend(),
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -536,26 +549,6 @@ def run_benchmark(cfg: BenchConfig, progress: Progress | None = None) -> dict[st
         "iterations": iterations,
         "targets": evaluate_targets(timings, batch, iterations, cfg),
     }
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("jax", "jaxlib", "numpy", "pyscf", "opifex-quantum", "opifex-core"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ----------------------------------------------------------------------------- targets
@@ -720,29 +713,7 @@ def table_sections(results: dict[str, Any]) -> list[tuple[str, tuple[str, ...], 
 def render_tables(results: dict[str, Any], stream: Any = None) -> None:
     """Print the three tables (rich if available, else plain text) and the targets."""
     stream = stream if stream is not None else sys.stdout
-    sections = table_sections(results)
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        for title, columns, rows in sections:
-            widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-            print(f"\n{title}", file=stream)
-            for line in (columns, *rows):
-                print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)), file=stream)
-        for line in target_lines(results):
-            print(line, file=stream)
-        return
-    console = Console(file=stream, width=140)
-    for title, columns, rows in sections:
-        table = Table(title=title)
-        for i, column in enumerate(columns):
-            table.add_column(column, justify="left" if i == 0 else "right")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
-    for line in target_lines(results):
-        console.print(line, markup=False)
+    print_tables(table_sections(results), target_lines(results), stream)
 
 
 def target_lines(results: dict[str, Any]) -> list[str]:
@@ -890,22 +861,12 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
     import jax
 
     with jax.enable_x64(True):
-        results = json_safe(run_benchmark(cfg, progress))
-    out_dir: Path = args.output_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / f"{NAME}.json"
-    write_results(results, json_path)
-    render_tables(results)
-    if not args.no_plot:
-        write_plot(results, out_dir / f"{NAME}.png")
-    LOG.info("wrote %s", json_path)
+        results = run_benchmark(cfg, progress)
+    plot = None if args.no_plot else write_plot
+    write_outputs(results, args.output_dir, NAME, render=render_tables, plot=plot)
     return 0
-
-
-def _cli_progress(done: int, total: int, label: str) -> None:
-    print(f"[{done:3d}/{total}] {label}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    sys.exit(main(sys.argv[1:], progress=_cli_progress))
+    sys.exit(main(sys.argv[1:], progress=print_progress))

@@ -65,13 +65,31 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402  (after the BLAS thread setting)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared modules
-from results_json import json_safe, write_results  # noqa: E402
+from bench_common import (  # noqa: E402
+    cpu_model,
+    print_progress,
+    print_tables,
+    versions,
+    write_outputs,
+)
 
 LOG = logging.getLogger("opifex.benchmarks.second_order")
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 NAME = "second_order"
 
 Progress = Callable[[int, int, str], None]
+DISTRIBUTIONS = (
+    "jax",
+    "jaxlib",
+    "numpy",
+    "scipy",
+    "optax",
+    "optimistix",
+    "jaxopt",
+    "equinox",
+    "opifex-second-order",
+    "opifex-core",
+)  # versions in the JSON
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -262,31 +280,6 @@ def _record_counts(
         )
         row.fun_evals, row.deriv_evals = measured_fun, counter.deriv
         row.count_source = "instrumented run (counters disagreed)"
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("jax", "jaxlib", "numpy", "scipy", "optax", "optimistix", "jaxopt", "equinox"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    for dist in ("opifex-second-order", "opifex-core"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _try_import(module: str) -> tuple[Any | None, str | None]:
@@ -808,10 +801,10 @@ def run_benchmark(cfg: BenchConfig, progress: Progress | None = None) -> dict[st
         "benchmark": NAME,
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "versions": _versions(),
+            "versions": versions(DISTRIBUTIONS),
             "jax_version": jax.__version__,
             "python_version": platform.python_version(),
-            "device": f"{device.platform} ({device.device_kind}), {_cpu_model()}",
+            "device": f"{device.platform} ({device.device_kind}), {cpu_model()}",
             "jax_backend": jax.default_backend(),
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -1002,37 +995,15 @@ def table_rows(rows: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
 
 def render_tables(results: dict[str, Any], stream: Any = None) -> None:
     """Print both tables (rich if available, else plain text) and the targets."""
-    stream = stream if stream is not None else sys.stdout
     sections = [
-        ("Unconstrained: extended Rosenbrock", results["unconstrained"]),
-        ("Least squares: Moré-Garbow-Hillstrom", results["least_squares"]),
+        (title, TABLE_COLUMNS, table_rows(results[part]))
+        for title, part in (
+            ("Unconstrained: extended Rosenbrock", "unconstrained"),
+            ("Least squares: Moré-Garbow-Hillstrom", "least_squares"),
+        )
     ]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console(file=stream, width=140)
-        for title, rows in sections:
-            table = Table(title=title)
-            for col in TABLE_COLUMNS:
-                table.add_column(col, justify="left" if col in ("problem", "solver") else "right")
-            for row in table_rows(rows):
-                table.add_row(*row)
-            console.print(table)
-        for line in target_lines(results):
-            console.print(line, markup=False)
-    except ImportError:
-        for title, rows in sections:
-            print(f"\n{title}", file=stream)
-            widths = [max(len(c), 8) for c in TABLE_COLUMNS]
-            body = table_rows(rows)
-            for row in body:
-                widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
-            print("  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=True)))
-            for row in body:
-                print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)), file=stream)
-        for line in target_lines(results):
-            print(line, file=stream)
+    stream = stream if stream is not None else sys.stdout
+    print_tables(sections, target_lines(results), stream, left_columns=2)
 
 
 def target_lines(results: dict[str, Any]) -> list[str]:
@@ -1170,22 +1141,12 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
     import jax
 
     with jax.enable_x64(True):
-        results = json_safe(run_benchmark(cfg, progress))
-    out_dir: Path = args.output_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / f"{NAME}.json"
-    write_results(results, json_path)
-    render_tables(results)
-    if not args.no_plot:
-        write_plot(results, out_dir / f"{NAME}.png")
-    LOG.info("wrote %s", json_path)
+        results = run_benchmark(cfg, progress)
+    plot = None if args.no_plot else write_plot
+    write_outputs(results, args.output_dir, NAME, render=render_tables, plot=plot)
     return 0
-
-
-def _cli_progress(done: int, total: int, label: str) -> None:
-    print(f"[{done:3d}/{total}] {label}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    sys.exit(main(sys.argv[1:], progress=_cli_progress))
+    sys.exit(main(sys.argv[1:], progress=print_progress))
