@@ -219,6 +219,29 @@ def check_l2o():
     assert np.median(ratio) < 0.5, np.median(ratio)
 
 
+def check_quantum():
+    """RHF/STO-3G water from the wheel's basis data; forces sum to zero; no PySCF needed."""
+    import jax
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", True)
+    from opifex.quantum import molecule_from_name, nuclear_gradient, run_scf, to_pyscf
+
+    water = molecule_from_name("H2O")
+    result = run_scf(water, "sto-3g")
+    assert bool(result.converged), result.message
+    # PySCF 2.14 on the same basis-set-exchange data (test_quantum_targets.py)
+    assert abs(float(result.energy) - -74.9420799540) < 1e-8, float(result.energy)
+    gradient = np.asarray(nuclear_gradient(water, "sto-3g"))
+    assert np.abs(gradient.sum(axis=0)).max() < 1e-8, gradient.sum(axis=0)
+    try:
+        to_pyscf(water)
+    except ImportError as error:
+        assert "opifex-quantum[pyscf]" in str(error), error
+    else:
+        fail("to_pyscf without pyscf did not raise ImportError")
+
+
 def check_cli():
     """`opifex --version` lists every member; `opifex demo` succeeds."""
     opifex = pathlib.Path(sys.executable).parent / "opifex"
@@ -233,6 +256,7 @@ SMOKE = {
     "core": check_core,
     "second_order": check_second_order,
     "l2o": check_l2o,
+    "quantum": check_quantum,
     "cli": check_cli,
 }
 
