@@ -564,11 +564,19 @@ def render_quantum_scf(data: dict[str, Any]) -> str:
         ],
     )
     iterations = table(
-        ["system", "opifex iterations", "PySCF iterations", "opifex energy (Eh)", "ΔE (Eh)"],
+        [
+            "system",
+            f"opifex iterations ({config['guess'].upper()} guess)",
+            "opifex, SAD guess",
+            "PySCF iterations (its MINAO guess)",
+            "opifex energy (Eh)",
+            "ΔE (Eh)",
+        ],
         [
             [
                 f"{r['molecule']}/{r['basis']}",
                 _code(r["opifex"], "iterations"),
+                _code(r["opifex_sad"], "iterations"),
                 _code(r["pyscf"], "iterations"),
                 _code(r["opifex"], "energy", "{:.10f}".format),
                 r["energy_diff"],

@@ -352,7 +352,7 @@ QUANTUM = {
         "versions": {"pyscf": "8.8.8"},
         "threads": {"pyscf_num_threads": 1},
         "elapsed_s": 42.0,
-        "config": {"conv_tol": 1e-9, "repeats": 7},
+        "config": {"conv_tol": 1e-9, "repeats": 7, "guess": "minao"},
     },
     "timings": [
         {
@@ -377,6 +377,7 @@ QUANTUM = {
             "molecule": "H2O",
             "basis": "sto-3g",
             "opifex": _scf_run(iterations=6, energy=-74.96590119),
+            "opifex_sad": _scf_run(iterations=8, energy=-74.96590119),
             "pyscf": _scf_run(iterations=7, energy=-74.96590119),
             "energy_diff": 2e-12,
         },
@@ -384,6 +385,7 @@ QUANTUM = {
             "molecule": "N2",
             "basis": "6-31g",
             "opifex": _scf_run(status="unavailable", error="no module"),
+            "opifex_sad": _scf_run(status="unavailable", error="no module"),
             "pyscf": _scf_run(iterations=9, energy=-108.8),
             "energy_diff": None,
         },
@@ -404,8 +406,9 @@ def test_quantum_scf_results_render_side_by_side(tmp_path):
     assert "| opifex `jit(vmap(run_scf))` | 512 | 500 ms | 20 s | 256 / 256 | — |" in text
     assert "| PySCF loop | error | error | — | error | — |" in text
     assert "Throughput, opifex / PySCF: —" in text
-    assert "| H2O/sto-3g | 6 | 7 | -74.9659011900 | 2e-12 |" in text
-    assert "| N2/6-31g | unavailable | 9 | unavailable | — |" in text
+    assert "| system | opifex iterations (MINAO guess) | opifex, SAD guess |" in text
+    assert "| H2O/sto-3g | 6 | 8 | 7 | -74.9659011900 | 2e-12 |" in text
+    assert "| N2/6-31g | unavailable | unavailable | 9 | unavailable | — |" in text
 
 
 def test_quantum_scf_results_missing_a_field_name_it_and_the_script(tmp_path):

@@ -45,6 +45,16 @@ def test_scf_rejects_unknown_molecule_and_options():
     assert bad_basis.exit_code == 2 and "unknown basis set" in bad_basis.output
     open_shell = _invoke("scf", "O2", "--method", "rhf")
     assert open_shell.exit_code == 2 and "closed-shell" in open_shell.output
+    bad_guess = _invoke("scf", "H2", "--guess", "huckel")
+    assert bad_guess.exit_code == 2 and "minao" in bad_guess.output
+
+
+def test_scf_guesses_reach_the_same_energy():
+    for guess in ("sad", "core"):
+        result = _invoke("scf", "H2", "--guess", guess)
+        assert result.exit_code == 0, result.output
+        energy = float(re.search(r"total energy\s+(-?\d+\.\d+) Eh", result.output).group(1))
+        assert abs(energy - H2_STO3G) < 1e-8
 
 
 def test_scf_reports_non_convergence_with_exit_status_1():

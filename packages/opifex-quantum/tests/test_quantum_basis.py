@@ -24,7 +24,13 @@ from opifex.quantum import (
 from opifex.quantum._one_electron import one_electron_integrals
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "generate_basis_data.py"
-_FILES = {"sto-3g": "sto-3g", "6-31g": "6-31g", "6-31g*": "6-31gstar", "6-31g**": "6-31gstarstar"}
+_FILES = {
+    "sto-3g": "sto-3g",
+    "6-31g": "6-31g",
+    "6-31g*": "6-31gstar",
+    "6-31g**": "6-31gstarstar",
+    "ano-rcc-mb": "ano-rcc-mb",
+}
 _MOLECULES = ("H2O", "CH4", "N2", "HeH+", "LiH")
 
 

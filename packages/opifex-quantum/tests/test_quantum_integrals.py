@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from opifex.quantum import _integrals
-from opifex.quantum._basis import _double_factorial, build_basis
+from opifex.quantum._basis import build_basis, double_factorial
 from opifex.quantum._integrals import compute_integrals
 from opifex.quantum._molecule import nuclear_repulsion
 from opifex.quantum._two_electron import shell_quartets
@@ -49,7 +49,7 @@ def _pyscf_molecule(basis, coordinates):
         for shell in (s for s in basis.shells if s.atom == atom):
             a = np.array(shell.exponents)
             norm = (2 * a / np.pi) ** 0.75 * (4 * a) ** (shell.l / 2)
-            norm /= np.sqrt(_double_factorial(2 * shell.l - 1))
+            norm /= np.sqrt(double_factorial(2 * shell.l - 1))
             raw = np.array(shell.coefficients) / norm  # PySCF renormalises
             shells_by_element[element].append([shell.l, *map(list, zip(a, raw, strict=True))])
     atoms = [(SYMBOLS[z], xyz) for z, xyz in zip(basis.atomic_numbers, coordinates, strict=True)]
@@ -80,6 +80,8 @@ CASES = [
     pytest.param("H2O", "6-31g*", True, id="H2O-6-31g*-cartesian", marks=pytest.mark.slow),
     pytest.param("CH4", "6-31g*", True, id="CH4-6-31g*-cartesian", marks=pytest.mark.slow),
     pytest.param("CH4", "6-31g*", False, id="CH4-6-31g*-spherical", marks=pytest.mark.slow),
+    # ANO-RCC-MB: general contractions (several shells share 14 primitives)
+    pytest.param("H2O", "ano-rcc-mb", False, id="H2O-ano-rcc-mb", marks=pytest.mark.slow),
 ]
 
 

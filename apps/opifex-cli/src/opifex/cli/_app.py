@@ -8,6 +8,7 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import dataclasses  # noqa: E402
 import importlib.metadata  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
@@ -85,12 +86,14 @@ def scf(
     molecule: Annotated[
         str, typer.Argument(help="A known molecule (H2O, CH4, O2, ...) or an XYZ file.")
     ],
-    basis: Annotated[str, typer.Option(help="sto-3g, 6-31g, 6-31g* or 6-31g**.")] = "sto-3g",
+    basis: Annotated[
+        str, typer.Option(help="sto-3g, 6-31g, 6-31g*, 6-31g** or ano-rcc-mb.")
+    ] = "sto-3g",
     method: Annotated[str | None, typer.Option(help="rhf or uhf (default: from spin).")] = None,
     charge: Annotated[int | None, typer.Option(help="Total charge (XYZ input).")] = None,
     multiplicity: Annotated[int | None, typer.Option(help="Spin multiplicity 2S+1.")] = None,
     cartesian: Annotated[bool, typer.Option(help="Cartesian (6) d functions.")] = False,
-    guess: Annotated[str, typer.Option(help="sad or core.")] = "sad",
+    guess: Annotated[str, typer.Option(help="minao, sad or core.")] = "minao",
     conv_tol: Annotated[float, typer.Option(help="Energy-change tolerance (Eh).")] = 1e-9,
     max_iterations: Annotated[int, typer.Option(help="SCF cycle budget.")] = 50,
     forces: Annotated[bool, typer.Option(help="Also print the nuclear gradient.")] = False,
@@ -101,7 +104,7 @@ def scf(
 
     jax.config.update("jax_enable_x64", True)
     from opifex.cli import _scf
-    from opifex.quantum import SCFConfig, nuclear_gradient, run_scf
+    from opifex.quantum import FORCE_CONV_TOL_GRAD, SCFConfig, nuclear_gradient, run_scf
 
     console = stdout_console()
     try:
@@ -113,6 +116,8 @@ def scf(
             progress(1, 2 if forces else 1, "SCF")
             gradient = None
             if forces and bool(result.converged):
+                tight = min(config.gradient_tolerance, FORCE_CONV_TOL_GRAD)
+                options["config"] = dataclasses.replace(config, conv_tol_grad=tight)
                 gradient = jax.jit(lambda m: nuclear_gradient(m, basis, **options))(mol)
                 progress(2, 2, "nuclear gradient")
     except (ValueError, TypeError, FileNotFoundError) as error:

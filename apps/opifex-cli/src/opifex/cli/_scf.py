@@ -1,7 +1,7 @@
 """``opifex scf``: Hartree-Fock of a named molecule or an XYZ file, with a convergence plot.
 
 The molecule is one of ``opifex.quantum.known_molecules()`` (``H2O``, ``CH4``, ``O2`` ...) or
-an XYZ file / XYZ text in Angstrom. The SCF is ``opifex.quantum.run_scf`` (jit-compiled, SAD
+an XYZ file / XYZ text in Angstrom. The SCF is ``opifex.quantum.run_scf`` (jit-compiled, MINAO
 guess, CDIIS); the command prints the energy and its parts, the iterations, the frontier
 orbitals, optional nuclear gradients, and a text plot of the orbital-gradient norm per cycle
 (``--plot FILE.png`` also writes it with matplotlib).

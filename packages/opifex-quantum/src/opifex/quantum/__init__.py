@@ -1,13 +1,14 @@
 """opifex.quantum: differentiable Hartree-Fock (RHF / UHF) with Gaussian basis sets in JAX.
 
 Build a ``Molecule`` (``create_molecular_system`` or ``molecule_from_name``), then
-``run_scf(molecule, "6-31g")``: integrals (McMurchie-Davidson, 8-fold ERI symmetry), a
-superposition-of-atomic-densities guess, and a jit-compiled SCF loop with DIIS / ADIIS / EDIIS,
-level shifting, damping and automatic retries. ``result.energy`` is differentiable in the
-nuclear coordinates through the converged SCF (``opifex.core.implicit_root``), so
-``nuclear_gradient`` is ``jax.grad`` of ``scf_energy``. ``make_energy_fn`` exports the energy as
-a plain function of orbital coefficients or densities for outside optimisers. Everything runs
-in float64: call ``jax.config.update("jax_enable_x64", True)`` first.
+``run_scf(molecule, "6-31g")``: integrals (McMurchie-Davidson, 8-fold ERI symmetry), a MINAO
+guess (projected atomic natural orbitals; SAD and core guesses on request), and a jit-compiled
+SCF loop with DIIS / ADIIS / EDIIS, level shifting, damping and automatic retries.
+``result.energy`` is differentiable in the nuclear coordinates through the converged SCF
+(``opifex.core.implicit_root``), so ``nuclear_gradient`` is ``jax.grad`` of ``scf_energy``.
+``make_energy_fn`` exports the energy as a plain function of orbital coefficients or densities
+for outside optimisers. Everything runs in float64: call
+``jax.config.update("jax_enable_x64", True)`` first.
 """
 
 from opifex.quantum._basis import (
@@ -25,6 +26,7 @@ from opifex.quantum._geometries import known_molecules, molecule_from_name
 from opifex.quantum._guess import atomic_density, superposition_of_atomic_densities
 from opifex.quantum._integrals import compute_integrals
 from opifex.quantum._integrals_types import Integrals
+from opifex.quantum._minao import minao_guess, projected_ano_density
 from opifex.quantum._molecule import (
     BOHR_IN_ANGSTROM,
     MIN_NUCLEAR_DISTANCE,
@@ -41,13 +43,14 @@ from opifex.quantum._scf import (
     run_scf,
     scf_energy,
 )
-from opifex.quantum._scf_config import SCFConfig
+from opifex.quantum._scf_config import FORCE_CONV_TOL_GRAD, SCFConfig
 from opifex.quantum._scf_result import EnergyComponents, SCFResult
 from opifex.quantum._uhf import run_uhf, uhf_energy, uhf_energy_components, uhf_fock
 
 __all__ = [
     "BOHR_IN_ANGSTROM",
     "ELEMENT_SYMBOLS",
+    "FORCE_CONV_TOL_GRAD",
     "MIN_NUCLEAR_DISTANCE",
     "BasisSet",
     "EnergyComponents",
@@ -71,9 +74,11 @@ __all__ = [
     "known_basis_sets",
     "known_molecules",
     "make_energy_fn",
+    "minao_guess",
     "molecular_integrals",
     "molecule_from_name",
     "nuclear_gradient",
+    "projected_ano_density",
     "resolve_method",
     "rhf_energy",
     "rhf_energy_components",

@@ -1,4 +1,4 @@
-"""Contracted Gaussian basis sets (STO-3G, 6-31G, 6-31G*, 6-31G**) for H to Ar.
+"""Contracted Gaussian basis sets (STO-3G, 6-31G, 6-31G*, 6-31G**, ANO-RCC-MB) for H to Ar.
 
 The data ship with the package (``basis_data/*.json``, generated from basis-set-exchange by
 ``scripts/generate_basis_data.py``). A ``BasisSet`` is static: it is hashable, never traced, and
@@ -27,6 +27,7 @@ _FILES = {
     "6-31g": "6-31g.json",
     "6-31g*": "6-31gstar.json",
     "6-31g**": "6-31gstarstar.json",
+    "ano-rcc-mb": "ano-rcc-mb.json",
 }
 _ALIASES = {"6-31g(d)": "6-31g*", "6-31g(d,p)": "6-31g**"}
 MAX_ANGULAR_MOMENTUM = 2
@@ -60,19 +61,25 @@ def cartesian_powers(l: int) -> tuple[tuple[int, int, int], ...]:  # noqa: E741
     return tuple((lx, ly, l - lx - ly) for lx in range(l, -1, -1) for ly in range(l - lx, -1, -1))
 
 
-def _double_factorial(n: int) -> int:
-    return 1 if n <= 0 else n * _double_factorial(n - 2)
+def double_factorial(n: int) -> int:
+    """``n!! = n (n - 2) (n - 4) ...``, with ``n!! = 1`` for ``n <= 0``.
+
+    Example:
+        >>> double_factorial(5), double_factorial(-1)
+        (15, 1)
+    """
+    return 1 if n <= 0 else n * double_factorial(n - 2)
 
 
 def _normalised_coefficients(l: int, exponents: np.ndarray, coefficients: np.ndarray) -> tuple:  # noqa: E741
     primitive_norm = (
         (2 * exponents / np.pi) ** 0.75
         * (4 * exponents) ** (l / 2)
-        / np.sqrt(_double_factorial(2 * l - 1))
+        / np.sqrt(double_factorial(2 * l - 1))
     )
     c = coefficients * primitive_norm
     a = exponents[:, None] + exponents[None, :]
-    overlap = (np.pi / a) ** 1.5 * _double_factorial(2 * l - 1) / (2 * a) ** l
+    overlap = (np.pi / a) ** 1.5 * double_factorial(2 * l - 1) / (2 * a) ** l
     return tuple(float(x) for x in c / np.sqrt(c @ overlap @ c))
 
 
@@ -81,8 +88,7 @@ def _cartesian_block(l: int, cartesian: bool) -> np.ndarray:  # noqa: E741
     if cartesian or l < 2:
         norms = [
             np.sqrt(
-                _double_factorial(2 * l - 1)
-                / np.prod([_double_factorial(2 * p - 1) for p in power])
+                double_factorial(2 * l - 1) / np.prod([double_factorial(2 * p - 1) for p in power])
             )
             for power in powers
         ]

@@ -11,6 +11,7 @@ and basis (eagerly, in numpy) and enter a jit-compiled SCF as constants.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -88,6 +89,32 @@ def atomic_density(atomic_number: int, basis_name: str, cartesian: bool) -> np.n
     )
 
 
+def block_diagonal_guess(
+    basis: BasisSet, atomic: Callable[[int, str, bool], np.ndarray]
+) -> np.ndarray:
+    """A molecular guess density assembled from one atomic density per atom.
+
+    Args:
+        basis: the molecule's basis set (its functions are grouped atom by atom).
+        atomic: ``atomic(atomic_number, basis_name, cartesian)``, the density of one atom in
+            that atom's functions of the basis.
+
+    Returns:
+        The ``(n_functions, n_functions)`` block-diagonal density.
+
+    Example:
+        >>> basis = build_basis(["H", "H"], "sto-3g")
+        >>> block_diagonal_guess(basis, lambda z, name, cart: np.full((1, 1), z)).tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+    """
+    guess = np.zeros((basis.n_functions, basis.n_functions))
+    atoms = basis.function_atoms
+    for atom, z in enumerate(basis.atomic_numbers):
+        index = np.flatnonzero(atoms == atom)
+        guess[np.ix_(index, index)] = atomic(z, basis.name, basis.cartesian)
+    return guess
+
+
 def superposition_of_atomic_densities(basis: BasisSet) -> np.ndarray:
     """The SAD guess: block-diagonal atomic densities for the atoms of ``basis``.
 
@@ -105,9 +132,4 @@ def superposition_of_atomic_densities(basis: BasisSet) -> np.ndarray:
         ...     superposition_of_atomic_densities(basis).round(6).tolist()
         [[1.0, 0.0], [0.0, 1.0]]
     """
-    guess = np.zeros((basis.n_functions, basis.n_functions))
-    atoms = basis.function_atoms
-    for atom, z in enumerate(basis.atomic_numbers):
-        index = np.flatnonzero(atoms == atom)
-        guess[np.ix_(index, index)] = atomic_density(z, basis.name, basis.cartesian)
-    return guess
+    return block_diagonal_guess(basis, atomic_density)

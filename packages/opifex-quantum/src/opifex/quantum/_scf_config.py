@@ -8,6 +8,9 @@ import math
 from opifex.core import check_choice, check_int_at_least, check_positive
 
 DIIS_METHODS = ("cdiis", "adiis", "ediis", None)
+# Orbital-gradient tolerance of the SCF behind nuclear gradients: an energy's error is second
+# order in the orbital gradient left at convergence, a nuclear gradient's is first order.
+FORCE_CONV_TOL_GRAD = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
