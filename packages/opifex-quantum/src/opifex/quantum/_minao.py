@@ -4,13 +4,12 @@ Each atom contributes the density of its spherically averaged ground configurati
 electrons of a partly filled shell shared equally by its orbitals) built from the ANO-RCC-MB
 contractions: the leading atomic natural orbitals of the ANO-RCC basis, one per occupied shell
 (Widmark, Malmqvist and Roos, Theor. Chim. Acta 77, 291 (1990); Roos et al., J. Phys. Chem. A
-108, 2851 (2005)). Those orbitals come from correlated, density-matrix averaged atomic
-calculations, so they describe an atom inside a molecule better than the Hartree-Fock orbitals
-of the free atom do. The atomic density is projected into the molecule's basis functions on the
-same atom by least squares, ``P = S_tt^-1 S_ta``. This is the idea of the MINAO guesses of Molpro
-and PySCF (compared with other guesses by Lehtola, J. Chem. Theory Comput. 15, 1593 (2019));
-here the projection is done atom by atom, so the guess is block diagonal, geometry-independent
-and computed once per element and basis set, in numpy, without integrals over the molecule.
+108, 2851 (2005)), which come from correlated calculations with density matrices averaged over
+several atomic states and were made for atoms in molecules. The atomic density is projected
+into the molecule's basis functions on the same atom by least squares, ``P = S_tt^-1 S_ta``.
+This is the idea of PySCF's default ``minao`` guess, which projects all atoms at once; here the
+projection is done atom by atom, so the guess is block diagonal, geometry-independent and
+computed once per element and basis set, in numpy, without integrals over the molecule.
 """
 
 from __future__ import annotations
