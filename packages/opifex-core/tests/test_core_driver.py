@@ -172,7 +172,7 @@ def test_already_converged_takes_no_step():
     assert np.all(np.isnan(np.asarray(result.trace["value"])[1:]))
 
 
-@pytest.mark.parametrize("max_steps", [-1, 2.0, True, None])
+@pytest.mark.parametrize("max_steps", [-1, 2.0, True, None, jnp.ones(2, jnp.int32)])
 def test_bad_max_steps_raises(max_steps):
     with pytest.raises((TypeError, ValueError), match="max_steps"):
         run_solver(Halving(0.1), jnp.asarray(1.0), max_steps=max_steps)
@@ -211,7 +211,7 @@ def test_gradient_descent_converges_on_quadratic_closed_form(x64):
     def fun(x, A, b):
         return 0.5 * x @ A @ x - b @ x
 
-    solver = GradientDescent(fun, learning_rate=lr, tolerance=tol)
+    solver = GradientDescent(fun, learning_rate=lr, atol=tol)
     x0 = jnp.zeros(5)
     result = run_solver(solver, x0, jnp.asarray(A), jnp.asarray(b), max_steps=max_steps)
 
@@ -239,7 +239,7 @@ def test_gradient_descent_pytree_params():
     def fun(p):
         return jnp.sum((p["a"] - 1.0) ** 2) + jnp.sum((p["b"][0] + 2.0) ** 2)
 
-    solver = GradientDescent(fun, learning_rate=0.25, tolerance=1e-5)
+    solver = GradientDescent(fun, learning_rate=0.25, atol=1e-5)
     params = {"a": jnp.zeros(3), "b": (jnp.zeros((2, 2)),)}
     result = run_solver(solver, params, max_steps=200)
     assert bool(result.converged)
@@ -252,8 +252,8 @@ def test_gradient_descent_pytree_params():
 def test_gradient_descent_rejects_bad_hyperparameters(bad):
     with pytest.raises(ValueError, match="learning_rate"):
         GradientDescent(jnp.sum, learning_rate=bad)
-    with pytest.raises(ValueError, match="tolerance"):
-        GradientDescent(jnp.sum, learning_rate=0.1, tolerance=bad)
+    with pytest.raises(ValueError, match="atol"):
+        GradientDescent(jnp.sum, learning_rate=0.1, atol=bad)
 
 
 def test_gradient_descent_state_is_arrays_only():
@@ -275,7 +275,7 @@ def test_nan_mid_run_stops_with_nonfinite():
     def fun(x):
         return jnp.where(x < 1.0, (x - 3.0) ** 2, jnp.nan)
 
-    solver = GradientDescent(fun, learning_rate=0.1, tolerance=1e-8)
+    solver = GradientDescent(fun, learning_rate=0.1, atol=1e-8)
     result = run_solver(solver, jnp.asarray(0.0), max_steps=50)
     assert int(result.status) == SolveStatus.NONFINITE
     assert not bool(result.converged)
@@ -377,7 +377,7 @@ def test_vmap_with_a_nan_element_leaves_the_others_alone():
     def fun(x, limit):
         return jnp.where(x < limit, (x - 3.0) ** 2, jnp.nan)
 
-    solver = GradientDescent(fun, learning_rate=0.1, tolerance=1e-4)
+    solver = GradientDescent(fun, learning_rate=0.1, atol=1e-4)
     limits = jnp.array([1.0, 10.0])
     result = jax.jit(
         jax.vmap(lambda limit: run_solver(solver, jnp.asarray(0.0), limit, max_steps=200))
@@ -395,10 +395,134 @@ def test_vmap_with_a_nan_element_leaves_the_others_alone():
 
 def test_jit_of_vmap_with_problem_data_batched():
     # minimise sum((x - c)^2) for a batch of targets c; each converges to its c.
-    solver = GradientDescent(lambda x, c: jnp.sum((x - c) ** 2), learning_rate=0.25, tolerance=1e-6)
+    solver = GradientDescent(lambda x, c: jnp.sum((x - c) ** 2), learning_rate=0.25, atol=1e-6)
     cs = jnp.array([[1.0, 2.0], [0.0, 0.0], [-3.0, 100.0]])
     result = jax.jit(jax.vmap(lambda c: run_solver(solver, jnp.zeros(2), c, max_steps=100)))(cs)
     assert bool(jnp.all(result.converged))
     np.testing.assert_allclose(result.params, cs, atol=1e-5)
     # c = 0 is already optimal at x0 = 0
     assert int(result.num_steps[1]) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# A traced budget, the trace length, continuation, aux
+
+
+def test_traced_budget_does_not_recompile_and_matches_closed_form():
+    traces = []
+
+    @jax.jit
+    def solve(x0, max_steps):
+        traces.append(None)
+        return run_solver(Halving(1e-9), x0, max_steps=max_steps, trace_length=40)
+
+    for budget in (3, 7, 12):
+        result = solve(jnp.asarray(1.0), budget)
+        assert int(result.num_steps) == budget
+        assert float(result.params) == 1.0 / 2**budget
+        assert int(result.status) == SolveStatus.MAX_STEPS_REACHED
+        assert result.trace["x"].shape == (41,)
+        assert np.all(np.isnan(np.asarray(result.trace["x"])[budget + 1 :]))
+    assert len(traces) == 1
+
+
+def test_traced_budget_needs_a_trace_length():
+    with pytest.raises(ValueError, match="trace_length"):
+        jax.jit(lambda n: run_solver(Halving(0.1), jnp.asarray(1.0), max_steps=n))(3)
+
+
+def test_steps_beyond_the_trace_length_run_but_are_not_recorded():
+    k = _halving_steps(1.0, 1e-3)  # 10
+    result = run_solver(Halving(1e-3), jnp.asarray(1.0), max_steps=50, trace_length=4)
+    assert int(result.num_steps) == k
+    assert bool(result.converged)
+    np.testing.assert_array_equal(np.asarray(result.trace["x"]), [1.0 / 2**i for i in range(5)])
+
+
+def test_init_state_continues_a_run_exactly():
+    solver = Halving(1e-9)
+    first = run_solver(solver, jnp.asarray(1.0), max_steps=3)
+    state = solver.init(first.params)._replace(num_steps=first.num_steps)
+    rest = run_solver(solver, None, init_state=state, max_steps=8)
+    whole = run_solver(solver, jnp.asarray(1.0), max_steps=8)
+    assert int(rest.num_steps) == 8
+    assert float(rest.params) == float(whole.params) == 1.0 / 2**8
+    np.testing.assert_array_equal(np.asarray(rest.trace["x"])[3:], np.asarray(whole.trace["x"])[3:])
+    assert np.all(np.isnan(np.asarray(rest.trace["x"])[:3]))
+    with pytest.raises(ValueError, match="init_state"):
+        run_solver(solver, jnp.asarray(1.0), init_state=state, max_steps=8)
+
+
+def test_aux_is_returned_and_batched_under_vmap():
+    class WithAux(Halving):
+        def aux(self, state, scale=1.0):
+            return {"twice": 2.0 * state.params, "scale": jnp.asarray(scale)}
+
+    result = run_solver(WithAux(1e-2), jnp.asarray(1.0), 3.0, max_steps=20)
+    assert float(result.aux["twice"]) == 2.0 * float(result.params)
+    assert float(result.aux["scale"]) == 3.0
+    batched = jax.vmap(lambda x: run_solver(WithAux(1e-2), x, max_steps=20))(jnp.array([1.0, 8.0]))
+    np.testing.assert_array_equal(batched.aux["twice"], 2.0 * batched.params)
+    assert run_solver(Halving(0.1), jnp.asarray(1.0), max_steps=5).aux is None
+
+
+def test_diverged_status_has_a_message():
+    result = run_solver(Halving(0.1, SolveStatus.DIVERGED), jnp.asarray(1.0), max_steps=20)
+    assert result.status_name == "DIVERGED"
+    assert "divergence" in result.message
+
+
+# --------------------------------------------------------------------------------------------
+# Adjoints: implicit (default with an optimality_fn) and unrolled, against finite differences
+
+
+def _weighted_quadratic(x, a):
+    # minimiser x*(a) = a / (1 + a**2) coordinatewise: f = sum((1 + a^2) x^2 / 2 - a x)
+    return jnp.sum(0.5 * (1.0 + a**2) * x**2 - a * x)
+
+
+def _solution_norm(adjoint, a):
+    solver = GradientDescent(_weighted_quadratic, learning_rate=0.2, atol=1e-12)
+    result = run_solver(solver, jnp.zeros(3), a, max_steps=400, adjoint=adjoint)
+    return jnp.sum(result.params**2) + result.value
+
+
+@pytest.mark.parametrize("adjoint", [None, "implicit", "unrolled"])
+def test_adjoints_match_finite_differences_and_the_closed_form(x64, adjoint):
+    a = jnp.array([0.3, -0.8, 1.7])
+    grad = jax.grad(lambda a: _solution_norm(adjoint, a))(a)
+    forward = jax.jacfwd(lambda a: _solution_norm(adjoint, a))(a)
+    eps = 1e-6
+    fd = [
+        (_solution_norm(adjoint, a.at[i].add(eps)) - _solution_norm(adjoint, a.at[i].add(-eps)))
+        / (2 * eps)
+        for i in range(3)
+    ]
+    # closed form: x* = a/(1+a^2), f* = -a^2 / (2 (1+a^2)); d/da of sum(x*^2) + f*
+    a_np = np.asarray(a)
+    dx = (1 - a_np**2) / (1 + a_np**2) ** 2
+    df = -a_np / (1 + a_np**2) ** 2
+    exact = 2 * (a_np / (1 + a_np**2)) * dx + df
+    np.testing.assert_allclose(grad, exact, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(forward, exact, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(fd, exact, rtol=1e-6, atol=1e-8)
+
+
+def test_unrolled_adjoint_sees_the_truncation():
+    # three steps of GD on 0.5 (x - a)^2 from 0 with lr 0.5: x_3 = a (1 - 0.5**3); the unrolled
+    # derivative is that of the truncated iteration (0.875), the implicit one that of the
+    # solution (1.0)
+    solver = GradientDescent(lambda x, a: 0.5 * (x - a) ** 2, learning_rate=0.5, atol=1e-30)
+
+    def final(adjoint, a):
+        return run_solver(solver, jnp.asarray(0.0), a, max_steps=3, adjoint=adjoint).params
+
+    assert float(jax.grad(lambda a: final("unrolled", a))(2.0)) == pytest.approx(0.875)
+    assert float(jax.grad(lambda a: final("implicit", a))(2.0)) == pytest.approx(1.0)
+
+
+def test_adjoint_errors():
+    with pytest.raises(ValueError, match="adjoint"):
+        run_solver(Halving(0.1), jnp.asarray(1.0), max_steps=5, adjoint="backsolve")
+    with pytest.raises(ValueError, match="optimality_fn"):
+        run_solver(Halving(0.1), jnp.asarray(1.0), max_steps=5, adjoint="implicit")

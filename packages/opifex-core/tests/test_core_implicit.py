@@ -66,7 +66,7 @@ def _ridge_root(linear_solver, *, use_gd=False):
         # any solver will do: here gradient descent on the driver (its loop is not unrolled)
         # step 1/L with L = 2 (||A||^2 + lam) for the largest lam used here
         lipschitz = 2.0 * (np.linalg.norm(A, 2) ** 2 + 1.0)
-        gd = GradientDescent(objective, learning_rate=1.0 / lipschitz, tolerance=1e-12)
+        gd = GradientDescent(objective, learning_rate=1.0 / lipschitz, atol=1e-12)
 
         def solve(init, lam):
             return run_solver(gd, init, lam, max_steps=5000).params

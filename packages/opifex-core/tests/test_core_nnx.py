@@ -195,7 +195,7 @@ def test_fit_linear_model_with_gradient_descent_on_the_driver():
     # fixed step 1/L, L = largest eigenvalue of the Hessian 2/n [x 1]'[x 1]
     design = np.concatenate([x, np.ones((64, 1))], axis=1).astype(np.float64)
     lipschitz = 2.0 * np.linalg.eigvalsh(design.T @ design / 64).max()
-    solver = GradientDescent(fun, learning_rate=1.0 / lipschitz, tolerance=1e-5)
+    solver = GradientDescent(fun, learning_rate=1.0 / lipschitz, atol=1e-5)
     result = jax.jit(lambda p: run_solver(solver, p, x, y, max_steps=2000))(params)
     assert bool(result.converged)
     assert result.trace["value"][0] > 10 * result.value

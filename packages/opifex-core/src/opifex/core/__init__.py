@@ -1,8 +1,10 @@
 """opifex.core: the shared, chex-checked pytree interfaces of the opifex packages.
 
-Solvers return a ``SolveResult`` from one ``lax.while_loop`` driver (``run_solver``);
-failures under ``jit`` are ``SolveStatus`` codes, bad arguments outside ``jit`` raise
-``ValueError`` / ``TypeError``. ``implicit_root`` differentiates any solver's solution.
+Every iterative method in opifex runs on one driver (``run_solver``: init / step /
+terminate, a traced step budget, an implicit or unrolled adjoint) and returns one
+``SolveResult`` with one status enum (``SolveStatus``); failures under ``jit`` are status codes,
+bad arguments outside ``jit`` raise ``ValueError`` / ``TypeError``. ``OptaxSolver`` runs any
+optax transformation as such a solver. ``implicit_root`` differentiates any solver's solution.
 Standard problem families live in ``opifex.core.families``. ``save_pytree`` and
 ``load_pytree`` checkpoint any pytree atomically; ``split_nnx`` and ``nnx_objective``
 let any opifex optimiser train a Flax NNX model.
@@ -21,20 +23,26 @@ from opifex.core._checks import (
     check_shape,
     check_unknown_options,
 )
-from opifex.core._config import config_from_dict
-from opifex.core._driver import Solver, run_solver
+from opifex.core._config import config_from_dict, replace_config
+from opifex.core._deprecation import rename_keywords, renamed_fields, renamed_fields_of
+from opifex.core._driver import ADJOINTS, Solver, run_solver
 from opifex.core._gradient_descent import GradientDescent, GradientDescentState
 from opifex.core._implicit import implicit_root
 from opifex.core._metrics import speedup, steps_to_target
 from opifex.core._nnx import merge_nnx, nnx_objective, nnx_params, split_nnx
+from opifex.core._optax_solver import BestIterate, OptaxSolver, OptaxSolverState
 from opifex.core._result import SolveResult
 from opifex.core._status import SolveStatus, status_message
 from opifex.core._task_family import TaskFamily
-from opifex.core._tree import tree_axpy, tree_l2_norm, tree_vdot
+from opifex.core._tree import tree_axpy, tree_l2_norm, tree_vdot, tree_where
 
 __all__ = [
+    "ADJOINTS",
+    "BestIterate",
     "GradientDescent",
     "GradientDescentState",
+    "OptaxSolver",
+    "OptaxSolverState",
     "SolveResult",
     "SolveStatus",
     "Solver",
@@ -56,6 +64,10 @@ __all__ = [
     "merge_nnx",
     "nnx_objective",
     "nnx_params",
+    "rename_keywords",
+    "renamed_fields",
+    "renamed_fields_of",
+    "replace_config",
     "run_solver",
     "save_pytree",
     "speedup",
@@ -65,4 +77,5 @@ __all__ = [
     "tree_axpy",
     "tree_l2_norm",
     "tree_vdot",
+    "tree_where",
 ]

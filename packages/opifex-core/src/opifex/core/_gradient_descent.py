@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from opifex.core._checks import check_positive
+from opifex.core._deprecation import renamed_fields
 from opifex.core._status import SolveStatus
 from opifex.core._tree import tree_axpy, tree_l2_norm
 
@@ -28,13 +29,17 @@ class GradientDescentState(NamedTuple):
     num_fun_evals: jax.Array
 
 
+@renamed_fields(tolerance="atol")
 class GradientDescent:
-    """``x <- x - learning_rate * grad f(x)`` until ``||grad f|| <= tolerance``.
+    """``x <- x - learning_rate * grad f(x)`` until ``||grad f|| <= atol``.
+
+    The solution is differentiable with respect to ``args`` by the implicit function theorem
+    on ``grad f = 0`` (``run_solver``'s default adjoint for this solver).
 
     Args:
         fun: objective ``fun(params, *args) -> scalar``.
         learning_rate: fixed step size (> 0).
-        tolerance: gradient-norm tolerance (> 0).
+        atol: gradient-norm tolerance (> 0; ``tolerance`` is its deprecated spelling).
 
     Example:
         >>> import jax.numpy as jnp
@@ -48,14 +53,16 @@ class GradientDescent:
         self,
         fun: Callable[..., jax.Array],
         learning_rate: float,
-        tolerance: float = 1e-6,
+        atol: float = 1e-6,
     ) -> None:
         check_positive(learning_rate, "learning_rate")
-        check_positive(tolerance, "tolerance")
+        check_positive(atol, "atol")
         self.fun = fun
         self.learning_rate = learning_rate
-        self.tolerance = tolerance
+        self.atol = atol
         self._value_and_grad = jax.value_and_grad(fun)
+
+    implicit_symmetric = True  # the optimality condition is a gradient: its Jacobian is symmetric
 
     def init(self, params: Any, *args: Any) -> GradientDescentState:
         """Evaluate the objective at ``params``."""
@@ -83,6 +90,14 @@ class GradientDescent:
         )
 
     def terminate(self, state: GradientDescentState, *args: Any) -> tuple[jax.Array, jax.Array]:
-        """Stop when the gradient norm is at most ``tolerance``."""
-        done = state.grad_norm <= self.tolerance
+        """Stop when the gradient norm is at most ``atol``."""
+        done = state.grad_norm <= self.atol
         return done, jnp.asarray(SolveStatus.SUCCESS, jnp.int32)
+
+    def optimality_fn(self, params: Any, *args: Any) -> Any:
+        """``grad f(params, *args)``: zero at a solution."""
+        return jax.grad(self.fun)(params, *args)
+
+    def value_fn(self, params: Any, *args: Any) -> jax.Array:
+        """The objective ``f(params, *args)``."""
+        return self.fun(params, *args)

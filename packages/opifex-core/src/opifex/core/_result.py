@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import jax
 
 from opifex.core._status import SolveStatus, status_message
+
+# spellings that earlier releases used for SolveResult fields (kept for one release)
+_RENAMED = {
+    "history": "trace",
+    "iterations": "num_steps",
+    "energy": "value",
+    "residual": "grad_norm",
+}
 
 
 class SolveResult(NamedTuple):
@@ -22,6 +31,8 @@ class SolveResult(NamedTuple):
         trace: per-step arrays of fixed length ``max_steps + 1`` (entry 0 is the initial point),
             NaN-padded after the last step; always has ``"value"`` and ``"grad_norm"``.
         stats: solver counters such as ``"num_fun_evals"`` (0-d ``int32`` arrays).
+        aux: method-specific outputs (a pytree, ``None`` when the method has none), e.g. the
+            orbitals of an SCF solve or the best iterate of a guarded optimiser run.
 
     Example:
         >>> import jax.numpy as jnp
@@ -40,6 +51,7 @@ class SolveResult(NamedTuple):
     status: jax.Array
     trace: dict[str, jax.Array]
     stats: dict[str, jax.Array]
+    aux: Any = None
 
     @property
     def message(self) -> str:
@@ -50,3 +62,25 @@ class SolveResult(NamedTuple):
     def status_name(self) -> str:
         """The ``SolveStatus`` name of ``status`` (only for a concrete, unbatched result)."""
         return SolveStatus(int(self.status)).name
+
+    def __getattr__(self, name: str) -> Any:
+        """Old field spellings and ``aux`` fields, with a ``DeprecationWarning`` (one release)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in _RENAMED:
+            new = _RENAMED[name]
+            warnings.warn(
+                f"SolveResult.{name} is deprecated; use SolveResult.{new}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(self, new)
+        aux = tuple.__getitem__(self, len(SolveResult._fields) - 1)
+        if aux is not None and name in getattr(type(aux), "_fields", ()):
+            warnings.warn(
+                f"SolveResult.{name} is deprecated; use SolveResult.aux.{name}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(aux, name)
+        raise AttributeError(f"'SolveResult' object has no attribute {name!r}")

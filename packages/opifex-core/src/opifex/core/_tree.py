@@ -37,3 +37,13 @@ def tree_axpy(alpha: Any, x: Any, y: Any) -> Any:
         Array([3., 3.], dtype=float32)
     """
     return jax.tree.map(lambda xi, yi: alpha * xi + yi, x, y)
+
+
+def tree_where(condition: jax.Array, on_true: Any, on_false: Any) -> Any:
+    """Leafwise ``jnp.where(condition, a, b)`` for a scalar ``condition`` (broadcast).
+
+    Example:
+        >>> tree_where(jnp.array(True), {"a": jnp.ones(2)}, {"a": jnp.zeros(2)})["a"]
+        Array([1., 1.], dtype=float32)
+    """
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
