@@ -16,13 +16,14 @@ import pytest
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
-from opifex.core import TaskFamily
+from opifex.core import SolveStatus, TaskFamily, run_solver
 from opifex.core.families import (
     BurgersFamily,
     BurgersTask,
     LassoFamily,
     LogisticRegressionFamily,
     PoissonFamily,
+    ProximalGradient,
     QuadraticFamily,
     RosenbrockFamily,
     SinusoidFamily,
@@ -424,7 +425,10 @@ def test_lasso_sampling_and_solvers_against_coordinate_descent(x64):
     np.testing.assert_allclose(noise.std(), 0.05, rtol=0.05)  # 5,000 draws: sd 1%
     np.testing.assert_array_equal(x0, np.zeros(50))
 
-    assert fast.params.shape == (4, 50) and fast.losses.shape == slow.losses.shape == (4, 10_001)
+    fast_losses, slow_losses = fast.trace["value"], slow.trace["value"]
+    assert fast.params.shape == (4, 50) and fast_losses.shape == slow_losses.shape == (4, 10_001)
+    np.testing.assert_array_equal(fast.num_steps, 10_000)
+    np.testing.assert_array_equal(fast.status, SolveStatus.MAX_STEPS_REACHED)
     np.testing.assert_array_equal(fast.params[-1], 0.0)  # a huge penalty keeps x = 0
     for i, lam in enumerate(np.asarray(penalties[:3])):
         A, b = np.asarray(problems.matrix[i]), np.asarray(problems.target[i])
@@ -434,13 +438,16 @@ def test_lasso_sampling_and_solvers_against_coordinate_descent(x64):
 
         np.testing.assert_allclose(fast.params[i], reference, rtol=0, atol=1e-6)
         _assert_lasso_kkt(A, b, lam, np.asarray(fast.params[i]), atol=1e-6)
-        np.testing.assert_allclose(fast.losses[i, -1], f_star, rtol=1e-10)
-        np.testing.assert_allclose(fast.losses[i, 0], 0.5 * b @ b, rtol=1e-12)  # x0 = 0
+        np.testing.assert_allclose(fast_losses[i, -1], f_star, rtol=1e-10)
+        np.testing.assert_allclose(fast.value[i], f_star, rtol=1e-10)
+        np.testing.assert_allclose(fast_losses[i, 0], 0.5 * b @ b, rtol=1e-12)  # x0 = 0
+        # the gradient mapping vanishes at the minimiser (and only there)
+        assert float(fast.grad_norm[i]) < 1e-8 < float(fast.trace["grad_norm"][i, 0])
 
         # ISTA with step 1/L never increases the objective, and converges more slowly
-        assert np.all(np.diff(np.asarray(slow.losses[i])) <= 1e-12)
+        assert np.all(np.diff(np.asarray(slow_losses[i])) <= 1e-12)
         np.testing.assert_allclose(slow.params[i], reference, atol=1e-4)
-        assert fast.losses[i, 50] - f_star < slow.losses[i, 50] - f_star
+        assert fast_losses[i, 50] - f_star < slow_losses[i, 50] - f_star
 
 
 def test_ista_step_is_one_over_spectral_norm_squared(x64):
@@ -452,7 +459,9 @@ def test_ista_step_is_one_over_spectral_norm_squared(x64):
     np.testing.assert_allclose(result.params, [6.0 / 4 - 0.1, 2.0 / 4 - 0.1], rtol=1e-14)
     x = np.asarray(result.params)
     objective = 0.5 * np.sum((np.diag([2.0, 1.0]) @ x - [3.0, 2.0]) ** 2) + 0.4 * np.abs(x).sum()
-    np.testing.assert_allclose(result.losses, [0.5 * (9.0 + 4.0), objective], rtol=1e-14)
+    np.testing.assert_allclose(result.trace["value"], [0.5 * (9.0 + 4.0), objective], rtol=1e-14)
+    # the gradient mapping of the step: ||x1 - x0|| / t with t = 1/4
+    np.testing.assert_allclose(result.grad_norm, 4.0 * np.linalg.norm(x), rtol=1e-14)
     np.testing.assert_allclose(accelerated.params, result.params)  # FISTA starts with ISTA
     np.testing.assert_array_equal(
         soft_threshold(jnp.array([-3.0, -0.5, 0.0, 0.5, 3.0]), 1.0), [-2.0, 0.0, 0.0, 0.0, 2.0]
@@ -461,13 +470,24 @@ def test_ista_step_is_one_over_spectral_norm_squared(x64):
     np.testing.assert_allclose(lasso_objective(jnp.array([1.0, -2.0]), A, b, 0.5), 10.0)
 
 
+def test_proximal_gradient_stops_at_its_tolerance_and_old_keyword_warns(x64):
+    A, b = jnp.eye(2), jnp.array([3.0, -0.5])  # minimiser (2, 0) after one ISTA step
+    result = run_solver(ProximalGradient(False, atol=1e-12), jnp.zeros(2), A, b, 1.0, max_steps=50)
+    assert result.status_name == "SUCCESS"
+    assert int(result.num_steps) == 2  # the step that lands on (2, 0), then one that stays
+    np.testing.assert_array_equal(result.params, [2.0, 0.0])
+    with pytest.warns(DeprecationWarning, match="num_iterations"):
+        old = fista(A, b, 1.0, num_iterations=3)
+    assert old.trace["value"].shape == (4,)
+
+
 def test_lasso_solver_bad_arguments():
     A, b = jnp.ones((3, 2)), jnp.ones(3)
     with pytest.raises(ValueError, match="target"):
         ista(A, jnp.ones(4), 0.1, 10)
     with pytest.raises(ValueError, match="matrix"):
         fista(jnp.ones(3), b, 0.1, 10)
-    with pytest.raises(ValueError, match="num_iterations"):
+    with pytest.raises(ValueError, match="max_steps"):
         ista(A, b, 0.1, -1)
     with pytest.raises(ValueError, match="l1_penalty"):
         fista(A, b, -0.1, 10)

@@ -201,3 +201,22 @@ def test_bad_arguments(kwargs, error, match):
     fun, optimizer = arguments.pop("fun"), arguments.pop("optimizer")
     with pytest.raises(error, match=match):
         OptaxSolver(fun, optimizer, **arguments)
+
+
+def test_resume_keeps_the_run_clock_and_its_start(x64):
+    scales = jnp.array([1.0, 2.0])
+    solver = OptaxSolver(
+        _noisy, optax.adam(0.01), stochastic=True, divergence_factor=1.0, atol=1e-3, rtol=0.1
+    )
+    key, near = jax.random.key(5), jnp.array([0.999, 1.001])
+    state = solver.resume(near, 7, 10.0, 5.0, key, scales)
+    assert int(state.num_steps) == 7
+    assert float(state.limit) == 20.0  # 10 + 1.0 * |10|: the run's start, not this point's
+    assert float(state.tolerance) == pytest.approx(1e-3 + 0.1 * 5.0)
+    # the value is on step 7's minibatch
+    assert float(state.value) == pytest.approx(
+        float(_noisy(near, jax.random.fold_in(key, 7), scales))
+    )
+    result = run_solver(solver, None, key, scales, init_state=state, max_steps=12)
+    assert int(result.num_steps) <= 12
+    assert np.all(np.isnan(np.asarray(result.trace["value"])[:7]))

@@ -24,7 +24,12 @@ from opifex.core._checks import (
     check_unknown_options,
 )
 from opifex.core._config import config_from_dict, replace_config
-from opifex.core._deprecation import rename_keywords, renamed_fields, renamed_fields_of
+from opifex.core._deprecation import (
+    rename_keywords,
+    renamed_arguments,
+    renamed_fields,
+    renamed_fields_of,
+)
 from opifex.core._driver import ADJOINTS, Solver, run_solver
 from opifex.core._gradient_descent import GradientDescent, GradientDescentState
 from opifex.core._implicit import implicit_root
@@ -65,6 +70,7 @@ __all__ = [
     "nnx_objective",
     "nnx_params",
     "rename_keywords",
+    "renamed_arguments",
     "renamed_fields",
     "renamed_fields_of",
     "replace_config",

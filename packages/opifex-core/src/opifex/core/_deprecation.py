@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 ClassT = TypeVar("ClassT", bound=type)
+FunctionT = TypeVar("FunctionT", bound=Callable[..., Any])
 
 
 def _warn(owner: str, old: str, new: str, stacklevel: int) -> None:
@@ -49,6 +50,29 @@ def rename_keywords(owner: str, renames: dict[str, str], kwargs: dict[str, Any])
             _warn(owner, old, new, stacklevel=4)
             renamed[new] = renamed.pop(old)
     return renamed
+
+
+def renamed_arguments(**renames: str) -> Callable[[FunctionT], FunctionT]:
+    """Function decorator: accept the old keyword names ``renames`` (old=new), with a warning.
+
+    Example:
+        >>> import warnings
+        >>> @renamed_arguments(num_iterations="max_steps")
+        ... def run(max_steps=1):
+        ...     return max_steps
+        >>> with warnings.catch_warnings(record=True):
+        ...     run(num_iterations=5)
+        5
+    """
+
+    def decorate(function: FunctionT) -> FunctionT:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return function(*args, **rename_keywords(function.__name__, renames, kwargs))
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def renamed_fields(**renames: str) -> Callable[[ClassT], ClassT]:

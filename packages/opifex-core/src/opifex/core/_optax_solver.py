@@ -11,8 +11,9 @@ needs and what would otherwise be re-written around every such loop:
 * **convergence**: ``||grad|| <= atol + rtol * ||grad_0||`` (no test when both are ``None``:
   the run takes its whole budget, as a benchmark run should);
 * **divergence**: ``SolveStatus.DIVERGED`` once the value exceeds
-  ``f_0 + divergence_factor * max(|f_0|, tiny)``, ``f_0`` the value at the start of the run
-  (the limit is a state field, so that a continued run keeps the first run's limit);
+  ``f_0 + divergence_factor * max(|f_0|, tiny)``, ``f_0`` the value at the start of the run;
+  ``resume`` continues a run (e.g. with another optimiser from its best iterate) with the limit
+  of the run's own start, not of the point it resumes from;
 * **stalls**: ``SolveStatus.STALLED`` after ``stall_window`` steps in a row without a value
   below ``reference - stall_rtol * |reference|``, the reference being the last value that was
   such an improvement (initially ``f_0``);
@@ -65,7 +66,8 @@ class OptaxSolverState(NamedTuple):
         limit: the divergence limit (``inf``: none).
         reference: the stall reference value.
         since: steps since the value last improved on ``reference``.
-        step_size: ``||update|| / ||grad||`` of the last step (NaN before the first).
+        learning_rate: the effective learning rate ``||update|| / ||grad||`` of the last step
+            (NaN before the first; for SGD, its learning rate).
         best: the ``BestIterate`` (``None`` unless ``keep_best``).
     """
 
@@ -81,7 +83,7 @@ class OptaxSolverState(NamedTuple):
     limit: jax.Array
     reference: jax.Array
     since: jax.Array
-    step_size: jax.Array
+    learning_rate: jax.Array
     best: Any
 
 
@@ -161,19 +163,55 @@ class OptaxSolver:
 
     def init(self, params: Any, *args: Any) -> OptaxSolverState:
         """Evaluate the objective at ``params`` and set the run's tolerance and limits."""
-        zero = jnp.zeros((), jnp.int32)
-        value, grad = jax.value_and_grad(self._objective(zero, args))(params)
+        return self._start(params, jnp.zeros((), jnp.int32), None, args)
+
+    def resume(
+        self,
+        params: Any,
+        num_steps: jax.Array,
+        start_value: jax.Array,
+        start_grad_norm: jax.Array,
+        *args: Any,
+    ) -> OptaxSolverState:
+        """A state at ``params`` that continues a run (e.g. another optimiser's) at its step.
+
+        Pass it to ``run_solver(..., init_state=...)``: the step count (so the budget and the
+        minibatch stream) continues from ``num_steps``; the divergence limit and the relative
+        tolerance are measured from the value and gradient norm at the start of the whole run
+        (``start_value``, ``start_grad_norm``), not at ``params``; the optimiser state, the
+        stall count and the best iterate start afresh.
+
+        Example:
+            >>> import jax.numpy as jnp, optax
+            >>> solver = OptaxSolver(lambda x: jnp.sum(x**2), optax.sgd(0.1), divergence_factor=2.0)
+            >>> state = solver.resume(jnp.full(2, 1e-6), 40, 2.0, 4.0)
+            >>> int(state.num_steps), float(state.limit)   # 2 + 2 * |2|, not from 2e-12
+            (40, 6.0)
+        """
+        start = (jnp.asarray(start_value), jnp.asarray(start_grad_norm))
+        return self._start(params, jnp.asarray(num_steps, jnp.int32), start, args)
+
+    def _start(
+        self,
+        params: Any,
+        num_steps: jax.Array,
+        start: tuple[jax.Array, jax.Array] | None,
+        args: tuple,
+    ) -> OptaxSolverState:
+        value, grad = jax.value_and_grad(self._objective(num_steps, args))(params)
         grad_norm = tree_l2_norm(grad)
         dtype = jnp.result_type(value)
+        start_value, start_grad_norm = (value, grad_norm) if start is None else start
+        start_value = jnp.asarray(start_value, dtype)
         if self.atol is None and self.rtol is None:
             tolerance = jnp.asarray(-jnp.inf, dtype)
         else:
-            tolerance = (self.atol or 0.0) + (self.rtol or 0.0) * grad_norm
+            tolerance = (self.atol or 0.0) + (self.rtol or 0.0) * start_grad_norm
         if self.divergence_factor is None:
             limit = jnp.asarray(jnp.inf, dtype)
         else:
-            scale = jnp.maximum(jnp.abs(value), jnp.finfo(dtype).tiny)
-            limit = value + self.divergence_factor * scale
+            scale = jnp.maximum(jnp.abs(start_value), jnp.finfo(dtype).tiny)
+            limit = start_value + self.divergence_factor * scale
         finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
         best = None
         if self.keep_best:
@@ -183,15 +221,15 @@ class OptaxSolver:
             value=value,
             grad=grad,
             grad_norm=grad_norm,
-            num_steps=zero,
+            num_steps=num_steps,
             num_fun_evals=jnp.ones((), jnp.int32),
             num_grad_evals=jnp.ones((), jnp.int32),
             opt_state=self.optimizer.init(params),
             tolerance=jnp.asarray(tolerance, dtype),
             limit=jnp.asarray(limit, dtype),
             reference=value,
-            since=zero,
-            step_size=jnp.asarray(jnp.nan, dtype),
+            since=jnp.zeros((), jnp.int32),
+            learning_rate=jnp.asarray(jnp.nan, dtype),
             best=best,
         )
 
@@ -235,7 +273,7 @@ class OptaxSolver:
             limit=state.limit,
             reference=jnp.where(improved, value, state.reference),
             since=jnp.where(improved, 0, state.since + 1),
-            step_size=tree_l2_norm(updates) / state.grad_norm,
+            learning_rate=tree_l2_norm(updates) / state.grad_norm,
             best=best,
         )
 
@@ -254,8 +292,8 @@ class OptaxSolver:
         return diverged | converged | stalled, status.astype(jnp.int32)
 
     def trace_fields(self, state: OptaxSolverState) -> dict[str, jax.Array]:
-        """Per-step extras: the step size ``||u|| / ||g||`` and the evaluations so far."""
-        return {"step_size": state.step_size, "num_fun_evals": state.num_fun_evals}
+        """Per-step extras: the effective learning rate ``||u|| / ||g||``, evaluations so far."""
+        return {"learning_rate": state.learning_rate, "num_fun_evals": state.num_fun_evals}
 
     def aux(self, state: OptaxSolverState, *args: Any) -> BestIterate | None:
         """The best iterate (``keep_best``), else ``None``."""

@@ -1,4 +1,4 @@
-"""Sparse regression (LASSO) tasks, and ISTA / FISTA as pure JAX baselines."""
+"""Sparse regression (LASSO) tasks, and ISTA / FISTA as solvers on the core driver."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from opifex.core._checks import check_int_at_least, check_positive, check_shape
+from opifex.core._deprecation import renamed_arguments
+from opifex.core._driver import run_solver
+from opifex.core._result import SolveResult
+from opifex.core._status import SolveStatus
 from opifex.core.families import _random
 
 
@@ -26,20 +30,6 @@ class LassoTask(NamedTuple):
     matrix: jax.Array
     target: jax.Array
     ground_truth: jax.Array
-
-
-class ProximalGradientResult(NamedTuple):
-    """What ``ista`` / ``fista`` return.
-
-    Attributes:
-        params: the last iterate ``x_K``.
-        losses: the LASSO objective at ``x_0, x_1, ..., x_K`` (``num_iterations + 1`` values:
-            entry ``k`` is the objective after ``k`` iterations, the convention of
-            ``steps_to_target``).
-    """
-
-    params: jax.Array
-    losses: jax.Array
 
 
 def lasso_objective(
@@ -73,12 +63,12 @@ def _check_lasso_args(
     matrix: jax.Array,
     target: jax.Array,
     l1_penalty: float | jax.Array,
-    num_iterations: int,
+    max_steps: int,
     x0: jax.Array | None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     check_shape(matrix, (None, None), "matrix")
     check_shape(target, (np.shape(matrix)[0],), "target")
-    check_int_at_least(num_iterations, 0, "num_iterations")
+    check_int_at_least(max_steps, 0, "max_steps")
     if isinstance(l1_penalty, int | float):
         check_positive(l1_penalty, "l1_penalty", allow_zero=True)
     matrix = jnp.asarray(matrix)
@@ -95,92 +85,177 @@ def _step_size(matrix: jax.Array) -> jax.Array:
     return 1.0 / jnp.maximum(lipschitz, jnp.finfo(matrix.dtype).eps)
 
 
+class ProximalGradientState(NamedTuple):
+    """State of ``ProximalGradient``: arrays only.
+
+    Attributes:
+        params: the iterate ``x_k``.
+        value: the LASSO objective at ``x_k``.
+        grad_norm: the norm of the gradient mapping ``||x_k - y_k|| / t`` of the last step
+            (``y_k`` the point the step started from: ``x_{k-1}`` for ISTA); at ``k = 0`` that
+            of ``x_0``. It is zero exactly at a minimiser.
+        num_steps: iterations taken.
+        num_grad_evals: gradients of the smooth part (one per iteration, one at the start).
+        extrapolated: FISTA's ``y_{k+1}`` (``x_k`` for ISTA).
+        momentum: FISTA's ``t_{k+1}``.
+        step_size: ``t = 1 / ||A||_2^2``.
+    """
+
+    params: jax.Array
+    value: jax.Array
+    grad_norm: jax.Array
+    num_steps: jax.Array
+    num_grad_evals: jax.Array
+    extrapolated: jax.Array
+    momentum: jax.Array
+    step_size: jax.Array
+
+
+class ProximalGradient:
+    """ISTA / FISTA on ``0.5 ||A x - b||^2 + l1_penalty ||x||_1`` as a ``run_solver`` solver.
+
+    The solver's arguments are ``(matrix, target, l1_penalty)`` (arrays; traced). One step is
+    ``x_k = soft_threshold(y_k - t A^T (A y_k - b), t l1_penalty)`` with ``t = 1 / ||A||_2^2``;
+    ISTA takes ``y_k = x_{k-1}``, FISTA (Beck and Teboulle, 2009) extrapolates
+    ``y_{k+1} = x_k + (t_k - 1) / t_{k+1} (x_k - x_{k-1})``, ``t_{k+1} = (1 + sqrt(1 + 4 t_k^2))
+    / 2`` from ``y_1 = x_0``, ``t_1 = 1``.
+
+    Args:
+        accelerated: FISTA (``True``) or ISTA (``False``).
+        atol: converged when the gradient mapping's norm is at most this (``None``: no test;
+            the run takes its whole budget, as a baseline run should).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from opifex.core import run_solver
+        >>> A, b = jnp.eye(2), jnp.array([3.0, -0.5])
+        >>> result = run_solver(ProximalGradient(atol=1e-6), jnp.zeros(2), A, b, 1.0,
+        ...                     max_steps=10)
+        >>> result.params, result.status_name
+        (Array([2., 0.], dtype=float32), 'SUCCESS')
+    """
+
+    def __init__(self, accelerated: bool = True, atol: float | None = None):
+        if atol is not None:
+            check_positive(atol, "atol", allow_zero=True)
+        self.accelerated = accelerated
+        self.atol = atol
+
+    def _prox_step(self, y, step, matrix, target, l1_penalty):
+        gradient = matrix.T @ (matrix @ y - target)
+        return soft_threshold(y - step * gradient, step * l1_penalty)
+
+    def init(self, params, matrix, target, l1_penalty) -> ProximalGradientState:
+        """The objective and the gradient mapping at ``params``."""
+        step = _step_size(matrix)
+        mapped = self._prox_step(params, step, matrix, target, l1_penalty)
+        return ProximalGradientState(
+            params=params,
+            value=lasso_objective(params, matrix, target, l1_penalty),
+            grad_norm=jnp.linalg.norm(params - mapped) / step,
+            num_steps=jnp.zeros((), jnp.int32),
+            num_grad_evals=jnp.ones((), jnp.int32),
+            extrapolated=params,
+            momentum=jnp.ones((), params.dtype),
+            step_size=step,
+        )
+
+    def step(self, state, matrix, target, l1_penalty) -> ProximalGradientState:
+        """One proximal-gradient step from the extrapolated point."""
+        y, t = state.extrapolated, state.momentum
+        x = self._prox_step(y, state.step_size, matrix, target, l1_penalty)
+        if self.accelerated:
+            t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t**2))
+            y_next = x + ((t - 1.0) / t_next) * (x - state.params)
+        else:
+            t_next, y_next = t, x
+        return ProximalGradientState(
+            params=x,
+            value=lasso_objective(x, matrix, target, l1_penalty),
+            grad_norm=jnp.linalg.norm(x - y) / state.step_size,
+            num_steps=state.num_steps + 1,
+            num_grad_evals=state.num_grad_evals + 1,
+            extrapolated=y_next,
+            momentum=t_next,
+            step_size=state.step_size,
+        )
+
+    def terminate(self, state, *args) -> tuple[jax.Array, jax.Array]:
+        """Converged when the gradient mapping is at most ``atol`` (never without ``atol``)."""
+        done = jnp.zeros((), bool) if self.atol is None else state.grad_norm <= self.atol
+        return done, jnp.asarray(SolveStatus.SUCCESS, jnp.int32)
+
+
+def _proximal(
+    accelerated: bool,
+    matrix: jax.Array,
+    target: jax.Array,
+    l1_penalty: float | jax.Array,
+    max_steps: int,
+    x0: jax.Array | None,
+) -> SolveResult:
+    matrix, target, x0 = _check_lasso_args(matrix, target, l1_penalty, max_steps, x0)
+    l1_penalty = jnp.asarray(l1_penalty, matrix.dtype)
+    return run_solver(
+        ProximalGradient(accelerated), x0, matrix, target, l1_penalty, max_steps=max_steps
+    )
+
+
+@renamed_arguments(num_iterations="max_steps")
 def ista(
     matrix: jax.Array,
     target: jax.Array,
     l1_penalty: float | jax.Array,
-    num_iterations: int,
+    max_steps: int,
     x0: jax.Array | None = None,
-) -> ProximalGradientResult:
-    """ISTA (proximal gradient descent) on ``0.5 ||A x - b||^2 + l1_penalty ||x||_1``.
+) -> SolveResult:
+    """ISTA (proximal gradient descent): ``max_steps`` iterations of ``ProximalGradient(False)``.
 
-    ``x_{k+1} = soft_threshold(x_k - A^T (A x_k - b) / L, l1_penalty / L)`` with
-    ``L = ||A||_2^2``. The objective decreases monotonically, at rate ``O(1/k)``.
+    The objective decreases monotonically, at rate ``O(1/k)``.
 
     Args:
         matrix: ``A``, shape ``(m, n)``.
         target: ``b``, shape ``(m,)``.
         l1_penalty: ``lambda >= 0`` (may be a traced scalar).
-        num_iterations: ``K >= 0`` (a Python int: it fixes the trace length).
+        max_steps: ``K >= 0`` iterations, all taken (a Python int: it fixes the trace length).
         x0: starting point, shape ``(n,)``; zeros by default.
 
     Returns:
-        ``ProximalGradientResult(params=x_K, losses)`` with ``K + 1`` objective values.
+        A ``SolveResult``: ``params = x_K``, ``trace["value"]`` the objective at
+        ``x_0 .. x_K`` (entry ``k`` after ``k`` iterations), status ``MAX_STEPS_REACHED``.
 
     Example:
         >>> import jax.numpy as jnp
-        >>> result = ista(jnp.eye(2), jnp.array([3.0, -0.5]), 1.0, num_iterations=5)
+        >>> result = ista(jnp.eye(2), jnp.array([3.0, -0.5]), 1.0, max_steps=5)
         >>> result.params
         Array([2., 0.], dtype=float32)
-        >>> result.losses.shape
+        >>> result.trace["value"].shape
         (6,)
     """
-    matrix, target, x0 = _check_lasso_args(matrix, target, l1_penalty, num_iterations, x0)
-    step = _step_size(matrix)
-
-    def body(x: jax.Array, _: None) -> tuple[jax.Array, jax.Array]:
-        gradient = matrix.T @ (matrix @ x - target)
-        x = soft_threshold(x - step * gradient, step * l1_penalty)
-        return x, lasso_objective(x, matrix, target, l1_penalty)
-
-    x, losses = jax.lax.scan(body, x0, None, length=num_iterations)
-    initial = lasso_objective(x0, matrix, target, l1_penalty)
-    return ProximalGradientResult(x, jnp.concatenate([initial[None], losses]))
+    return _proximal(False, matrix, target, l1_penalty, max_steps, x0)
 
 
+@renamed_arguments(num_iterations="max_steps")
 def fista(
     matrix: jax.Array,
     target: jax.Array,
     l1_penalty: float | jax.Array,
-    num_iterations: int,
+    max_steps: int,
     x0: jax.Array | None = None,
-) -> ProximalGradientResult:
-    """FISTA (Beck and Teboulle, 2009) on ``0.5 ||A x - b||^2 + l1_penalty ||x||_1``.
+) -> SolveResult:
+    """FISTA (Beck and Teboulle, 2009): ``max_steps`` iterations of ``ProximalGradient()``.
 
-    The ISTA step taken at the extrapolated point ``y_k`` with step ``1/L``,
-    ``L = ||A||_2^2``::
-
-        x_k     = soft_threshold(y_k - A^T (A y_k - b) / L, l1_penalty / L)
-        t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2
-        y_{k+1} = x_k + (t_k - 1) / t_{k+1} (x_k - x_{k-1})
-
-    from ``y_1 = x_0``, ``t_1 = 1``; the objective gap falls as ``O(1/k^2)`` (not monotonically).
-    Arguments and result as ``ista``; ``losses`` is the objective at ``x_k``.
+    The objective gap falls as ``O(1/k^2)`` (not monotonically). Arguments and result as
+    ``ista``.
 
     Example:
         >>> import jax.numpy as jnp
         >>> A = jnp.array([[1.0, 0.5], [0.0, 1.0], [0.3, 0.0]])
-        >>> result = fista(A, jnp.array([1.0, 2.0, 0.0]), 0.1, num_iterations=200)
-        >>> bool(result.losses[-1] <= result.losses[0])
+        >>> result = fista(A, jnp.array([1.0, 2.0, 0.0]), 0.1, max_steps=200)
+        >>> bool(result.trace["value"][-1] <= result.trace["value"][0])
         True
     """
-    matrix, target, x0 = _check_lasso_args(matrix, target, l1_penalty, num_iterations, x0)
-    step = _step_size(matrix)
-
-    def body(
-        carry: tuple[jax.Array, jax.Array, jax.Array], _: None
-    ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
-        x_previous, y, t = carry
-        gradient = matrix.T @ (matrix @ y - target)
-        x = soft_threshold(y - step * gradient, step * l1_penalty)
-        t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t**2))
-        y_next = x + ((t - 1.0) / t_next) * (x - x_previous)
-        return (x, y_next, t_next), lasso_objective(x, matrix, target, l1_penalty)
-
-    t0 = jnp.ones((), matrix.dtype)
-    (x, _, _), losses = jax.lax.scan(body, (x0, x0, t0), None, length=num_iterations)
-    initial = lasso_objective(x0, matrix, target, l1_penalty)
-    return ProximalGradientResult(x, jnp.concatenate([initial[None], losses]))
+    return _proximal(True, matrix, target, l1_penalty, max_steps, x0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +288,7 @@ class LassoFamily:
         >>> family = LassoFamily(num_rows=25, dimension=50)
         >>> task = family.sample(jax.random.key(0))
         >>> x0 = family.init(jax.random.key(1), task)
-        >>> result = fista(task.matrix, task.target, family.l1_penalty, num_iterations=500)
+        >>> result = fista(task.matrix, task.target, family.l1_penalty, max_steps=500)
         >>> bool(family.loss(result.params, task, None) < family.loss(x0, task, None))
         True
     """
