@@ -39,10 +39,10 @@ from opifex.l2o import (
     QUADRATIC10_MLP,
     L2OBenchmark,
     MetaTrainConfig,
-    diverged_mask,
     load_pretrained,
     run_optimizer,
 )
+from opifex.l2o.benchmarking import diverged_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared module
 from l2o_script import environment, print_training, script_main
@@ -104,9 +104,9 @@ def train(progress: bool) -> dict[str, Any]:
 
 def _divergence(optimizer: Any, family: QuadraticFamily, steps: int, tasks: int) -> dict:
     keys = jax.random.split(jax.random.key(EXTRA_KEY), tasks)
-    run = run_optimizer(optimizer, family, keys, steps)
-    diverged = np.asarray(diverged_mask(run.losses))
-    ratio = np.asarray(run.losses[:, -1] / run.losses[:, 0])
+    losses = run_optimizer(optimizer, family, keys, steps).trace["value"]
+    diverged = np.asarray(diverged_mask(losses))
+    ratio = np.asarray(losses[:, -1] / losses[:, 0])
     return {
         "dimension": family.dimension,
         "num_steps": steps,

@@ -44,16 +44,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from opifex.core import SolveResult
 from opifex.core.families import LassoFamily, LassoTask, fista
 from opifex.l2o import (
     LASSO25X50_MLP,
     L2OCurriculum,
     MetaTrainConfig,
-    RunResult,
-    diverged_mask,
     load_pretrained,
-    run_baseline,
     run_optimizer,
+)
+from opifex.l2o.benchmarking import (
+    diverged_mask,
+    run_baseline,
     sample_tasks,
     split_task_keys,
     tune_learning_rate,
@@ -107,7 +109,8 @@ class GapLassoFamily:
 
     def sample(self, key: jax.Array) -> tuple[LassoTask, jax.Array]:
         task = self.base.sample(key)
-        losses = fista(task.matrix, task.target, self.base.l1_penalty, self.ref_iters).losses
+        solved = fista(task.matrix, task.target, self.base.l1_penalty, self.ref_iters)
+        losses = solved.trace["value"]
         best = jnp.min(losses)
         optimum = best - self.margin * (losses[0] - best) - 1e-9
         return task, jax.lax.stop_gradient(optimum)
@@ -165,7 +168,7 @@ def train(adam_learning_rate: float, progress: bool) -> dict[str, Any]:
 @jax.jit
 def _optima(matrix: jax.Array, target: jax.Array) -> jax.Array:
     run = jax.vmap(lambda a, b: fista(a, b, FAMILY.l1_penalty, REFERENCE_ITERATIONS))
-    return jnp.min(run(matrix, target).losses, axis=1)
+    return jnp.min(run(matrix, target).trace["value"], axis=1)
 
 
 def reference_optima(task_keys: jax.Array) -> np.ndarray:
@@ -174,12 +177,12 @@ def reference_optima(task_keys: jax.Array) -> np.ndarray:
     return np.asarray(_optima(tasks.matrix, tasks.target), dtype=np.float64)
 
 
-def _timed(run: Callable[[], RunResult]) -> tuple[RunResult, float]:
+def _timed(run: Callable[[], SolveResult]) -> tuple[SolveResult, float]:
     """``run()`` and its wall time after a compiling warm-up call."""
-    jax.block_until_ready(run().losses)
+    jax.block_until_ready(run().trace["value"])
     start = time.perf_counter()
     result = run()
-    jax.block_until_ready(result.losses)
+    jax.block_until_ready(result.trace["value"])
     return result, time.perf_counter() - start
 
 
@@ -189,12 +192,12 @@ def _quantiles(values: np.ndarray) -> dict[str, list[float]]:
     }
 
 
-def _row(name: str, run: RunResult, relative: np.ndarray, keep: np.ndarray, wall: float) -> dict:
+def _row(name: str, run: SolveResult, relative: np.ndarray, keep: np.ndarray, wall: float) -> dict:
     row: dict[str, Any] = {"optimizer": name}
     for step in REPORT_STEPS:
         row[f"median_{step}"] = float(np.median(relative[:, step]))
         row[f"p90_{step}"] = float(np.percentile(relative[:, step], 90))
-    row["num_diverged"] = int(np.asarray(run.diverged)[keep].sum())
+    row["num_diverged"] = int(np.asarray(diverged_mask(run.trace["value"]))[keep].sum())
     row["wall_time_s"] = wall
     return row
 
@@ -219,7 +222,7 @@ def evaluate(settings: Settings, adam_learning_rate: float, optimizer: Any) -> d
     keep = None
     for name, call in runs.items():
         run, wall = _timed(call)
-        losses = np.asarray(run.losses, dtype=np.float64)
+        losses = np.asarray(run.trace["value"], dtype=np.float64)
         gap0 = losses[:, 0] - optima
         keep = gap0 > 0 if keep is None else keep
         relative = ((losses - optima[:, None]) / np.where(keep, gap0, 1.0)[:, None])[keep]
@@ -239,12 +242,12 @@ def evaluate(settings: Settings, adam_learning_rate: float, optimizer: Any) -> d
         and target["p90_learned"] < target["p90_adam"]
     )
     long_run = run_optimizer(optimizer, FAMILY, test_keys, 2 * HORIZON)
-    long_losses = np.asarray(long_run.losses, dtype=np.float64)[keep]
+    long_losses = np.asarray(long_run.trace["value"], dtype=np.float64)[keep]
     long_relative = (long_losses[:, -1] - optima[keep]) / (long_losses[:, 0] - optima[keep])
     checks = {
         "num_steps": 2 * HORIZON,
         "num_tasks": int(keep.sum()),
-        "num_diverged": int(np.asarray(diverged_mask(long_run.losses))[keep].sum()),
+        "num_diverged": int(np.asarray(diverged_mask(long_run.trace["value"]))[keep].sum()),
         "median_relative_loss": float(np.median(long_relative)),
     }
     tasks = {

@@ -37,16 +37,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from opifex.core import speedup, steps_to_target
+from opifex.core import SolveResult, speedup, steps_to_target
 from opifex.core.families import TeacherStudentMLPFamily
-from opifex.l2o import (
-    MLP_REGRESSION_MLP,
-    MetaTrainConfig,
-    RunResult,
+from opifex.l2o import MLP_REGRESSION_MLP, MetaTrainConfig, load_pretrained, run_optimizer
+from opifex.l2o.benchmarking import (
     diverged_mask,
-    load_pretrained,
     run_baseline,
-    run_optimizer,
     split_task_keys,
     tune_learning_rate,
 )
@@ -124,12 +120,12 @@ def train(learning_rates: dict[str, float], progress: bool) -> dict[str, Any]:
     return training
 
 
-def _timed(run: Callable[[], RunResult]) -> tuple[RunResult, float]:
+def _timed(run: Callable[[], SolveResult]) -> tuple[SolveResult, float]:
     """``run()`` and its wall time after a compiling warm-up call."""
-    jax.block_until_ready(run().losses)
+    jax.block_until_ready(run().trace["value"])
     start = time.perf_counter()
     result = run()
-    jax.block_until_ready(result.losses)
+    jax.block_until_ready(result.trace["value"])
     return result, time.perf_counter() - start
 
 
@@ -157,7 +153,7 @@ def evaluate(
     curves, finals, rows = {}, {}, []
     for name, call in runs.items():
         result, wall = _timed(call)
-        curves[name] = np.asarray(result.losses, dtype=np.float64)
+        curves[name] = np.asarray(result.trace["value"], dtype=np.float64)
         target_loss = TARGET_FRACTION * curves[name][:, 0]
         steps = np.asarray(steps_to_target(curves[name], target_loss), dtype=np.float64)
         finals[name] = curves[name][:, -FINAL_WINDOW:].mean(axis=1)
@@ -192,11 +188,11 @@ def evaluate(
         and target["median_final_learned"] < target["median_final_sgd"]
     )
     long_run = run_optimizer(optimizer, FAMILY, test_keys, 2 * HORIZON)
-    long_losses = np.asarray(long_run.losses, dtype=np.float64)
+    long_losses = np.asarray(long_run.trace["value"], dtype=np.float64)
     checks = {
         "num_steps": 2 * HORIZON,
         "num_tasks": settings.num_test_tasks,
-        "num_diverged": int(np.asarray(diverged_mask(long_run.losses)).sum()),
+        "num_diverged": int(np.asarray(diverged_mask(long_run.trace["value"])).sum()),
         "median_final_loss": float(np.median(long_losses[:, -FINAL_WINDOW:].mean(axis=1))),
     }
     return {

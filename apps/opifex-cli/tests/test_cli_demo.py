@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from opifex.cli import _demo
 from opifex.cli._app import app
 from opifex.core.families import QuadraticFamily
-from opifex.l2o import sample_tasks
+from opifex.l2o.benchmarking import sample_tasks
 from opifex.second_order import get_mgh_problem
 
 WIDE = {"COLUMNS": "200"}  # no wrapped table cells

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from opifex.cli._app import app
 from opifex.cli._train import make_family
 from opifex.core import load_metadata, load_pytree
-from opifex.l2o import FeatureConfig, init_mlp_optimizer_params, mlp_optimizer, sample_tasks
+from opifex.l2o import FeatureConfig, init_mlp_optimizer_params, mlp_optimizer
+from opifex.l2o.benchmarking import sample_tasks
 
 WIDE = {"COLUMNS": "200"}
 TINY = ["--steps", "20", "--tasks", "4", "--horizon", "20", "--truncation", "10"]

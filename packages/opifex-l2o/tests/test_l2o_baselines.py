@@ -87,9 +87,9 @@ def test_tuning_scores_equal_the_runs_with_the_tuned_learning_rate():
         rate = 0.1 if name == "adam" else 0.01
         result = tune_learning_rate(name, family, keys, 10, grid=[rate])
         run = run_optimizer(optimizer, family, keys, 10)
-        np.testing.assert_allclose(result.scores[0], np.mean(run.losses[:, -1]), rtol=1e-5)
+        np.testing.assert_allclose(result.scores[0], np.mean(run.trace["value"][:, -1]), rtol=1e-5)
         baseline = run_baseline(name, family, keys, 10, rate)
-        np.testing.assert_allclose(baseline.losses, run.losses, rtol=1e-6)
+        np.testing.assert_allclose(baseline.trace["value"], run.trace["value"], rtol=1e-6)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +136,9 @@ def test_fista_satisfies_the_lasso_optimality_conditions():
 def test_fista_gap_decays_faster_than_ista():
     family, keys = _lasso_setup()
     with jax.enable_x64(True):
-        optimum = np.asarray(run_baseline("fista", family, keys, 5000).losses[:, -1])
-        slow = np.asarray(run_baseline("ista", family, keys, 100).losses)
-        fast = np.asarray(run_baseline("fista", family, keys, 100).losses)
+        optimum = np.asarray(run_baseline("fista", family, keys, 5000).trace["value"][:, -1])
+        slow = np.asarray(run_baseline("ista", family, keys, 100).trace["value"])
+        fast = np.asarray(run_baseline("fista", family, keys, 100).trace["value"])
     slow_gap, fast_gap = slow - optimum[:, None], fast - optimum[:, None]
     assert np.all(np.diff(slow, axis=1) <= 1e-12)  # ISTA is monotone
     assert np.all(slow_gap[:, -1] > 1e-8)  # not solved yet: the comparison is meaningful

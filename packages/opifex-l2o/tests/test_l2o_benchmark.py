@@ -43,13 +43,14 @@ def test_tuning_uses_the_training_tasks_and_runs_use_the_held_out_tasks(result):
         )
         rate = family_result.tuning[name].learning_rate
         reference = run_baseline(name, FAMILY, test_keys, STEPS, rate)
-        np.testing.assert_array_equal(family_result.losses[name], reference.losses)
+        np.testing.assert_array_equal(family_result.losses[name], reference.trace["value"])
     np.testing.assert_array_equal(
-        family_result.losses["lbfgs"], run_baseline("lbfgs", FAMILY, test_keys, STEPS).losses
+        family_result.losses["lbfgs"],
+        run_baseline("lbfgs", FAMILY, test_keys, STEPS).trace["value"],
     )
     np.testing.assert_array_equal(
         family_result.losses["adam_again"],
-        run_optimizer(optax.adam(0.1), FAMILY, test_keys, STEPS).losses,
+        run_optimizer(optax.adam(0.1), FAMILY, test_keys, STEPS).trace["value"],
     )
     train_tasks, _ = sample_tasks(FAMILY, train_keys)
     test_tasks, _ = sample_tasks(FAMILY, test_keys)

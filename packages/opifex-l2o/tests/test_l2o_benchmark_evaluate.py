@@ -11,8 +11,15 @@ import numpy as np
 import optax
 import pytest
 
+from opifex.core import SolveStatus
 from opifex.core.families import QuadraticFamily, TeacherStudentMLPFamily
-from opifex.l2o._evaluate import run_optimizer, sample_tasks, split_task_keys
+from opifex.l2o._evaluate import (
+    diverged_mask,
+    evaluation_counts,
+    run_optimizer,
+    sample_tasks,
+    split_task_keys,
+)
 from opifex.second_order import create_lbfgs_optimizer, minimize
 
 QUADRATIC = QuadraticFamily(dimension=5)
@@ -45,15 +52,17 @@ def test_adam_curves_equal_a_hand_written_optax_loop(family):
     optimizer = optax.adam(0.05)
     result = run_optimizer(optimizer, family, keys, 15)
     reference = _reference_curves(optimizer, family, keys, 15)
-    assert result.losses.shape == result.num_evaluations.shape == (3, 16)
-    np.testing.assert_allclose(result.losses, reference, rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(result.num_evaluations, np.tile(np.arange(1, 17), (3, 1)))
-    assert not np.any(result.diverged)
+    losses, counts = result.trace["value"], evaluation_counts(result)
+    assert losses.shape == counts.shape == (3, 16)
+    np.testing.assert_allclose(losses, reference, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(counts, np.tile(np.arange(1, 17), (3, 1)))
+    assert not np.any(diverged_mask(losses))
+    np.testing.assert_array_equal(result.num_steps, 15)  # no convergence test: every step
     # the final parameters are those of the last iterate: their loss is the curve's last entry
     tasks, _ = sample_tasks(family, keys)
     if family is QUADRATIC:
         finals = jax.vmap(lambda p, t: family.loss(p, t, None))(result.params, tasks)
-        np.testing.assert_allclose(finals, result.losses[:, -1], rtol=1e-6)
+        np.testing.assert_allclose(finals, losses[:, -1], rtol=1e-6)
 
 
 def _quadratic_loss(params, matrix, target):
@@ -63,6 +72,7 @@ def _quadratic_loss(params, matrix, target):
 def test_lbfgs_curve_and_evaluation_counts_match_minimize():
     keys = jax.random.split(jax.random.key(1), 2)
     result = run_optimizer(create_lbfgs_optimizer(), QUADRATIC, keys, 8)
+    losses, counts = result.trace["value"], evaluation_counts(result)
     tasks, x0 = sample_tasks(QUADRATIC, keys)
     for i in range(2):
         reference = minimize(
@@ -74,10 +84,10 @@ def test_lbfgs_curve_and_evaluation_counts_match_minimize():
             tolerance=0.0,
         )
         assert int(reference.num_steps) == 8  # no rejected step: the runs are comparable
-        np.testing.assert_allclose(result.losses[i], reference.trace["value"], rtol=1e-5)
-        assert int(result.num_evaluations[i, -1]) == int(reference.stats["num_fun_evals"])
+        np.testing.assert_allclose(losses[i], reference.trace["value"], rtol=1e-5)
+        assert int(counts[i, -1]) == int(reference.stats["num_fun_evals"])
     # one L-BFGS iteration costs at least one evaluation, usually more
-    assert np.all(np.diff(result.num_evaluations, axis=1) >= 1)
+    assert np.all(np.diff(counts, axis=1) >= 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,19 +109,28 @@ def test_plain_transformation_is_accepted_and_not_recompiled():
     traced = len(family.calls)
     second = run_optimizer(optimizer, family, keys, 5)
     assert traced > 0 and len(family.calls) == traced  # the second call reused the compilation
-    np.testing.assert_array_equal(first.losses, second.losses)
+    np.testing.assert_array_equal(first.trace["value"], second.trace["value"])
     reference = _reference_curves(optax.sgd(0.01), QUADRATIC, keys, 5)
-    np.testing.assert_allclose(first.losses, reference, rtol=1e-6)
+    np.testing.assert_allclose(first.trace["value"], reference, rtol=1e-6)
 
 
 def test_divergence_is_kept_and_flagged():
     keys = jax.random.split(jax.random.key(0), 4)
     diverging = run_optimizer(optax.sgd(10.0), QUADRATIC, keys, 60)
-    assert np.all(diverging.diverged)
-    assert np.all(np.isfinite(diverging.losses[:, 0]))  # the start is finite
-    assert np.all(~np.isfinite(diverging.losses[:, -1]))  # kept as inf / NaN, never replaced
+    losses = np.asarray(diverging.trace["value"])
+    assert np.all(diverged_mask(losses))
+    assert np.all(np.isfinite(losses[:, 0]))  # the start is finite
+    assert np.all(~np.isfinite(losses[:, -1]))  # inf / NaN, then NaN padding: never replaced
+    # the run stops at the first non-finite loss or gradient, which stays in the curve
+    grad_norms = np.asarray(diverging.trace["grad_norm"])
+    for i, steps in enumerate(np.asarray(diverging.num_steps)):
+        assert not (np.isfinite(losses[i, steps]) and np.isfinite(grad_norms[i, steps]))
+        assert np.all(np.isfinite(losses[i, :steps]))
+    np.testing.assert_array_equal(diverging.status, SolveStatus.NONFINITE)
+    counts = evaluation_counts(diverging)  # stay at the last count after the stop
+    np.testing.assert_array_equal(counts[:, -1], np.asarray(diverging.num_steps) + 1)
     stable = run_optimizer(optax.sgd(1e-3), QUADRATIC, keys, 60)
-    assert not np.any(stable.diverged)
+    assert not np.any(diverged_mask(stable.trace["value"]))
 
 
 def test_raw_uint32_keys_equal_typed_keys_and_splits_are_disjoint():
@@ -119,7 +138,7 @@ def test_raw_uint32_keys_equal_typed_keys_and_splits_are_disjoint():
     raw = jax.random.key_data(typed)
     a = run_optimizer(optax.adam(0.1), QUADRATIC, typed, 4)
     b = run_optimizer(optax.adam(0.1), QUADRATIC, raw, 4)
-    np.testing.assert_array_equal(a.losses, b.losses)
+    np.testing.assert_array_equal(a.trace["value"], b.trace["value"])
 
     train, test = split_task_keys(jax.random.key(0), 4, 6)
     train_data = {tuple(k) for k in np.asarray(jax.random.key_data(train)).tolist()}

@@ -11,9 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from opifex.core import SolveStatus, steps_to_target
 from opifex.core.families import QuadraticFamily
 from opifex.l2o import (
     MetaTrainConfig,
+    MLPRecipe,
     init_learnable_adam_params,
     init_learnable_sgd_params,
 )
@@ -76,9 +78,9 @@ def test_construction_errors():
 
 
 def test_optimize_reaches_the_solution_and_reports_its_history():
-    engine = L2OEngine(L2OEngineConfig(learning_rate=0.05, tolerance=1e-4))
+    engine = L2OEngine(L2OEngineConfig(learning_rate=0.05, atol=1e-4))
     result = engine.optimize(jnp.zeros(3), _least_squares, 2000)
-    assert result.status_name == "CONVERGED" and result.method == "learned"
+    assert result.status_name == "SUCCESS" and result.aux.method == "learned"
     np.testing.assert_allclose(result.params, _solution(), atol=1e-4)
     params, history = engine.optimize_with_meta_framework(jnp.zeros(3), _least_squares, 2000)
     np.testing.assert_array_equal(params, result.params)
@@ -92,7 +94,7 @@ def test_optimize_reaches_the_solution_and_reports_its_history():
 
 
 def test_optimize_handles_pytrees():
-    engine = L2OEngine(L2OEngineConfig(learning_rate=0.1, tolerance=1e-4))
+    engine = L2OEngine(L2OEngineConfig(learning_rate=0.1, atol=1e-4))
     params = {"a": jnp.zeros(2), "b": jnp.zeros(())}
     result = engine.optimize(params, lambda p: jnp.sum((p["a"] - 1) ** 2) + (p["b"] + 2) ** 2, 500)
     assert result.converged
@@ -140,17 +142,17 @@ def test_an_untrained_random_optimizer_warns_and_the_fallback_takes_over():
     engine = L2OEngine(
         L2OEngineConfig(
             optimizer="mlp",
-            hidden_sizes=(4,),
+            mlp=MLPRecipe(hidden_sizes=(4,)),
             stall_window=20,
-            stall_tolerance=0.05,  # less than 5 % better in 20 steps: stalled
-            tolerance=1e-4,
+            stall_rtol=0.05,  # less than 5 % better in 20 steps: stalled
+            atol=1e-4,
             fallback_optimizer="lbfgs",
         )
     )
     with pytest.warns(UserWarning, match="not been meta-trained"):
         result = engine.optimize(jnp.zeros(3), _least_squares, 300)
-    assert result.fell_back and result.learned_status == 3  # STALLED: steps of ~1e-3
-    assert result.fallback_step == 20 and result.method == "lbfgs"
+    assert result.aux.fell_back and result.aux.learned_status == SolveStatus.STALLED
+    assert result.aux.fallback_step == 20 and result.aux.method == "lbfgs"  # steps of ~1e-3
     np.testing.assert_allclose(result.params, _solution(), atol=1e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -161,11 +163,11 @@ def test_an_untrained_random_optimizer_warns_and_the_fallback_takes_over():
 
 
 def test_solve_gradient_problem_accepts_problems_families_and_pairs():
-    engine = L2OEngine(L2OEngineConfig(learning_rate=0.1, tolerance=1e-5))
+    engine = L2OEngine(L2OEngineConfig(learning_rate=0.1, atol=1e-5))
     problem = OptimizationProblem("quadratic", 4, {"condition_number": 10.0})
     key = jax.random.key(1)
     result = engine.solve_gradient_problem(problem, key, 400)
-    np.testing.assert_allclose(result.params, problem.family().optimum(result.task), atol=1e-4)
+    np.testing.assert_allclose(result.params, problem.family().optimum(result.aux.task), atol=1e-4)
     from_family = engine.solve_gradient_problem(problem.family(), key, 400)
     np.testing.assert_array_equal(from_family.params, result.params)
     pair = engine.solve_gradient_problem((_least_squares, jnp.zeros(3)), num_steps=2000)
@@ -189,11 +191,11 @@ def test_solve_gradient_problem_accepts_problems_families_and_pairs():
 )
 def test_solve_automatically_runs_the_recommendation(problem, method):
     result = L2OEngine().solve_automatically(problem, jax.random.key(0), 60)
-    assert result.method == method
-    assert result.trace["loss"][result.num_steps] < result.trace["loss"][0]
+    assert result.aux.method == method
+    assert result.trace["value"][int(result.num_steps)] < result.trace["value"][0]
     if method == "gauss_newton":  # independent reference: the least-squares solution
         np.testing.assert_allclose(
-            result.params, QuadraticFamily(dimension=4).optimum(result.task), atol=1e-3
+            result.params, QuadraticFamily(dimension=4).optimum(result.aux.task), atol=1e-3
         )
 
 
@@ -220,25 +222,26 @@ def _shifted(shift):
 
 
 def test_warm_starts_need_fewer_steps_than_cold_starts():
-    config = L2OEngineConfig(learning_rate=0.05, tolerance=1e-4, similarity_threshold=0.5)
+    config = L2OEngineConfig(learning_rate=0.05, atol=1e-4, similarity_threshold=0.5)
     engine = L2OEngine(config)
     first, first_target = _shifted(0.0)
     cold_first = engine.solve_with_meta_learning(jnp.zeros(3), first, first_target, 2000)
-    assert cold_first.warm_start_distance is None and len(engine.warm_starts) == 1
+    assert cold_first.aux.warm_start_distance is None and len(engine.warm_starts) == 1
 
     second, second_target = _shifted(jnp.array([0.05, -0.05, 0.02]))
     warm = engine.solve_with_meta_learning(jnp.zeros(3), second, second_target, 2000)
     cold = L2OEngine(config).optimize(jnp.zeros(3), second, 2000)
-    assert warm.warm_start_distance == pytest.approx(float(jnp.linalg.norm(second_target - Y)))
+    assert warm.aux.warm_start_distance == pytest.approx(float(jnp.linalg.norm(second_target - Y)))
     target = 1e-6
-    warm_steps, cold_steps = warm.steps_to_target(target), cold.steps_to_target(target)
+    warm_steps = float(steps_to_target(warm.trace["value"], target))
+    cold_steps = float(steps_to_target(cold.trace["value"], target))
     assert warm_steps < cold_steps < np.inf  # measured: 74 against 146 steps
     solution = np.linalg.solve(np.asarray(W), np.asarray(second_target))
     np.testing.assert_allclose(warm.params, solution, atol=1e-4)
 
     far, far_target = _shifted(3.0)
     assert (
-        engine.solve_with_meta_learning(jnp.zeros(3), far, far_target, 5).warm_start_distance
+        engine.solve_with_meta_learning(jnp.zeros(3), far, far_target, 5).aux.warm_start_distance
         is None
     )
 

@@ -1,5 +1,5 @@
 """The engine's settings and small records: ``L2OEngineConfig``, ``OptimizationProblem``,
-``WarmStartStore``, ``L2OResult`` and the ``recommend_algorithm`` rule (no optimisation runs).
+``WarmStartStore``, ``EngineInfo`` and the ``recommend_algorithm`` rule (no optimisation runs).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import opifex.l2o
 from opifex.core import SolveStatus
 from opifex.core.families import (
     BurgersFamily,
@@ -20,14 +21,9 @@ from opifex.core.families import (
     RosenbrockFamily,
     TeacherStudentMLPFamily,
 )
-from opifex.l2o import MetaTrainConfig, learnable_adam, learnable_sgd
-from opifex.l2o._engine_config import (
-    L2OEngineConfig,
-    MetaOptimizerConfig,
-    init_phi,
-    optimizer_factory,
-)
-from opifex.l2o._engine_result import EngineStatus, L2OResult, nan_trace
+from opifex.l2o import MetaTrainConfig, MLPRecipe, learnable_adam, learnable_sgd
+from opifex.l2o._engine_config import L2OEngineConfig, init_phi, optimizer_factory
+from opifex.l2o._engine_result import ENGINE_TRACE, EngineInfo, engine_trace
 from opifex.l2o._problem import PROBLEM_TYPES, OptimizationProblem
 from opifex.l2o._recommend import GAUSS_NEWTON_MAX_PARAMS, recommend_algorithm
 from opifex.l2o._warm_start import WarmStartStore, check_descriptor
@@ -35,8 +31,20 @@ from opifex.l2o._warm_start import WarmStartStore, check_descriptor
 # ---------------------------------------------------------------- L2OEngineConfig
 
 
-def test_meta_optimizer_config_is_meta_train_config():
-    assert MetaOptimizerConfig is MetaTrainConfig
+def test_old_spellings_work_for_one_release_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="MetaTrainConfig"):
+        assert opifex.l2o.MetaOptimizerConfig is MetaTrainConfig
+    with pytest.warns(DeprecationWarning, match="'tolerance' is deprecated"):
+        assert L2OEngineConfig(tolerance=1e-3).atol == 1e-3
+    with pytest.warns(DeprecationWarning, match="'stall_tolerance' is deprecated"):
+        assert L2OEngineConfig(stall_tolerance=0.1).stall_rtol == 0.1
+    with pytest.warns(DeprecationWarning, match="mlp=MLPRecipe"):
+        config = L2OEngineConfig(optimizer="mlp", hidden_sizes=[4, 4], mlp_lr_scale=0.5)
+    assert config.mlp == MLPRecipe(hidden_sizes=(4, 4), lr_scale=0.5)
+    with pytest.warns(DeprecationWarning, match="mlp.hidden_sizes"):
+        assert config.hidden_sizes == (4, 4)
+    with pytest.raises(AttributeError, match="SolveStatus"):
+        _ = opifex.l2o.EngineStatus
 
 
 @pytest.mark.parametrize(
@@ -48,13 +56,11 @@ def test_meta_optimizer_config_is_meta_train_config():
         ("learning_rate", 0.0, ValueError),
         ("learning_rate", float("nan"), ValueError),
         ("momentum", 1.0, ValueError),
-        ("hidden_sizes", (8, 0), ValueError),
-        ("hidden_sizes", "32", TypeError),
-        ("features", {"use_loss": True}, TypeError),
-        ("tolerance", -1.0, ValueError),
+        ("mlp", {"hidden_sizes": (8,)}, TypeError),
+        ("atol", -1.0, ValueError),
         ("divergence_factor", 0.0, ValueError),
         ("stall_window", 0, ValueError),
-        ("stall_tolerance", 1.0, ValueError),
+        ("stall_rtol", 1.0, ValueError),
         ("use_traditional_fallback", 1, TypeError),
         ("warm_start_size", 2.5, TypeError),
         ("similarity_threshold", -0.1, ValueError),
@@ -65,16 +71,31 @@ def test_config_rejects_bad_fields(field, value, error):
         L2OEngineConfig(**{field: value})
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("hidden_sizes", (8, 0), ValueError),
+        ("hidden_sizes", "32", TypeError),
+        ("features", {"use_loss": True}, TypeError),
+        ("lr_scale", 0.0, ValueError),
+        ("last_layer_init", float("nan"), ValueError),
+    ],
+)
+def test_mlp_recipe_rejects_bad_fields(field, value, error):
+    with pytest.raises(error, match=field):
+        MLPRecipe(**{field: value})
+
+
 def test_config_is_hashable_and_stores_tuples():
-    config = L2OEngineConfig(optimizer="mlp", hidden_sizes=[4, 4])
-    assert config.hidden_sizes == (4, 4)
+    config = L2OEngineConfig(optimizer="mlp", mlp=MLPRecipe(hidden_sizes=[4, 4]))
+    assert config.mlp.hidden_sizes == (4, 4)
     assert hash(config) == hash(dataclasses.replace(config))
 
 
 def test_factory_is_shared_by_settings_that_do_not_change_the_optimizer():
-    a = optimizer_factory(L2OEngineConfig(optimizer="mlp", tolerance=1e-3))
+    a = optimizer_factory(L2OEngineConfig(optimizer="mlp", atol=1e-3))
     b = optimizer_factory(L2OEngineConfig(optimizer="mlp", stall_window=7))
-    c = optimizer_factory(L2OEngineConfig(optimizer="mlp", mlp_lr_scale=0.5))
+    c = optimizer_factory(L2OEngineConfig(optimizer="mlp", mlp=MLPRecipe(lr_scale=0.5)))
     assert a is b and a is not c
     assert optimizer_factory(L2OEngineConfig()) is learnable_adam
     assert optimizer_factory(L2OEngineConfig(optimizer="learnable_sgd")) is learnable_sgd
@@ -82,7 +103,7 @@ def test_factory_is_shared_by_settings_that_do_not_change_the_optimizer():
 
 @pytest.mark.parametrize("name", ["learnable_adam", "learnable_sgd", "mlp", "lstm"])
 def test_init_phi_fits_its_optimizer(name):
-    config = L2OEngineConfig(optimizer=name, hidden_sizes=(4,), lstm_hidden_size=3)
+    config = L2OEngineConfig(optimizer=name, mlp=MLPRecipe(hidden_sizes=(4,)), lstm_hidden_size=3)
     phi = init_phi(config, jax.random.key(0))
     optimizer = optimizer_factory(config)(phi)
     params = jnp.ones(3)
@@ -102,24 +123,13 @@ def test_init_phi_holds_the_configured_hyperparameters():
 # ---------------------------------------------------------------- results
 
 
-def test_engine_status_numbers_agree_with_solve_status():
-    for name in ("MAX_STEPS_REACHED", "STALLED", "LINE_SEARCH_FAILED"):
-        assert EngineStatus[name] == SolveStatus[name]
-    assert EngineStatus.CONVERGED == SolveStatus.SUCCESS
-    assert EngineStatus.DIVERGED == SolveStatus.NONFINITE
-
-
-def test_result_properties():
-    trace = nan_trace(5)
-    trace["loss"][:3] = [4.0, 2.0, 1.0]
-    result = L2OResult(
-        None, 1.0, 0.5, 2, int(EngineStatus.CONVERGED), "adam", 2, 1, trace, None, None
-    )
-    assert result.converged and result.fell_back and result.status_name == "CONVERGED"
-    assert "adam replaced the learned optimiser, diverged at step 1" in result.message
-    assert [len(v) for v in result.history.values()] == [3, 3, 3]
-    assert result.steps_to_target(2.0) == 1.0
-    assert result.steps_to_target(0.5) == np.inf
+def test_engine_info_and_trace_layout():
+    assert EngineInfo("adam", int(SolveStatus.STALLED), 4).fell_back
+    assert not EngineInfo("learned", int(SolveStatus.SUCCESS), -1).fell_back
+    trace = engine_trace({"value": [4.0, 2.0, 1.0], "step_size": [0.1, 0.1, 0.1]}, 5)
+    assert tuple(trace) == ENGINE_TRACE
+    np.testing.assert_array_equal(trace["value"][:3], [4.0, 2.0, 1.0])
+    assert np.isnan(trace["value"][3:]).all() and np.isnan(trace["learning_rate"]).all()
 
 
 # ---------------------------------------------------------------- OptimizationProblem

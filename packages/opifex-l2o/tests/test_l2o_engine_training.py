@@ -53,8 +53,8 @@ def test_a_meta_trained_engine_recommends_and_runs_the_learned_optimizer(trained
     other = OptimizationProblem("logistic_regression", 3, {"num_points": 64, "batch_size": 8})
     assert engine.recommend_algorithm(other).algorithm == "adam"
     result = engine.solve_automatically(STOCHASTIC, jax.random.key(4), 50)
-    assert result.method in ("learned", "adam") and result.learned_status is not None
-    assert result.trace["loss"][result.num_steps] < result.trace["loss"][0]
+    assert result.aux.method in ("learned", "adam") and result.aux.learned_status is not None
+    assert result.trace["value"][int(result.num_steps)] < result.trace["value"][0]
 
 
 def test_meta_train_validation_key_and_errors():
@@ -74,15 +74,15 @@ def test_meta_train_validation_key_and_errors():
 
 def test_poisson_pinn_matches_the_closed_form_solution():
     family = PoissonFamily(num_modes=2, num_collocation=32, hidden_sizes=(16,))
-    engine = L2OEngine(L2OEngineConfig(fallback_optimizer="lbfgs", tolerance=1e-5))
+    engine = L2OEngine(L2OEngineConfig(fallback_optimizer="lbfgs", atol=1e-5))
     result = engine.solve_physics_informed(family, jax.random.key(0), 1500)
     assert result.status_name != "DIVERGED"
     x = jnp.linspace(0.0, 1.0, 201)  # a grid, not the training collocation points
-    exact = family.exact_solution(result.task, x)
+    exact = family.exact_solution(result.aux.task, x)
     error = jnp.linalg.norm(family.apply(result.params, x) - exact) / jnp.linalg.norm(exact)
     assert float(error) < 1e-2  # relative L2 error of u_theta against the exact solution
-    residual = family.pde_residual(lambda s: family.apply(result.params, s), result.task, x)
-    forcing = family.forcing(result.task, x)
+    residual = family.pde_residual(lambda s: family.apply(result.params, s), result.aux.task, x)
+    forcing = family.forcing(result.aux.task, x)
     assert float(jnp.linalg.norm(residual) / jnp.linalg.norm(forcing)) < 5e-2
 
 

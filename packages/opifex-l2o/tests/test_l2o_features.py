@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from opifex.l2o import FeatureConfig, FeatureState, init_features, update_features
+from opifex.l2o import FeatureConfig
+from opifex.l2o.optimizers import FeatureState, init_features, update_features
 
 
 @pytest.fixture(autouse=True)

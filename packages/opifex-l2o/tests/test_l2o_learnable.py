@@ -19,13 +19,12 @@ import pytest
 
 from opifex.core.families import QuadraticFamily
 from opifex.l2o import (
-    LearnableAdamState,
-    LearnableSGDState,
     init_learnable_adam_params,
     init_learnable_sgd_params,
     learnable_adam,
     learnable_sgd,
 )
+from opifex.l2o.optimizers import LearnableAdamState, LearnableSGDState
 
 FAMILY = QuadraticFamily(dimension=6)
 TASK = FAMILY.sample(jax.random.key(0))

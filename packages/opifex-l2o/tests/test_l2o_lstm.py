@@ -9,12 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from opifex.l2o import (
-    LSTMOptimizerState,
-    init_lstm_optimizer_params,
-    lstm_optimizer,
-    preprocess_gradient,
-)
+from opifex.l2o import init_lstm_optimizer_params, lstm_optimizer
+from opifex.l2o.optimizers import LSTMOptimizerState, preprocess_gradient
 
 
 @pytest.fixture(autouse=True)

@@ -9,14 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from opifex.l2o import (
-    FeatureConfig,
-    FeatureState,
-    init_features,
-    init_mlp_optimizer_params,
-    mlp_optimizer,
-    update_features,
-)
+from opifex.l2o import FeatureConfig, init_mlp_optimizer_params, mlp_optimizer
+from opifex.l2o.optimizers import FeatureState, init_features, update_features
 
 
 def _np_mlp(phi, x):

@@ -301,11 +301,12 @@ def _learned_run() -> LearnedRun:
         keys = jax.random.split(jax.random.key(L2O_SEED), L2O_TASKS)
         learned = run_optimizer(load_pretrained(L2O_NAME).optimizer, family, keys, L2O_STEPS)
         adam = run_optimizer(optax.adam(L2O_ADAM_LR), family, keys, L2O_STEPS)
+        learned_losses, adam_losses = learned.trace["value"], adam.trace["value"]
         return LearnedRun(
             task_keys=np.asarray(jax.random.key_data(keys)),
-            losses=np.asarray(learned.losses),
-            adam_losses=np.asarray(adam.losses),
-            speedups=np.asarray(speedup(learned.losses, adam.losses)),
+            losses=np.asarray(learned_losses),
+            adam_losses=np.asarray(adam_losses),
+            speedups=np.asarray(speedup(learned_losses, adam_losses)),
         )
 
 

@@ -126,6 +126,7 @@ def train_and_save(
 
     from opifex.core import speedup
     from opifex.l2o import QUADRATIC10_MLP, run_optimizer
+    from opifex.l2o.benchmarking import diverged_mask
 
     recipe = QUADRATIC10_MLP
     init_key, train_key, eval_key = jax.random.split(jax.random.key(seed), 3)
@@ -139,8 +140,8 @@ def train_and_save(
         init_key, train_key, family, config, progress=False, callback=tick
     )
     keys = jax.random.split(eval_key, eval_tasks)
-    learned = run_optimizer(make(result.best_phi), family, keys, config.horizon)
-    adam = run_optimizer(optax.adam(adam_lr), family, keys, config.horizon)
+    learned = run_optimizer(make(result.best_phi), family, keys, config.horizon).trace["value"]
+    adam = run_optimizer(optax.adam(adam_lr), family, keys, config.horizon).trace["value"]
     validation = np.asarray(result.history.validation_metric)
     summary = {
         "family": repr(family),
@@ -153,10 +154,10 @@ def train_and_save(
         "evaluation": {
             "num_tasks": eval_tasks,
             "adam_lr": adam_lr,
-            "median_speedup": float(np.median(speedup(learned.losses, adam.losses))),
-            "median_final_loss": float(np.median(learned.losses[:, -1])),
-            "adam_median_final_loss": float(np.median(adam.losses[:, -1])),
-            "num_diverged": int(np.sum(learned.diverged)),
+            "median_speedup": float(np.median(speedup(learned, adam))),
+            "median_final_loss": float(np.median(learned[:, -1])),
+            "adam_median_final_loss": float(np.median(adam[:, -1])),
+            "num_diverged": int(np.sum(diverged_mask(learned))),
         },
     }
     recipe.save(

@@ -33,163 +33,177 @@ resets non-finite unrolls and skips non-finite outer steps (both counted), valid
 tasks with early stopping, follows an ``L2OCurriculum`` over the horizon, checkpoints and
 resumes exactly, and shards the task batch over the available devices.
 
-Benchmarking. ``L2OBenchmark(problem_families, baseline_optimizers)`` tunes the baselines'
-learning rates by grid search on training tasks, runs every optimiser on the same held-out
-tasks (``run_optimizer``) and reports per-task speedup at the tuned baseline's final loss
-(censored), the same in loss evaluations, final-loss ratio, divergence and wall time
-(``BenchmarkResult``: summary, JSON, plot).
+Benchmarking. ``L2OBenchmark(problem_families, baseline_optimizers)`` is the one comparison
+path: it tunes the baselines' learning rates by grid search on training tasks, runs every
+optimiser on the same held-out tasks (``run_optimizer``) and reports per-task speedup at the
+tuned baseline's final loss (censored), the same in loss evaluations, final-loss ratio,
+divergence and wall time (``BenchmarkResult``: summary, JSON, plot). Its parts are in
+``opifex.l2o.benchmarking``.
 
-Engine. ``L2OEngine(l2o_config=L2OEngineConfig(...), meta_config=MetaOptimizerConfig(...))``
-is a façade over the above: ``meta_train``, ``optimize`` (a guarded learned run that detects
+Engine. ``L2OEngine(l2o_config=L2OEngineConfig(...), meta_config=MetaTrainConfig(...))`` is a
+façade over the above: ``meta_train``, ``optimize`` (a guarded learned run that detects
 divergence and stalls under ``jit`` and, with ``use_traditional_fallback``, continues with
 Adam or L-BFGS), ``optimize_with_meta_framework``, ``solve_gradient_problem``,
 ``solve_physics_informed``, ``solve_with_meta_learning`` (warm starts from a store of solved
-problems), ``recommend_algorithm``, ``solve_automatically`` and ``compare_all_solvers``.
+problems), ``recommend_algorithm``, ``solve_automatically`` and ``compare_all_solvers``. Every
+solve returns an ``opifex.core.SolveResult`` (status ``opifex.core.SolveStatus``) whose ``aux``
+is an ``EngineInfo``. Its functional core is in ``opifex.l2o.engine``; the optimisers' building
+blocks (features, states) in ``opifex.l2o.optimizers``.
 
 Pretrained weights: ``load_pretrained(name)`` (``pretrained_names()``), produced by the
 benchmark in ``benchmarks/l2o/``.
 """
 
-from opifex.l2o._baselines import (
-    BASELINES,
-    DEFAULT_LEARNING_RATES,
-    TUNABLE_BASELINES,
-    TuningResult,
-    baseline_optimizer,
-    run_baseline,
-    tune_learning_rate,
-)
-from opifex.l2o._benchmark import METRICS, L2OBenchmark
-from opifex.l2o._benchmark_result import BenchmarkResult, FamilyResult
-from opifex.l2o._compare import COMPARISONS, compare_runs, losses_by_evaluations
+import importlib
+import warnings
+from typing import Any
+
+from opifex.l2o._benchmark import L2OBenchmark
+from opifex.l2o._benchmark_result import BenchmarkResult
 from opifex.l2o._curriculum import L2OCurriculum
 from opifex.l2o._engine import L2OEngine
-from opifex.l2o._engine_config import L2OEngineConfig, MetaOptimizerConfig
-from opifex.l2o._engine_result import EngineStatus, L2OResult
-from opifex.l2o._estimator import MetaGradientEstimator, MetaGradientInfo
-from opifex.l2o._evaluate import (
-    RunResult,
-    diverged_mask,
-    run_optimizer,
-    sample_tasks,
-    split_task_keys,
-)
-from opifex.l2o._fallback import guarded_solve
-from opifex.l2o._features import FeatureConfig, FeatureState, init_features, update_features
-from opifex.l2o._guarded import GuardedRun, Guards, guarded_run
+from opifex.l2o._engine_config import L2OEngineConfig
+from opifex.l2o._engine_result import EngineInfo
+from opifex.l2o._evaluate import run_optimizer
+from opifex.l2o._features import FeatureConfig
 from opifex.l2o._learnable import (
-    LearnableAdamState,
-    LearnableSGDState,
     init_learnable_adam_params,
     init_learnable_sgd_params,
     learnable_adam,
     learnable_sgd,
 )
-from opifex.l2o._lstm import (
-    LSTMOptimizerState,
-    init_lstm_optimizer_params,
-    lstm_optimizer,
-    preprocess_gradient,
-)
+from opifex.l2o._lstm import init_lstm_optimizer_params, lstm_optimizer
 from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_state import MetaTrainHistory, MetaTrainResult, MetaTrainState
+from opifex.l2o._meta_state import MetaTrainResult
 from opifex.l2o._meta_train import meta_train
 from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
-from opifex.l2o._pes import PESState, pes
 from opifex.l2o._pretrained import Pretrained, load_pretrained, pretrained_names, save_pretrained
-from opifex.l2o._problem import PROBLEM_TYPES, OptimizationProblem
+from opifex.l2o._problem import OptimizationProblem
 from opifex.l2o._recipe import LASSO25X50_MLP, MLP_REGRESSION_MLP, QUADRATIC10_MLP, MLPRecipe
-from opifex.l2o._recommend import ALGORITHMS, Recommendation, recommend_algorithm
-from opifex.l2o._solver_table import compare_solvers
-from opifex.l2o._truncated_bptt import truncated_bptt
-from opifex.l2o._truncated_es import truncated_es
-from opifex.l2o._unroll import (
-    UnrollOutput,
-    UnrollState,
-    init_unroll,
-    init_unrolls,
-    truncation_meta_loss,
-    unroll,
-)
-from opifex.l2o._warm_start import WarmStart, WarmStartStore
 
 __all__ = [
-    "ALGORITHMS",
-    "BASELINES",
-    "COMPARISONS",
-    "DEFAULT_LEARNING_RATES",
     "LASSO25X50_MLP",
-    "METRICS",
     "MLP_REGRESSION_MLP",
-    "PROBLEM_TYPES",
     "QUADRATIC10_MLP",
-    "TUNABLE_BASELINES",
     "BenchmarkResult",
-    "EngineStatus",
-    "FamilyResult",
+    "EngineInfo",
     "FeatureConfig",
-    "FeatureState",
-    "GuardedRun",
-    "Guards",
     "L2OBenchmark",
     "L2OCurriculum",
     "L2OEngine",
     "L2OEngineConfig",
-    "L2OResult",
-    "LSTMOptimizerState",
-    "LearnableAdamState",
-    "LearnableSGDState",
     "MLPRecipe",
-    "MetaGradientEstimator",
-    "MetaGradientInfo",
-    "MetaOptimizerConfig",
     "MetaTrainConfig",
-    "MetaTrainHistory",
     "MetaTrainResult",
-    "MetaTrainState",
     "OptimizationProblem",
-    "PESState",
     "Pretrained",
-    "Recommendation",
-    "RunResult",
-    "TuningResult",
-    "UnrollOutput",
-    "UnrollState",
-    "WarmStart",
-    "WarmStartStore",
-    "baseline_optimizer",
-    "compare_runs",
-    "compare_solvers",
-    "diverged_mask",
-    "guarded_run",
-    "guarded_solve",
-    "init_features",
     "init_learnable_adam_params",
     "init_learnable_sgd_params",
     "init_lstm_optimizer_params",
     "init_mlp_optimizer_params",
-    "init_unroll",
-    "init_unrolls",
     "learnable_adam",
     "learnable_sgd",
     "load_pretrained",
-    "losses_by_evaluations",
     "lstm_optimizer",
     "meta_train",
     "mlp_optimizer",
-    "pes",
-    "preprocess_gradient",
     "pretrained_names",
-    "recommend_algorithm",
-    "run_baseline",
     "run_optimizer",
-    "sample_tasks",
     "save_pretrained",
-    "split_task_keys",
-    "truncated_bptt",
-    "truncated_es",
-    "truncation_meta_loss",
-    "tune_learning_rate",
-    "unroll",
-    "update_features",
 ]
+
+# names that left the top level, kept for one release: name -> (module, attribute, new home)
+_MOVED = {
+    **{
+        name: ("opifex.l2o.benchmarking", name, "opifex.l2o.benchmarking")
+        for name in (
+            "BASELINES",
+            "COMPARISONS",
+            "DEFAULT_LEARNING_RATES",
+            "METRICS",
+            "TUNABLE_BASELINES",
+            "FamilyResult",
+            "TuningResult",
+            "baseline_optimizer",
+            "compare_runs",
+            "diverged_mask",
+            "losses_by_evaluations",
+            "run_baseline",
+            "sample_tasks",
+            "split_task_keys",
+            "tune_learning_rate",
+        )
+    },
+    **{
+        name: ("opifex.l2o.engine", name, "opifex.l2o.engine")
+        for name in (
+            "ALGORITHMS",
+            "PROBLEM_TYPES",
+            "Recommendation",
+            "WarmStart",
+            "WarmStartStore",
+            "guarded_solve",
+            "recommend_algorithm",
+        )
+    },
+    **{
+        name: ("opifex.l2o.optimizers", name, "opifex.l2o.optimizers")
+        for name in (
+            "FeatureState",
+            "LSTMOptimizerState",
+            "LearnableAdamState",
+            "LearnableSGDState",
+            "init_features",
+            "preprocess_gradient",
+            "update_features",
+        )
+    },
+    "MetaOptimizerConfig": (
+        "opifex.l2o._meta_config",
+        "MetaTrainConfig",
+        "opifex.l2o.MetaTrainConfig",
+    ),
+    "compare_solvers": (
+        "opifex.l2o._solver_table",
+        "solver_table",
+        "opifex.l2o.L2OEngine.compare_all_solvers or opifex.l2o.L2OBenchmark",
+    ),
+    "MetaGradientEstimator": ("opifex.l2o._estimator", "MetaGradientEstimator", None),
+    "MetaGradientInfo": ("opifex.l2o._estimator", "MetaGradientInfo", None),
+    "MetaTrainHistory": ("opifex.l2o._meta_state", "MetaTrainHistory", None),
+    "MetaTrainState": ("opifex.l2o._meta_state", "MetaTrainState", None),
+    "PESState": ("opifex.l2o._pes", "PESState", None),
+    "pes": ("opifex.l2o._pes", "pes", None),
+    "truncated_bptt": ("opifex.l2o._truncated_bptt", "truncated_bptt", None),
+    "truncated_es": ("opifex.l2o._truncated_es", "truncated_es", None),
+    "UnrollOutput": ("opifex.l2o._unroll", "UnrollOutput", None),
+    "UnrollState": ("opifex.l2o._unroll", "UnrollState", None),
+    "init_unroll": ("opifex.l2o._unroll", "init_unroll", None),
+    "init_unrolls": ("opifex.l2o._unroll", "init_unrolls", None),
+    "truncation_meta_loss": ("opifex.l2o._unroll", "truncation_meta_loss", None),
+    "unroll": ("opifex.l2o._unroll", "unroll", None),
+}
+# names that are gone: what replaces them
+_REMOVED = {
+    "EngineStatus": "opifex.core.SolveStatus (CONVERGED is SUCCESS; DIVERGED and NONFINITE)",
+    "L2OResult": "opifex.core.SolveResult with aux=opifex.l2o.EngineInfo",
+    "GuardedRun": "opifex.core.SolveResult of an opifex.core.OptaxSolver run",
+    "Guards": "opifex.core.OptaxSolver's options",
+    "guarded_run": "opifex.core.run_solver(opifex.core.OptaxSolver(...), ...)",
+    "RunResult": "opifex.core.SolveResult (trace['value'], trace['num_fun_evals'])",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        module, attribute, home = _MOVED[name]
+        warnings.warn(
+            f"opifex.l2o.{name} is deprecated and will be removed in the next release; use "
+            f"{home or 'opifex.core.metatrain'}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), attribute)
+    if name in _REMOVED:
+        raise AttributeError(f"opifex.l2o.{name} was removed; use {_REMOVED[name]}")
+    raise AttributeError(f"module 'opifex.l2o' has no attribute {name!r}")

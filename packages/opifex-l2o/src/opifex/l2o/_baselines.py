@@ -7,12 +7,12 @@ Baselines (``BASELINES``):
 * ``"momentum"``: heavy-ball SGD ``optax.sgd(lr, momentum=0.9)``, ``lr`` tuned;
 * ``"lbfgs"``: ``opifex.second_order.create_lbfgs_optimizer()`` (memory 10, More-Thuente
   line search): nothing to tune. A step is an iteration, which costs every evaluation of its
-  line search (``RunResult.num_evaluations`` counts them);
+  line search (the runs' ``trace["num_fun_evals"]`` counts them);
 * ``"ista"`` / ``"fista"``: proximal gradient and its accelerated form (Beck and Teboulle,
   2009) with step ``1 / ||A||_2^2``, from ``opifex.core.families``; only for a
   ``LassoFamily``, whose non-smooth ``l1`` term they handle exactly. A step is one iteration
-  (one gradient of the smooth part), and ``num_evaluations[k] = k + 1`` as for a first-order
-  optimiser.
+  (one gradient of the smooth part), and the evaluation count of step ``k`` is ``k + 1`` as for
+  a first-order optimiser.
 
 Tuning (``tune_learning_rate``) is a grid search on *training* tasks; evaluate the tuned baseline
 on held-out tasks (other keys, e.g. from ``split_task_keys``). The score of a learning rate is
@@ -33,10 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from opifex.core import TaskFamily, check_choice, check_int_at_least
+from opifex.core import SolveResult, TaskFamily, check_choice, check_int_at_least
 from opifex.core.families import LassoFamily, fista, ista
 from opifex.l2o._evaluate import (
-    RunResult,
     check_family,
     check_task_keys,
     diverged_mask,
@@ -137,8 +136,10 @@ def _run_proximal(name: str, family: LassoFamily, task_keys: jax.Array, num_step
     result = jax.vmap(lambda a, b, x0: method(a, b, family.l1_penalty, num_steps, x0))(
         tasks.matrix, tasks.target, params
     )
-    counts = jnp.broadcast_to(jnp.arange(1, num_steps + 2, dtype=jnp.int32), result.losses.shape)
-    return RunResult(result.losses, counts, diverged_mask(result.losses), result.params)
+    # one gradient of the smooth part per iteration, as a first-order optimiser's evaluations
+    counts = jnp.arange(1, num_steps + 2, dtype=result.trace["value"].dtype)
+    counts = jnp.where(jnp.isnan(result.trace["value"]), jnp.nan, counts)
+    return result._replace(trace={**result.trace, "num_fun_evals": counts})
 
 
 def run_baseline(
@@ -147,7 +148,7 @@ def run_baseline(
     task_keys: jax.Array,
     num_steps: int,
     learning_rate: float | None = None,
-) -> RunResult:
+) -> SolveResult:
     """Run baseline ``name`` on the tasks of ``task_keys``, as ``run_optimizer`` does.
 
     Args:
@@ -158,7 +159,8 @@ def run_baseline(
         learning_rate: for ``"adam"``, ``"sgd"`` and ``"momentum"`` only.
 
     Returns:
-        A ``RunResult``.
+        A ``SolveResult`` batched over the tasks (``run_optimizer``'s layout: loss curves in
+        ``trace["value"]``, evaluation counts in ``trace["num_fun_evals"]``).
 
     Raises:
         ValueError: unknown name, a missing or unexpected learning rate, ISTA / FISTA on a
@@ -169,7 +171,7 @@ def run_baseline(
         >>> from opifex.core.families import LassoFamily
         >>> keys = jax.random.split(jax.random.key(0), 2)
         >>> result = run_baseline("fista", LassoFamily(num_rows=10, dimension=20), keys, 50)
-        >>> result.losses.shape, result.num_evaluations[0, -1].item()
+        >>> result.trace["value"].shape, int(result.trace["num_fun_evals"][0, -1])
         ((2, 51), 51)
     """
     learning_rate = _check_learning_rate(name, learning_rate)
@@ -192,7 +194,8 @@ def _final_losses(
 
     def run(learning_rate: jax.Array) -> tuple[jax.Array, jax.Array]:
         result = run_tasks(_make(name, learning_rate), family, task_keys, num_steps)
-        return result.losses[:, -1], result.diverged
+        losses = result.trace["value"]
+        return losses[:, -1], diverged_mask(losses)
 
     return jax.vmap(run)(grid)
 

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from opifex.core import TaskFamily, check_int_at_least
+from opifex.core import SolveResult, TaskFamily, check_int_at_least
 from opifex.core.families import LassoFamily
 from opifex.l2o._baselines import (
     BASELINES,
@@ -36,9 +36,9 @@ from opifex.l2o._baselines import (
 from opifex.l2o._benchmark_result import BenchmarkResult, FamilyResult
 from opifex.l2o._compare import COMPARISONS, compare_runs
 from opifex.l2o._evaluate import (
-    RunResult,
     check_family,
     check_key,
+    evaluation_counts,
     run_optimizer,
     split_task_keys,
 )
@@ -79,7 +79,7 @@ def _families(problem_families: Any) -> dict[str, TaskFamily]:
     return families
 
 
-def _timed(run: Callable[[], RunResult], timing: bool) -> tuple[RunResult, float | None]:
+def _timed(run: Callable[[], SolveResult], timing: bool) -> tuple[SolveResult, float | None]:
     result = jax.block_until_ready(run())
     if not timing:
         return result, None
@@ -225,13 +225,15 @@ class L2OBenchmark:
                     if wall_time is not None:
                         wall_times[name] = wall_time
                     bar.update()
+                curves = {n: np.asarray(r.trace["value"]) for n, r in runs.items()}
+                counts = {n: evaluation_counts(r) for n, r in runs.items()}
                 families[label] = FamilyResult(
                     description=repr(family),
                     tuning=tuning,
-                    losses={n: np.asarray(r.losses) for n, r in runs.items()},
-                    num_evaluations={n: np.asarray(r.num_evaluations) for n, r in runs.items()},
+                    losses=curves,
+                    num_evaluations=counts,
                     wall_time_s=wall_times,
-                    per_task=self._compare(runs, learned),
+                    per_task=self._compare(curves, counts, learned),
                 )
         result = BenchmarkResult(
             meta=self._meta(num_steps, num_train_tasks, num_test_tasks, key),
@@ -245,7 +247,10 @@ class L2OBenchmark:
         return result
 
     def _compare(
-        self, runs: dict[str, RunResult], learned: Sequence[str]
+        self,
+        curves: dict[str, np.ndarray],
+        counts: dict[str, np.ndarray],
+        learned: Sequence[str],
     ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """``per_task[learned][baseline][metric]`` for the requested comparison metrics."""
         per_task: dict[str, dict[str, dict[str, np.ndarray]]] = {}
@@ -253,10 +258,10 @@ class L2OBenchmark:
             per_task[name] = {}
             for baseline in self.baseline_optimizers:
                 per_task[name][baseline] = compare_runs(
-                    runs[name].losses,
-                    runs[name].num_evaluations,
-                    runs[baseline].losses,
-                    runs[baseline].num_evaluations,
+                    curves[name],
+                    counts[name],
+                    curves[baseline],
+                    counts[baseline],
                     [m for m in COMPARISONS if m in self.metrics],
                 )
         return per_task

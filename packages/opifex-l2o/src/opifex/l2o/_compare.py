@@ -5,8 +5,8 @@
   speedup of at least 2 means the baseline's final loss was reached in at most half its steps.
   Where the baseline ends no lower than it started, its target is met at step 0: a method
   from the same start then gets speedup 1, whatever it does next.
-* ``evaluation_speedup``: the same on the axis of loss evaluations (``RunResult
-  .num_evaluations``), the honest comparison with a method whose steps cost several
+* ``evaluation_speedup``: the same on the axis of loss evaluations (the runs'
+  ``trace["num_fun_evals"]``), the honest comparison with a method whose steps cost several
   evaluations, such as L-BFGS and its line search.
 * ``final_loss_ratio``: the method's final loss over the baseline's (below 1 is better).
 

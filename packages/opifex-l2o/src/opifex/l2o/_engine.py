@@ -1,11 +1,12 @@
 """``L2OEngine``: a learned optimiser with meta-training, a fallback, warm starts and a chooser.
 
-A thin façade over the functional core: ``meta_train`` (meta-training), ``guarded_run`` /
-``guarded_solve`` (the learned optimiser under ``jit`` with convergence, divergence and stall
-detection, and the Adam / L-BFGS fallback), ``WarmStartStore``, ``recommend_algorithm`` /
-``solve_with`` and ``compare_solvers``. The engine holds the config, the learned optimiser's
-``phi`` and the state that must persist between calls (the warm-start store, the family it was
-meta-trained on).
+A thin façade over the functional core: ``meta_train`` (meta-training), ``guarded_solve`` (the
+learned optimiser as an ``opifex.core.OptaxSolver`` under ``jit`` with convergence, divergence
+and stall detection, and the Adam / L-BFGS fallback), ``WarmStartStore``,
+``recommend_algorithm`` / ``solve_with`` and ``L2OBenchmark`` (``compare_all_solvers``). Every
+solve returns an ``opifex.core.SolveResult`` whose ``aux`` is an ``EngineInfo``. The engine
+holds the config, the learned optimiser's ``phi`` and the state that must persist between calls
+(the warm-start store, the family it was meta-trained on).
 
 Before meta-training, ``phi`` is ``init_phi(config, fold_in(key, 0))`` (or the ``phi`` given):
 for ``"learnable_adam"`` / ``"learnable_sgd"`` that is Adam / SGD with the configured
@@ -29,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from opifex.core import (
+    SolveResult,
+    SolveStatus,
     TaskFamily,
     check_finite,
     check_float_pytree,
@@ -38,20 +41,15 @@ from opifex.core import (
 from opifex.core.families import BurgersFamily, PoissonFamily
 from opifex.l2o._baselines import DEFAULT_LEARNING_RATES
 from opifex.l2o._curriculum import L2OCurriculum
-from opifex.l2o._engine_config import (
-    L2OEngineConfig,
-    MetaOptimizerConfig,
-    init_phi,
-    optimizer_factory,
-)
-from opifex.l2o._engine_result import EngineStatus, L2OResult
+from opifex.l2o._engine_config import L2OEngineConfig, init_phi, optimizer_factory
 from opifex.l2o._evaluate import check_family, check_key
 from opifex.l2o._fallback import guarded_solve
+from opifex.l2o._meta_config import MetaTrainConfig
 from opifex.l2o._meta_state import MetaTrainResult
 from opifex.l2o._meta_train import meta_train
 from opifex.l2o._problem import PINN_TYPES, OptimizationProblem
 from opifex.l2o._recommend import Recommendation, recommend_algorithm, solve_with
-from opifex.l2o._solver_table import compare_solvers
+from opifex.l2o._solver_table import solver_table
 from opifex.l2o._warm_start import WarmStartStore, check_descriptor
 
 
@@ -111,8 +109,7 @@ class L2OEngine:
 
     Args:
         l2o_config: an ``L2OEngineConfig`` (default ``L2OEngineConfig()``).
-        meta_config: a ``MetaOptimizerConfig`` (an alias of ``MetaTrainConfig``; default
-            ``MetaOptimizerConfig()``) for ``meta_train``.
+        meta_config: a ``MetaTrainConfig`` (default ``MetaTrainConfig()``) for ``meta_train``.
         key: the engine's ``jax.random`` key (default ``jax.random.key(0)``).
         rngs: instead of ``key``: a Flax ``nnx.Rngs`` (or any callable returning a key); the
             engine's key is ``rngs()``.
@@ -125,27 +122,27 @@ class L2OEngine:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> engine = L2OEngine(L2OEngineConfig(learning_rate=0.1, tolerance=1e-4))
+        >>> engine = L2OEngine(L2OEngineConfig(learning_rate=0.1, atol=1e-4))
         >>> result = engine.optimize(jnp.zeros(3), lambda x: jnp.sum((x - 2.0) ** 2), 500)
         >>> result.status_name, bool(jnp.allclose(result.params, 2.0, atol=1e-3))
-        ('CONVERGED', True)
+        ('SUCCESS', True)
     """
 
     def __init__(
         self,
         l2o_config: L2OEngineConfig | None = None,
-        meta_config: MetaOptimizerConfig | None = None,
+        meta_config: MetaTrainConfig | None = None,
         *,
         key: jax.Array | None = None,
         rngs: Any = None,
         phi: Any = None,
     ):
         self.config = L2OEngineConfig() if l2o_config is None else l2o_config
-        self.meta_config = MetaOptimizerConfig() if meta_config is None else meta_config
+        self.meta_config = MetaTrainConfig() if meta_config is None else meta_config
         if not isinstance(self.config, L2OEngineConfig):
             raise TypeError(f"l2o_config must be an L2OEngineConfig, got {type(l2o_config)}")
-        if not isinstance(self.meta_config, MetaOptimizerConfig):
-            raise TypeError(f"meta_config must be a MetaOptimizerConfig, got {type(meta_config)}")
+        if not isinstance(self.meta_config, MetaTrainConfig):
+            raise TypeError(f"meta_config must be a MetaTrainConfig, got {type(meta_config)}")
         if key is not None and rngs is not None:
             raise TypeError("pass key or rngs, not both")
         if rngs is not None:
@@ -274,7 +271,7 @@ class L2OEngine:
 
     # ------------------------------------------------------------------ solving
 
-    def optimize(self, initial_params: Any, objective_fn: Callable, num_steps: int) -> L2OResult:
+    def optimize(self, initial_params: Any, objective_fn: Callable, num_steps: int) -> SolveResult:
         """Minimise ``objective_fn(params)`` from ``initial_params`` with the learned optimiser.
 
         The optimiser runs compiled, under the config's detection; if it diverges or stalls and
@@ -288,7 +285,9 @@ class L2OEngine:
             num_steps: the step budget (>= 1), fallback included.
 
         Returns:
-            An ``L2OResult``.
+            A ``SolveResult``; ``aux`` is an ``EngineInfo`` (``aux.method`` names what produced
+            ``params``, ``aux.fallback_step`` when the fallback took over), ``trace`` has
+            ``"value"``, ``"grad_norm"`` and ``"learning_rate"``.
 
         Raises:
             TypeError / ValueError: a bad argument (non-float or non-finite parameters, a
@@ -325,19 +324,25 @@ class L2OEngine:
             (['grad_norm', 'learning_rate', 'loss'], 0.05)
         """
         result = self.optimize(initial_params, objective_fn, num_steps)
-        return result.params, result.history
+        taken = int(result.num_steps) + 1
+        history = {
+            "loss": result.trace["value"][:taken],
+            "grad_norm": result.trace["grad_norm"][:taken],
+            "learning_rate": result.trace["learning_rate"][:taken],
+        }
+        return result.params, history
 
     def solve_gradient_problem(
         self,
         problem: OptimizationProblem | TaskFamily | tuple[Callable, Any],
         key: jax.Array | None = None,
         num_steps: int = 1000,
-    ) -> L2OResult:
+    ) -> SolveResult:
         """Solve a problem with the learned optimiser (and the fallback).
 
         Args:
             problem: an ``OptimizationProblem`` or a hashable ``TaskFamily`` (a task is drawn
-                with ``key``, as ``run_optimizer`` draws it; ``result.task`` is that task), or
+                with ``key``, as ``run_optimizer`` draws it; ``result.aux.task`` is that task), or
                 a pair ``(objective_fn, initial_params)`` (``optimize``).
             key: the task's key (default: the engine's next draw).
             num_steps: the step budget (>= 1).
@@ -347,9 +352,9 @@ class L2OEngine:
             >>> engine = L2OEngine(L2OEngineConfig(learning_rate=0.1))
             >>> problem = OptimizationProblem("quadratic", 4, {"condition_number": 10.0})
             >>> result = engine.solve_gradient_problem(problem, jax.random.key(0), 300)
-            >>> optimum = problem.family().optimum(result.task)
+            >>> optimum = problem.family().optimum(result.aux.task)
             >>> result.status_name, bool(jax.numpy.allclose(result.params, optimum, atol=1e-4))
-            ('CONVERGED', True)
+            ('SUCCESS', True)
         """
         if isinstance(problem, tuple):
             if len(problem) != 2:
@@ -362,7 +367,7 @@ class L2OEngine:
 
     def _solve(
         self, algorithm: str, problem: Any, key: jax.Array | None, num_steps: int
-    ) -> L2OResult:
+    ) -> SolveResult:
         if algorithm == "learned":
             self._warn_if_untrained()
         return solve_with(
@@ -380,7 +385,7 @@ class L2OEngine:
         problem: PoissonFamily | BurgersFamily | OptimizationProblem,
         key: jax.Array | None = None,
         num_steps: int = 1000,
-    ) -> L2OResult:
+    ) -> SolveResult:
         """Train a physics-informed network with the learned optimiser (and the fallback).
 
         Args:
@@ -391,14 +396,14 @@ class L2OEngine:
             num_steps: the step budget (>= 1). Each step's loss draws new collocation points.
 
         Returns:
-            An ``L2OResult``; ``result.task`` is the task, ``result.params`` the network.
+            A ``SolveResult``; ``result.aux.task`` is the task, ``result.params`` the network.
 
         Example:
             >>> import jax
             >>> from opifex.core.families import PoissonFamily
             >>> family = PoissonFamily(num_modes=1, num_collocation=16, hidden_sizes=(8,))
             >>> result = L2OEngine().solve_physics_informed(family, jax.random.key(0), 50)
-            >>> bool(result.trace["loss"][50] < result.trace["loss"][0])
+            >>> bool(result.trace["value"][50] < result.trace["value"][0])
             True
         """
         family = _pinn_family(problem)
@@ -411,7 +416,7 @@ class L2OEngine:
         objective_fn: Callable,
         problem_features: Any,
         num_steps: int = 1000,
-    ) -> L2OResult:
+    ) -> SolveResult:
         """``optimize``, warm-started from the stored solution of the most similar problem.
 
         ``problem_features`` (a 1-d vector you choose: the problem's data or coefficients)
@@ -421,7 +426,7 @@ class L2OEngine:
         ``warm_start_size`` are kept, the oldest dropped first).
 
         Returns:
-            An ``L2OResult`` whose ``warm_start_distance`` is the distance of the stored
+            A ``SolveResult`` whose ``aux.warm_start_distance`` is the distance of the stored
             solution used, or ``None`` for a cold start.
 
         Example:
@@ -430,7 +435,7 @@ class L2OEngine:
             >>> fun = lambda x: jnp.sum((x - 1.0) ** 2)
             >>> first = engine.solve_with_meta_learning(jnp.zeros(2), fun, [1.0], 100)
             >>> second = engine.solve_with_meta_learning(jnp.zeros(2), fun, [1.1], 100)
-            >>> first.warm_start_distance, round(second.warm_start_distance, 6)
+            >>> first.aux.warm_start_distance, round(second.aux.warm_start_distance, 6)
             (None, 0.1)
         """
         descriptor = check_descriptor(problem_features)
@@ -438,9 +443,10 @@ class L2OEngine:
         warm = self.warm_starts.nearest(descriptor, initial_params)
         start = initial_params if warm is None else warm.params
         result = self.optimize(start, objective_fn, num_steps)
-        if result.status != EngineStatus.DIVERGED:
+        if int(result.status) not in (SolveStatus.DIVERGED, SolveStatus.NONFINITE):
             self.warm_starts.add(descriptor, result.params)
-        return result._replace(warm_start_distance=None if warm is None else warm.distance)
+        distance = None if warm is None else warm.distance
+        return result._replace(aux=result.aux._replace(warm_start_distance=distance))
 
     # ------------------------------------------------------------------ choosing a solver
 
@@ -461,17 +467,17 @@ class L2OEngine:
 
     def solve_automatically(
         self, problem: OptimizationProblem, key: jax.Array | None = None, num_steps: int = 1000
-    ) -> L2OResult:
+    ) -> SolveResult:
         """Solve a task of ``problem`` with ``recommend_algorithm``'s choice.
 
         ``num_steps`` counts steps of Adam and the learned optimiser, iterations of L-BFGS,
-        Gauss-Newton and FISTA. ``result.method`` names what ran.
+        Gauss-Newton and FISTA. ``result.aux.method`` names what ran.
 
         Example:
             >>> import jax
             >>> problem = OptimizationProblem("lasso", 20, {"num_rows": 10})
             >>> result = L2OEngine().solve_automatically(problem, jax.random.key(0), 100)
-            >>> result.method, result.num_steps
+            >>> result.aux.method, int(result.num_steps)
             ('fista', 100)
         """
         recommendation = self.recommend_algorithm(problem)
@@ -492,17 +498,18 @@ class L2OEngine:
     ) -> dict[str, dict[str, Any]]:
         """The learned optimiser, tuned Adam and SGD, L-BFGS (and FISTA) on the same tasks.
 
-        See ``opifex.l2o._solver_table`` for the table: per solver, the median ``final_loss``
-        and ``steps_to_target`` over ``num_tasks`` held-out tasks, ``wall_time_s``,
-        ``fraction_diverged`` and the tuned ``learning_rate``. The learned optimiser runs
-        without the fallback. ``target`` defaults to the tuned Adam's final loss per task.
+        One ``L2OBenchmark`` run (the one comparison path of ``opifex.l2o``) summarised by
+        ``solver_table``: per solver, the median ``final_loss`` and ``steps_to_target`` over
+        ``num_tasks`` held-out tasks, ``wall_time_s``, ``fraction_diverged`` and the tuned
+        ``learning_rate``. The learned optimiser runs without the fallback. ``target``
+        defaults to the tuned Adam's final loss per task.
 
         Raises:
             TypeError: ``problem`` is not an ``OptimizationProblem``.
         """
         if not isinstance(problem, OptimizationProblem):
             raise TypeError(f"problem must be an OptimizationProblem, got {type(problem).__name__}")
-        return compare_solvers(
+        return solver_table(
             problem,
             self.optimizer,
             num_steps,

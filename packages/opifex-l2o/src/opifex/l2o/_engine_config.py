@@ -1,8 +1,9 @@
 """``L2OEngineConfig``: the frozen, validated settings of ``L2OEngine``.
 
-The engine's meta-training settings are ``MetaOptimizerConfig``, which *is*
-``MetaTrainConfig`` (an alias, not a copy): ``L2OEngine.meta_train`` hands it to ``meta_train``
-with ``num_outer_steps`` replaced by its ``num_meta_epochs``.
+The engine's meta-training settings are a ``MetaTrainConfig``: ``L2OEngine.meta_train`` hands
+it to ``meta_train`` with ``num_outer_steps`` replaced by its ``num_meta_epochs``. The ``"mlp"``
+learned optimiser is configured by one ``MLPRecipe`` (the object the shipped weights and the
+benchmarks use), the ``mlp`` field.
 
 ``optimizer_factory(config)`` and ``init_phi(config, key)`` turn a config into the learned
 optimiser ``phi -> optax.GradientTransformationExtraArgs`` and its initial ``phi``. The factory
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import optax
 
-from opifex.core import check_choice, check_int_at_least, check_positive
-from opifex.l2o._features import FeatureConfig
+from opifex.core import check_choice, check_int_at_least, check_positive, renamed_fields
 from opifex.l2o._learnable import (
     init_learnable_adam_params,
     init_learnable_sgd_params,
@@ -28,14 +29,17 @@ from opifex.l2o._learnable import (
     learnable_sgd,
 )
 from opifex.l2o._lstm import init_lstm_optimizer_params, lstm_optimizer
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
+from opifex.l2o._recipe import MLPRecipe
 
 LEARNED_OPTIMIZERS = ("learnable_adam", "learnable_sgd", "lstm", "mlp")
 FALLBACK_OPTIMIZERS = ("adam", "lbfgs")
-
-MetaOptimizerConfig = MetaTrainConfig
-"""The meta-training settings of ``L2OEngine``: an alias of ``MetaTrainConfig``."""
+# the fields that configured the "mlp" optimiser before MLPRecipe did, and their recipe fields
+_MLP_FIELDS = {
+    "hidden_sizes": "hidden_sizes",
+    "features": "features",
+    "mlp_lr_scale": "lr_scale",
+    "mlp_magnitude_scale": "magnitude_scale",
+}
 
 
 def _check_bool(value: Any, name: str) -> None:
@@ -43,6 +47,43 @@ def _check_bool(value: Any, name: str) -> None:
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
+def _mlp_options_into_recipe(cls: type) -> type:
+    """Accept the former ``mlp_*`` / ``hidden_sizes`` / ``features`` fields for one release."""
+    original = cls.__init__
+
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        old = {name: kwargs.pop(name) for name in list(kwargs) if name in _MLP_FIELDS}
+        if old:
+            warnings.warn(
+                f"L2OEngineConfig: {sorted(old)} are deprecated and will be removed in the next "
+                "release; use mlp=MLPRecipe(...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if "mlp" in kwargs:
+                raise TypeError(f"L2OEngineConfig: got both mlp and {sorted(old)}")
+            recipe = {_MLP_FIELDS[k]: v for k, v in old.items() if v is not None}
+            kwargs["mlp"] = MLPRecipe(**recipe)
+        original(self, *args, **kwargs)
+
+    cls.__init__ = init
+    for old, new in _MLP_FIELDS.items():
+
+        def getter(self: Any, old: str = old, new: str = new) -> Any:
+            warnings.warn(
+                f"L2OEngineConfig.{old} is deprecated; use L2OEngineConfig.mlp.{new}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(self.mlp, new)
+
+        setattr(cls, old, property(getter))
+    return cls
+
+
+@_mlp_options_into_recipe
+@renamed_fields(tolerance="atol", stall_tolerance="stall_rtol")
 @dataclasses.dataclass(frozen=True)
 class L2OEngineConfig:
     """Settings of ``L2OEngine`` (frozen and hashable; every field is checked on creation).
@@ -56,10 +97,10 @@ class L2OEngineConfig:
             (coordinate-wise LSTM, ``lstm_optimizer``).
         learning_rate: initial learning rate of ``learnable_adam`` / ``learnable_sgd`` (> 0).
         momentum: initial momentum of ``learnable_sgd``, in ``(0, 1)``.
-        hidden_sizes: hidden widths of the ``mlp`` optimiser (a list is stored as a tuple).
-        features: the ``mlp`` optimiser's ``FeatureConfig`` (``None``: the default).
-        mlp_lr_scale: ``lr_scale`` of ``mlp_optimizer`` (> 0).
-        mlp_magnitude_scale: ``magnitude_scale`` of ``mlp_optimizer`` (> 0).
+        mlp: the ``MLPRecipe`` of the ``mlp`` optimiser (features, widths, output scales and
+            initialisation; default ``MLPRecipe()``). It replaces the former ``hidden_sizes``,
+            ``features``, ``mlp_lr_scale`` and ``mlp_magnitude_scale`` fields, which still
+            work, with a ``DeprecationWarning``, for one release.
         lstm_hidden_size: hidden units per ``lstm`` layer (>= 1).
         lstm_num_layers: ``lstm`` layers (>= 1).
         lstm_output_scale: ``output_scale`` of ``lstm_optimizer`` (> 0).
@@ -67,14 +108,18 @@ class L2OEngineConfig:
     Stopping, detection and fallback (checked after every step, inside ``jit``):
 
     Args:
-        tolerance: converged when the gradient norm is at most this (>= 0).
-        divergence_factor: diverged when the loss is non-finite, the gradient is non-finite,
-            or the loss exceeds ``f_0 + divergence_factor * max(|f_0|, tiny)`` (``f_0`` the
-            starting loss; > 0).
-        stall_window: stalled after this many steps in a row (>= 1) without a relative
-            improvement of ``stall_tolerance`` over the reference loss (the last loss that
-            was such an improvement, initially ``f_0``).
-        stall_tolerance: in ``[0, 1)``.
+        atol: converged when the gradient norm is at most this (>= 0; ``tolerance`` is its
+            deprecated spelling).
+        divergence_factor: ``DIVERGED`` when the loss exceeds
+            ``f_0 + divergence_factor * max(|f_0|, tiny)``, ``f_0`` the loss at the start of
+            the solve (also for the fallback, which resumes the same run); a non-finite loss
+            or gradient is ``NONFINITE`` (> 0).
+        stall_window: ``STALLED`` after this many steps in a row (>= 1) without a relative
+            improvement of ``stall_rtol`` over the reference loss (the last loss that was such
+            an improvement, initially ``f_0``); ``None`` (default):
+            ``min(100, max(10, num_steps // 5))`` for a solve of ``num_steps`` steps, so that it
+            can fire within any budget.
+        stall_rtol: in ``[0, 1)`` (``stall_tolerance`` is its deprecated spelling).
         use_traditional_fallback: when the learned optimiser diverges or stalls, continue with
             ``fallback_optimizer`` from the best parameters seen, for the remaining steps.
         fallback_optimizer: ``"adam"`` (``optax.adam(fallback_learning_rate)``, under the same
@@ -97,22 +142,21 @@ class L2OEngineConfig:
         >>> config = L2OEngineConfig(optimizer="learnable_sgd", fallback_optimizer="lbfgs")
         >>> config.use_traditional_fallback, hash(config) == hash(L2OEngineConfig(**vars(config)))
         (True, True)
+        >>> L2OEngineConfig(optimizer="mlp", mlp=MLPRecipe(hidden_sizes=(16,))).mlp.hidden_sizes
+        (16,)
     """
 
     optimizer: str = "learnable_adam"
     learning_rate: float = 1e-2
     momentum: float = 0.9
-    hidden_sizes: tuple[int, ...] = (32, 32)
-    features: FeatureConfig | None = None
-    mlp_lr_scale: float = 1e-3
-    mlp_magnitude_scale: float = 1e-3
+    mlp: MLPRecipe = dataclasses.field(default_factory=MLPRecipe)
     lstm_hidden_size: int = 20
     lstm_num_layers: int = 2
     lstm_output_scale: float = 0.1
-    tolerance: float = 1e-6
+    atol: float = 1e-6
     divergence_factor: float = 1e3
-    stall_window: int = 100
-    stall_tolerance: float = 1e-3
+    stall_window: int | None = None
+    stall_rtol: float = 1e-3
     use_traditional_fallback: bool = True
     fallback_optimizer: str = "adam"
     fallback_learning_rate: float = 1e-2
@@ -127,32 +171,25 @@ class L2OEngineConfig:
         check_choice(self.fallback_optimizer, FALLBACK_OPTIMIZERS, "fallback_optimizer")
         for name in (
             "learning_rate",
-            "mlp_lr_scale",
-            "mlp_magnitude_scale",
             "lstm_output_scale",
             "divergence_factor",
             "fallback_learning_rate",
         ):
             check_positive(getattr(self, name), name)
-        for name in ("tolerance", "similarity_threshold"):
+        for name in ("atol", "similarity_threshold"):
             check_positive(getattr(self, name), name, allow_zero=True)
         check_positive(self.momentum, "momentum")
         if self.momentum >= 1:
             raise ValueError(f"momentum must lie in (0, 1), got {self.momentum!r}")
-        check_positive(self.stall_tolerance, "stall_tolerance", allow_zero=True)
-        if self.stall_tolerance >= 1:
-            raise ValueError(f"stall_tolerance must lie in [0, 1), got {self.stall_tolerance!r}")
-        if isinstance(self.hidden_sizes, str) or not isinstance(self.hidden_sizes, tuple | list):
-            raise TypeError(f"hidden_sizes must be a tuple of ints, got {self.hidden_sizes!r}")
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        for i, size in enumerate(self.hidden_sizes):
-            check_int_at_least(size, 1, f"hidden_sizes[{i}]")
-        if self.features is not None and not isinstance(self.features, FeatureConfig):
-            raise TypeError(
-                f"features must be a FeatureConfig or None, got {type(self.features).__name__}"
-            )
-        for name in ("lstm_hidden_size", "lstm_num_layers", "stall_window", "warm_start_size"):
+        check_positive(self.stall_rtol, "stall_rtol", allow_zero=True)
+        if self.stall_rtol >= 1:
+            raise ValueError(f"stall_rtol must lie in [0, 1), got {self.stall_rtol!r}")
+        if not isinstance(self.mlp, MLPRecipe):
+            raise TypeError(f"mlp must be an MLPRecipe, got {type(self.mlp).__name__}")
+        for name in ("lstm_hidden_size", "lstm_num_layers", "warm_start_size"):
             check_int_at_least(getattr(self, name), 1, name)
+        if self.stall_window is not None:
+            check_int_at_least(self.stall_window, 1, "stall_window")
         _check_bool(self.use_traditional_fallback, "use_traditional_fallback")
 
     @property
@@ -168,10 +205,7 @@ class L2OEngineConfig:
 @functools.lru_cache(maxsize=32)
 def _factory(name: str, options: tuple) -> Callable[[Any], optax.GradientTransformationExtraArgs]:
     if name == "mlp":
-        features, lr_scale, magnitude_scale = options
-        return functools.partial(
-            mlp_optimizer, features=features, lr_scale=lr_scale, magnitude_scale=magnitude_scale
-        )
+        return options[0].make_optimizer
     if name == "lstm":
         return functools.partial(lstm_optimizer, output_scale=options[0])
     return learnable_adam if name == "learnable_adam" else learnable_sgd
@@ -184,11 +218,11 @@ def optimizer_factory(
 
     Example:
         >>> factory = optimizer_factory(L2OEngineConfig(optimizer="learnable_sgd"))
-        >>> factory is optimizer_factory(L2OEngineConfig(optimizer="learnable_sgd", tolerance=0.1))
+        >>> factory is optimizer_factory(L2OEngineConfig(optimizer="learnable_sgd", atol=0.1))
         True
     """
     if config.optimizer == "mlp":
-        options = (config.features, config.mlp_lr_scale, config.mlp_magnitude_scale)
+        options = (config.mlp,)
     elif config.optimizer == "lstm":
         options = (config.lstm_output_scale,)
     else:
@@ -206,9 +240,7 @@ def init_phi(config: L2OEngineConfig, key: jax.Array) -> Any:
         0.1
     """
     if config.optimizer == "mlp":
-        return init_mlp_optimizer_params(
-            key, features=config.features, hidden_sizes=config.hidden_sizes
-        )
+        return config.mlp.init_phi(key)
     if config.optimizer == "lstm":
         return init_lstm_optimizer_params(
             key, hidden_size=config.lstm_hidden_size, num_layers=config.lstm_num_layers

@@ -17,12 +17,15 @@ Line-search optimisers (their state holds ``num_linesearch_steps``) reuse the va
 that the line search found at ``theta_{k+1}`` (``optax.value_and_grad_from_state``), as
 ``opifex.second_order.LBFGSSolver`` does; that value is on step ``k``'s minibatch, which is
 exact on deterministic (full-batch) families, the setting L-BFGS is meant for. One step of such
-an optimiser is one *iteration* and costs every evaluation of its line search, so
-``num_evaluations[k]`` counts the loss evaluations (value, or value and gradient) used to reach
-``theta_k`` and know its loss: ``k + 1`` for a first-order optimiser, ``1`` plus all line-search
-trials for L-BFGS. Compare methods of different costs on that axis as well as on steps.
+an optimiser is one *iteration* and costs every evaluation of its line search, so the
+evaluation count of step ``k`` (``trace["num_fun_evals"]``, ``evaluation_counts``) is the
+number of loss evaluations (value, or value and gradient) used to reach ``theta_k`` and know its
+loss: ``k + 1`` for a first-order optimiser, ``1`` plus all line-search trials for L-BFGS.
+Compare methods of different costs on that axis as well as on steps.
 
-Non-finite losses stay in the curves as NaN / inf and are never replaced. A task is
+Each run is ``opifex.core.run_solver`` of an ``opifex.core.OptaxSolver`` on the task's minibatch
+stream, without a convergence test, so it takes all ``num_steps`` steps unless the loss becomes
+NaN / inf (status ``NONFINITE``; the curve is NaN after that step, never replaced). A task is
 ``diverged`` (``diverged_mask``) when its curve has a non-finite entry or ends above where it
 started: a run that blew up to 1e15 without overflowing is not counted as a success.
 """
@@ -30,31 +33,14 @@ started: a run that blew up to 1e15 without overflowing is not counted as a succ
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from opifex.core import TaskFamily, check_int_at_least
-
-
-class RunResult(NamedTuple):
-    """Loss curves of one optimiser on a batch of tasks.
-
-    Attributes:
-        losses: ``(num_tasks, num_steps + 1)``; entry ``k`` is the loss after ``k`` steps.
-        num_evaluations: ``(num_tasks, num_steps + 1)`` int32; loss evaluations used to reach
-            step ``k`` and know its loss (see the module docstring).
-        diverged: ``(num_tasks,)`` bool; ``diverged_mask(losses)``.
-        params: the final parameters, batched over tasks.
-    """
-
-    losses: jax.Array
-    num_evaluations: jax.Array
-    diverged: jax.Array
-    params: Any
+from opifex.core import OptaxSolver, SolveResult, TaskFamily, check_int_at_least, run_solver
 
 
 def diverged_mask(losses: jax.Array) -> jax.Array:
@@ -169,41 +155,14 @@ def _run_task(
     family: TaskFamily,
     num_steps: int,
     task_key: jax.Array,
-) -> RunResult:
+) -> SolveResult:
     task, params, stream_key = task_and_params(family, task_key)
 
-    def objective(step: jax.Array | int) -> Any:
-        key = jax.random.fold_in(stream_key, step)
-        return lambda p: family.loss(p, task, key)
+    def loss(params: Any, key: jax.Array) -> jax.Array:
+        return family.loss(params, task, key)
 
-    state = optimizer.init(params)
-    # a static property of the optimiser: its state stores the line search's evaluations
-    line_search = optax.tree.get(state, "num_linesearch_steps") is not None
-    value, grad = jax.value_and_grad(objective(0))(params)
-    evaluations = jnp.ones((), jnp.int32)
-
-    def step(carry: tuple, k: jax.Array) -> tuple[tuple, tuple[jax.Array, jax.Array]]:
-        params, state, value, grad, evaluations = carry
-        updates, state = optimizer.update(
-            grad, state, params, value=value, grad=grad, value_fn=objective(k)
-        )
-        params = optax.apply_updates(params, updates)
-        following = objective(k + 1)
-        if line_search:
-            recomputed = ~jnp.isfinite(optax.tree.get(state, "value"))
-            value, grad = optax.value_and_grad_from_state(following)(params, state=state)
-            trials = jnp.asarray(optax.tree.get(state, "num_linesearch_steps"), jnp.int32)
-            evaluations = evaluations + trials + recomputed.astype(jnp.int32)
-        else:
-            value, grad = jax.value_and_grad(following)(params)
-            evaluations = evaluations + 1
-        return (params, state, value, grad, evaluations), (value, evaluations)
-
-    carry = (params, state, value, grad, evaluations)
-    carry, (values, counts) = jax.lax.scan(step, carry, jnp.arange(num_steps))
-    losses = jnp.concatenate([value[None], values])
-    counts = jnp.concatenate([evaluations[None], counts])
-    return RunResult(losses, counts, diverged_mask(losses), carry[0])
+    solver = OptaxSolver(loss, optimizer, stochastic=True)
+    return run_solver(solver, params, stream_key, max_steps=num_steps)
 
 
 def run_tasks(
@@ -211,9 +170,27 @@ def run_tasks(
     family: TaskFamily,
     task_keys: jax.Array,
     num_steps: int,
-) -> RunResult:
+) -> SolveResult:
     """``run_optimizer`` without checks or ``jit``: traceable (e.g. ``vmap``-ed over an lr)."""
     return jax.vmap(lambda k: _run_task(optimizer, family, num_steps, k))(task_keys)
+
+
+def evaluation_counts(result: SolveResult) -> np.ndarray:
+    """Integer evaluation counts per step of batched runs (``trace["num_fun_evals"]``).
+
+    A run stopped early (a non-finite loss) has NaN entries after its last step; its count
+    stays at the last value there.
+
+    Example:
+        >>> import numpy as np
+        >>> from opifex.core import SolveResult
+        >>> trace = {"num_fun_evals": np.array([[1.0, 2.0, np.nan]])}
+        >>> evaluation_counts(SolveResult(*(None,) * 6, trace, {})).tolist()
+        [[1, 2, 2]]
+    """
+    counts = np.asarray(result.trace["num_fun_evals"], dtype=float)
+    filled = np.where(np.isnan(counts), -np.inf, counts)
+    return np.maximum.accumulate(filled, axis=-1).astype(np.int64)
 
 
 # the same wrapper for the same optimiser, so that a second run does not recompile
@@ -226,7 +203,7 @@ def run_optimizer(
     family: TaskFamily,
     task_keys: jax.Array,
     num_steps: int,
-) -> RunResult:
+) -> SolveResult:
     """Run ``optimizer`` for ``num_steps`` steps on each task of ``task_keys`` (``vmap``, ``jit``).
 
     Args:
@@ -239,7 +216,10 @@ def run_optimizer(
         num_steps: optimiser steps (>= 1); for L-BFGS, iterations.
 
     Returns:
-        A ``RunResult`` with ``(num_tasks, num_steps + 1)`` loss curves.
+        A ``SolveResult`` batched over the tasks: ``trace["value"]`` holds the
+        ``(num_tasks, num_steps + 1)`` loss curves, ``trace["num_fun_evals"]`` the evaluation
+        counts (``evaluation_counts``), ``params`` the final parameters. A run stops early only
+        at a non-finite loss (status ``NONFINITE``; its curve is NaN after that step).
 
     Raises:
         TypeError: ``optimizer`` not an optax transformation, ``family`` not a hashable
@@ -251,9 +231,10 @@ def run_optimizer(
         >>> from opifex.core.families import QuadraticFamily
         >>> keys = jax.random.split(jax.random.key(0), 3)
         >>> result = run_optimizer(optax.adam(0.1), QuadraticFamily(dimension=4), keys, 20)
-        >>> result.losses.shape, result.diverged.tolist()
+        >>> losses = result.trace["value"]
+        >>> losses.shape, diverged_mask(losses).tolist()
         ((3, 21), [False, False, False])
-        >>> bool((result.losses[:, -1] < result.losses[:, 0]).all())
+        >>> bool((losses[:, -1] < losses[:, 0]).all())
         True
     """
     if not isinstance(optimizer, optax.GradientTransformation):

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import optax
 
-from opifex.core import TaskFamily
+from opifex.core import TaskFamily, check_int_at_least, check_positive
 from opifex.l2o._features import FeatureConfig
 from opifex.l2o._meta_config import MetaTrainConfig
 from opifex.l2o._meta_state import MetaTrainResult
@@ -35,11 +35,14 @@ class MLPRecipe:
 
     Attributes:
         features: the ``FeatureConfig``.
-        hidden_sizes: hidden widths of the MLP.
-        lr_scale: ``mlp_optimizer``'s ``lr_scale``.
-        magnitude_scale: ``mlp_optimizer``'s ``magnitude_scale``.
+        hidden_sizes: hidden widths of the MLP (each >= 1; a list is stored as a tuple).
+        lr_scale: ``mlp_optimizer``'s ``lr_scale`` (> 0).
+        magnitude_scale: ``mlp_optimizer``'s ``magnitude_scale`` (> 0).
         last_layer_init: factor on the output layer's random initial weights (small first
-            steps before meta-training).
+            steps before meta-training; > 0).
+
+    Raises:
+        TypeError / ValueError: a field of the wrong type or out of range, naming it.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -55,6 +58,17 @@ class MLPRecipe:
     lr_scale: float = 1e-3
     magnitude_scale: float = 1e-3
     last_layer_init: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.features, FeatureConfig):
+            raise TypeError(f"features must be a FeatureConfig, got {type(self.features).__name__}")
+        if isinstance(self.hidden_sizes, str) or not isinstance(self.hidden_sizes, tuple | list):
+            raise TypeError(f"hidden_sizes must be a tuple of ints, got {self.hidden_sizes!r}")
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        for i, size in enumerate(self.hidden_sizes):
+            check_int_at_least(size, 1, f"hidden_sizes[{i}]")
+        for name in ("lr_scale", "magnitude_scale", "last_layer_init"):
+            check_positive(getattr(self, name), name)
 
     def init_phi(self, key: jax.Array) -> list[dict[str, jax.Array]]:
         """A fresh ``phi``: ``init_mlp_optimizer_params`` with the output layer scaled."""

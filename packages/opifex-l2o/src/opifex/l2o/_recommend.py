@@ -28,13 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from opifex.core import TaskFamily
-from opifex.core.families import LassoFamily, fista
+from opifex.core import SolveResult, TaskFamily
+from opifex.core.families import fista
 from opifex.l2o._engine_config import L2OEngineConfig
-from opifex.l2o._engine_result import EngineStatus, L2OResult, from_solve_result, nan_trace
+from opifex.l2o._engine_result import EngineInfo, engine_result
 from opifex.l2o._evaluate import task_and_params
 from opifex.l2o._fallback import guarded_solve
-from opifex.l2o._guarded import adam_factory
 from opifex.l2o._problem import FamilyLoss, OptimizationProblem
 from opifex.second_order import least_squares, minimize
 
@@ -80,24 +79,6 @@ def recommend_algorithm(
     return Recommendation("lbfgs", "smooth deterministic loss")
 
 
-def _fista(family: LassoFamily, task: Any, params: Any, num_steps: int) -> L2OResult:
-    solved = fista(task.matrix, task.target, family.l1_penalty, num_steps, params)
-    trace = nan_trace(num_steps + 1)
-    trace["loss"] = np.asarray(solved.losses, dtype=float)
-    return L2OResult(
-        params=solved.params,
-        value=float(solved.losses[-1]),
-        grad_norm=float("nan"),  # the objective is not differentiable
-        num_steps=num_steps,
-        status=int(EngineStatus.MAX_STEPS_REACHED),  # a fixed number of iterations
-        method="fista",
-        learned_status=None,
-        fallback_step=-1,
-        trace=trace,
-        task=task,
-    )
-
-
 def solve_with(
     algorithm: str,
     problem: OptimizationProblem | TaskFamily,
@@ -106,12 +87,13 @@ def solve_with(
     config: L2OEngineConfig,
     make_optimizer: Callable[[Any], optax.GradientTransformationExtraArgs],
     phi: Any,
-) -> L2OResult:
+) -> SolveResult:
     """Run ``algorithm`` on the task of ``key`` for ``num_steps`` steps or iterations.
 
     Unchecked (the engine validates). ``problem`` may be a bare ``TaskFamily`` except for
     ``"gauss_newton"`` (which needs ``OptimizationProblem.residual_fn``). ``make_optimizer``
-    and ``phi`` are the learned optimiser (used by ``"learned"`` only).
+    and ``phi`` are the learned optimiser (used by ``"learned"`` only). The result is a
+    ``SolveResult`` whose ``aux`` is an ``EngineInfo`` (``aux.task`` is the task).
 
     Example:
         >>> import jax
@@ -119,7 +101,7 @@ def solve_with(
         >>> config = L2OEngineConfig()
         >>> result = solve_with("gauss_newton", OptimizationProblem("rosenbrock", 4),
         ...     jax.random.key(0), 50, config, optimizer_factory(config), None)
-        >>> result.method, result.value < 1e-12
+        >>> result.aux.method, bool(result.value < 1e-12)
         ('gauss_newton', True)
     """
     family = problem.family() if isinstance(problem, OptimizationProblem) else problem
@@ -127,7 +109,7 @@ def solve_with(
     loss = FamilyLoss(family)
     if algorithm == "adam":
         dtype = jnp.result_type(*jax.tree.leaves(params))
-        make_optimizer, phi = adam_factory, np.asarray(config.fallback_learning_rate, dtype)
+        make_optimizer, phi = optax.adam, np.asarray(config.fallback_learning_rate, dtype)
     if algorithm in ("learned", "adam"):
         return guarded_solve(
             config,
@@ -141,20 +123,19 @@ def solve_with(
             method=algorithm,
             task=task,
         )
+    info = EngineInfo(algorithm, None, -1, task)
     if algorithm == "lbfgs":
         key0 = jax.random.fold_in(stream_key, 0)
-        solved = minimize(
-            loss, params, key0, task, max_iterations=num_steps, tolerance=config.tolerance
-        )
-        return from_solve_result(solved, "lbfgs", task)
-    if algorithm == "gauss_newton":
+        solved = minimize(loss, params, key0, task, max_iterations=num_steps, tolerance=config.atol)
+    elif algorithm == "gauss_newton":
         solved = least_squares(
             problem.residual_fn(),
             params,
             task,
             max_iterations=num_steps,
-            tolerance=config.tolerance,
+            tolerance=config.atol,
             implicit_diff=False,
         )
-        return from_solve_result(solved, "gauss_newton", task)
-    return _fista(family, task, params, num_steps)
+    else:  # FISTA runs its iterations: the l1 term has no gradient-norm test
+        solved = fista(task.matrix, task.target, family.l1_penalty, num_steps, params)
+    return engine_result(solved, info, num_steps + 1)

@@ -1,6 +1,7 @@
-"""``compare_solvers``: the learned optimiser and the baselines on the same tasks, as a table.
+"""``solver_table``: the learned optimiser and the baselines on the same tasks, as a table.
 
-A thin layer over ``L2OBenchmark``: the Adam and SGD learning rates are tuned on training tasks
+A summary of one ``L2OBenchmark`` run (the one comparison path of ``opifex.l2o``), for
+``L2OEngine.compare_all_solvers``: the Adam and SGD learning rates are tuned on training tasks
 (grid search), then the learned optimiser (plain, without the engine's fallback), ``"adam"``,
 ``"sgd"``, ``"lbfgs"`` and, for LASSO, ``"fista"`` run on the same held-out tasks. Each row of
 the table holds medians over the held-out tasks (inverted-CDF quantiles):
@@ -34,7 +35,7 @@ from opifex.l2o._problem import OptimizationProblem
 LEARNED = "learned"
 
 
-def compare_solvers(
+def solver_table(
     problem: OptimizationProblem,
     optimizer: optax.GradientTransformation,
     num_steps: int,
