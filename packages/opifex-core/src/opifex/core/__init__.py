@@ -3,7 +3,9 @@
 Solvers return a ``SolveResult`` from one ``lax.while_loop`` driver (``run_solver``);
 failures under ``jit`` are ``SolveStatus`` codes, bad arguments outside ``jit`` raise
 ``ValueError`` / ``TypeError``. ``implicit_root`` differentiates any solver's solution.
-Standard problem families live in ``opifex.core.families``. ``save_pytree`` and
+Standard problem families live in ``opifex.core.families``; meta-training (gradient estimators
+for unrolled inner loops and the outer training loop, shared by ``opifex.l2o`` and
+``opifex.meta``) in ``opifex.core.metatrain``. ``save_pytree`` and
 ``load_pytree`` checkpoint any pytree atomically; ``split_nnx`` and ``nnx_objective``
 let any opifex optimiser train a Flax NNX model.
 """
@@ -30,7 +32,7 @@ from opifex.core._nnx import merge_nnx, nnx_objective, nnx_params, split_nnx
 from opifex.core._result import SolveResult
 from opifex.core._status import SolveStatus, status_message
 from opifex.core._task_family import TaskFamily
-from opifex.core._tree import tree_axpy, tree_l2_norm, tree_vdot
+from opifex.core._tree import tree_axpy, tree_l2_norm, tree_vdot, tree_where
 
 __all__ = [
     "GradientDescent",
@@ -65,4 +67,5 @@ __all__ = [
     "tree_axpy",
     "tree_l2_norm",
     "tree_vdot",
+    "tree_where",
 ]

@@ -24,14 +24,17 @@ non-finite coordinate spoils its whole tensor (the features are normalised per t
 others only that coordinate. Wrap the optimiser in ``optax.apply_if_finite`` to skip such
 steps and keep the state.
 
-Meta-training. ``meta_train(key, phi, family, make_optimizer, config)`` fits ``phi`` over a
-``TaskFamily`` (tasks resampled, truncations staggered) with one of three meta-gradient
-estimators (``MetaTrainConfig.estimator``): truncated backpropagation through time
+Meta-training lives in ``opifex.core.metatrain`` (shared with ``opifex.meta``); the names
+here are its learned-optimiser forms. ``meta_train(key, phi, family, make_optimizer, config)``
+is ``opifex.core.metatrain.meta_train`` of ``LearnedOptimizer(family, make_optimizer)``: it fits
+``phi`` over a ``TaskFamily`` (tasks resampled, truncations staggered) with a meta-gradient
+estimator (``MetaTrainConfig.estimator``) such as truncated backpropagation through time
 (``truncated_bptt``), antithetic persistent evolution strategies (``pes``, Vicol et al., 2021,
 unbiased for the whole unroll) or truncated ES (``truncated_es``). It clips meta-gradients,
 resets non-finite unrolls and skips non-finite outer steps (both counted), validates on held-out
-tasks with early stopping, follows an ``L2OCurriculum`` over the horizon, checkpoints and
-resumes exactly, and shards the task batch over the available devices.
+tasks with early stopping, follows an ``L2OCurriculum`` (``opifex.core.metatrain.Curriculum``)
+over the horizon, checkpoints and resumes exactly, and shards the task batch over the
+available devices.
 
 Benchmarking. ``L2OBenchmark(problem_families, baseline_optimizers)`` tunes the baselines'
 learning rates by grid search on training tasks, runs every optimiser on the same held-out
@@ -50,6 +53,21 @@ Pretrained weights: ``load_pretrained(name)`` (``pretrained_names()``), produced
 benchmark in ``benchmarks/l2o/``.
 """
 
+from opifex.core.metatrain import Curriculum as L2OCurriculum
+from opifex.core.metatrain import (
+    MetaGradientEstimator,
+    MetaGradientInfo,
+    MetaTrainConfig,
+    MetaTrainHistory,
+    MetaTrainResult,
+    MetaTrainState,
+    PESState,
+    UnrollOutput,
+    UnrollState,
+    WarmStart,
+    WarmStartStore,
+    truncation_meta_loss,
+)
 from opifex.l2o._baselines import (
     BASELINES,
     DEFAULT_LEARNING_RATES,
@@ -62,11 +80,9 @@ from opifex.l2o._baselines import (
 from opifex.l2o._benchmark import METRICS, L2OBenchmark
 from opifex.l2o._benchmark_result import BenchmarkResult, FamilyResult
 from opifex.l2o._compare import COMPARISONS, compare_runs, losses_by_evaluations
-from opifex.l2o._curriculum import L2OCurriculum
 from opifex.l2o._engine import L2OEngine
 from opifex.l2o._engine_config import L2OEngineConfig, MetaOptimizerConfig
 from opifex.l2o._engine_result import EngineStatus, L2OResult
-from opifex.l2o._estimator import MetaGradientEstimator, MetaGradientInfo
 from opifex.l2o._evaluate import (
     RunResult,
     diverged_mask,
@@ -85,33 +101,27 @@ from opifex.l2o._learnable import (
     learnable_adam,
     learnable_sgd,
 )
+from opifex.l2o._learned_meta import (
+    init_unroll,
+    init_unrolls,
+    meta_train,
+    pes,
+    truncated_bptt,
+    truncated_es,
+    unroll,
+)
 from opifex.l2o._lstm import (
     LSTMOptimizerState,
     init_lstm_optimizer_params,
     lstm_optimizer,
     preprocess_gradient,
 )
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_state import MetaTrainHistory, MetaTrainResult, MetaTrainState
-from opifex.l2o._meta_train import meta_train
 from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
-from opifex.l2o._pes import PESState, pes
 from opifex.l2o._pretrained import Pretrained, load_pretrained, pretrained_names, save_pretrained
 from opifex.l2o._problem import PROBLEM_TYPES, OptimizationProblem
 from opifex.l2o._recipe import LASSO25X50_MLP, MLP_REGRESSION_MLP, QUADRATIC10_MLP, MLPRecipe
 from opifex.l2o._recommend import ALGORITHMS, Recommendation, recommend_algorithm
 from opifex.l2o._solver_table import compare_solvers
-from opifex.l2o._truncated_bptt import truncated_bptt
-from opifex.l2o._truncated_es import truncated_es
-from opifex.l2o._unroll import (
-    UnrollOutput,
-    UnrollState,
-    init_unroll,
-    init_unrolls,
-    truncation_meta_loss,
-    unroll,
-)
-from opifex.l2o._warm_start import WarmStart, WarmStartStore
 
 __all__ = [
     "ALGORITHMS",

@@ -20,6 +20,7 @@ import jax
 import optax
 
 from opifex.core import check_choice, check_int_at_least, check_positive
+from opifex.core.metatrain import MetaTrainConfig
 from opifex.l2o._features import FeatureConfig
 from opifex.l2o._learnable import (
     init_learnable_adam_params,
@@ -28,7 +29,6 @@ from opifex.l2o._learnable import (
     learnable_sgd,
 )
 from opifex.l2o._lstm import init_lstm_optimizer_params, lstm_optimizer
-from opifex.l2o._meta_config import MetaTrainConfig
 from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
 
 LEARNED_OPTIMIZERS = ("learnable_adam", "learnable_sgd", "lstm", "mlp")

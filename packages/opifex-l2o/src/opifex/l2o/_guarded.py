@@ -29,10 +29,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from opifex.core import tree_l2_norm
+from opifex.core import tree_l2_norm, tree_where
 from opifex.l2o._engine_config import L2OEngineConfig
 from opifex.l2o._engine_result import EngineStatus
-from opifex.l2o._unroll import tree_where
 
 
 class Guards(NamedTuple):

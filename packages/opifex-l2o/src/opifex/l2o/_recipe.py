@@ -21,10 +21,9 @@ import numpy as np
 import optax
 
 from opifex.core import TaskFamily
+from opifex.core.metatrain import MetaTrainConfig, MetaTrainResult
 from opifex.l2o._features import FeatureConfig
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_state import MetaTrainResult
-from opifex.l2o._meta_train import meta_train
+from opifex.l2o._learned_meta import meta_train
 from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
 from opifex.l2o._pretrained import save_pretrained
 
