@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
     assert len(jax.devices()) == 4, jax.devices()
     inner = LearnedOptimizer(QuadraticFamily(dimension=3), momentum_sgd)
     phi0 = {"log_lr": jnp.log(jnp.float32(0.01)), "momentum_logit": jnp.float32(0.0)}
-    for estimator in ("pes", "truncated_bptt", "full_backprop"):
+    for estimator in ("pes", "truncated_bptt"):
         config = MetaTrainConfig(
             estimator=estimator, num_tasks=8, truncation_length=3, horizon=9,
             num_outer_steps=6, outer_learning_rate=0.05, pes_sigma=0.05, num_particles=4,
