@@ -13,9 +13,7 @@ import numpy as np
 import optax
 
 from opifex.core.families import QuadraticFamily
-from opifex.l2o import init_mlp_optimizer_params, mlp_optimizer
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_train import meta_train
+from opifex.l2o import MetaTrainConfig, init_mlp_optimizer_params, meta_train, mlp_optimizer
 
 FAMILY = QuadraticFamily(dimension=4, condition_number=10.0)
 MAKE_OPTIMIZER = functools.partial(mlp_optimizer, lr_scale=0.01)

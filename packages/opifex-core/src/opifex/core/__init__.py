@@ -5,7 +5,9 @@ terminate, a traced step budget, an implicit or unrolled adjoint) and returns on
 ``SolveResult`` with one status enum (``SolveStatus``); failures under ``jit`` are status codes,
 bad arguments outside ``jit`` raise ``ValueError`` / ``TypeError``. ``OptaxSolver`` runs any
 optax transformation as such a solver. ``implicit_root`` differentiates any solver's solution.
-Standard problem families live in ``opifex.core.families``. ``save_pytree`` and
+Standard problem families live in ``opifex.core.families``; meta-training (gradient estimators
+for unrolled inner loops and the outer training loop, shared by ``opifex.l2o`` and
+``opifex.meta``) in ``opifex.core.metatrain``. ``save_pytree`` and
 ``load_pytree`` checkpoint any pytree atomically; ``split_nnx`` and ``nnx_objective``
 let any opifex optimiser train a Flax NNX model.
 """

@@ -39,11 +39,14 @@ def tree_axpy(alpha: Any, x: Any, y: Any) -> Any:
     return jax.tree.map(lambda xi, yi: alpha * xi + yi, x, y)
 
 
-def tree_where(condition: jax.Array, on_true: Any, on_false: Any) -> Any:
-    """Leafwise ``jnp.where(condition, a, b)`` for a scalar ``condition`` (broadcast).
+def tree_where(condition: Any, on_true: Any, on_false: Any) -> Any:
+    """Leafwise ``jnp.where(condition, a, b)`` of two pytrees with the same structure.
+
+    ``condition`` is a scalar (or broadcasts against every leaf), typically a 0-d bool array
+    computed under ``jit``: the usual way to keep or discard a whole step's state at once.
 
     Example:
-        >>> tree_where(jnp.array(True), {"a": jnp.ones(2)}, {"a": jnp.zeros(2)})["a"]
-        Array([1., 1.], dtype=float32)
+        >>> tree_where(jnp.asarray(False), {"a": jnp.ones(2)}, {"a": jnp.zeros(2)})
+        {'a': Array([0., 0.], dtype=float32)}
     """
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)

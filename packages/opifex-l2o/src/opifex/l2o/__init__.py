@@ -24,14 +24,17 @@ non-finite coordinate spoils its whole tensor (the features are normalised per t
 others only that coordinate. Wrap the optimiser in ``optax.apply_if_finite`` to skip such
 steps and keep the state.
 
-Meta-training. ``meta_train(key, phi, family, make_optimizer, config)`` fits ``phi`` over a
-``TaskFamily`` (tasks resampled, truncations staggered) with one of three meta-gradient
-estimators (``MetaTrainConfig.estimator``): truncated backpropagation through time
+Meta-training lives in ``opifex.core.metatrain`` (shared with ``opifex.meta``); the names
+here are its learned-optimiser forms. ``meta_train(key, phi, family, make_optimizer, config)``
+is ``opifex.core.metatrain.meta_train`` of ``LearnedOptimizer(family, make_optimizer)``: it fits
+``phi`` over a ``TaskFamily`` (tasks resampled, truncations staggered) with a meta-gradient
+estimator (``MetaTrainConfig.estimator``) such as truncated backpropagation through time
 (``truncated_bptt``), antithetic persistent evolution strategies (``pes``, Vicol et al., 2021,
 unbiased for the whole unroll) or truncated ES (``truncated_es``). It clips meta-gradients,
 resets non-finite unrolls and skips non-finite outer steps (both counted), validates on held-out
-tasks with early stopping, follows an ``L2OCurriculum`` over the horizon, checkpoints and
-resumes exactly, and shards the task batch over the available devices.
+tasks with early stopping, follows an ``L2OCurriculum`` (``opifex.core.metatrain.Curriculum``)
+over the horizon, checkpoints and resumes exactly, and shards the task batch over the
+available devices.
 
 Benchmarking. ``L2OBenchmark(problem_families, baseline_optimizers)`` is the one comparison
 path: it tunes the baselines' learning rates by grid search on training tasks, runs every
@@ -58,9 +61,10 @@ import importlib
 import warnings
 from typing import Any
 
+from opifex.core.metatrain import Curriculum as L2OCurriculum
+from opifex.core.metatrain import MetaTrainConfig, MetaTrainResult
 from opifex.l2o._benchmark import L2OBenchmark
 from opifex.l2o._benchmark_result import BenchmarkResult
-from opifex.l2o._curriculum import L2OCurriculum
 from opifex.l2o._engine import L2OEngine
 from opifex.l2o._engine_config import L2OEngineConfig
 from opifex.l2o._engine_result import EngineInfo
@@ -72,10 +76,8 @@ from opifex.l2o._learnable import (
     learnable_adam,
     learnable_sgd,
 )
+from opifex.l2o._learned_meta import meta_train
 from opifex.l2o._lstm import init_lstm_optimizer_params, lstm_optimizer
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_state import MetaTrainResult
-from opifex.l2o._meta_train import meta_train
 from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
 from opifex.l2o._pretrained import Pretrained, load_pretrained, pretrained_names, save_pretrained
 from opifex.l2o._problem import OptimizationProblem
@@ -159,7 +161,7 @@ _MOVED = {
         )
     },
     "MetaOptimizerConfig": (
-        "opifex.l2o._meta_config",
+        "opifex.core.metatrain",
         "MetaTrainConfig",
         "opifex.l2o.MetaTrainConfig",
     ),
@@ -168,20 +170,34 @@ _MOVED = {
         "solver_table",
         "opifex.l2o.L2OEngine.compare_all_solvers or opifex.l2o.L2OBenchmark",
     ),
-    "MetaGradientEstimator": ("opifex.l2o._estimator", "MetaGradientEstimator", None),
-    "MetaGradientInfo": ("opifex.l2o._estimator", "MetaGradientInfo", None),
-    "MetaTrainHistory": ("opifex.l2o._meta_state", "MetaTrainHistory", None),
-    "MetaTrainState": ("opifex.l2o._meta_state", "MetaTrainState", None),
-    "PESState": ("opifex.l2o._pes", "PESState", None),
-    "pes": ("opifex.l2o._pes", "pes", None),
-    "truncated_bptt": ("opifex.l2o._truncated_bptt", "truncated_bptt", None),
-    "truncated_es": ("opifex.l2o._truncated_es", "truncated_es", None),
-    "UnrollOutput": ("opifex.l2o._unroll", "UnrollOutput", None),
-    "UnrollState": ("opifex.l2o._unroll", "UnrollState", None),
-    "init_unroll": ("opifex.l2o._unroll", "init_unroll", None),
-    "init_unrolls": ("opifex.l2o._unroll", "init_unrolls", None),
-    "truncation_meta_loss": ("opifex.l2o._unroll", "truncation_meta_loss", None),
-    "unroll": ("opifex.l2o._unroll", "unroll", None),
+    **{
+        name: ("opifex.core.metatrain", name, "opifex.core.metatrain")
+        for name in (
+            "MetaGradientEstimator",
+            "MetaGradientInfo",
+            "MetaTrainHistory",
+            "MetaTrainState",
+            "PESState",
+            "UnrollOutput",
+            "UnrollState",
+            "truncation_meta_loss",
+        )
+    },
+    **{
+        name: (
+            "opifex.l2o._learned_meta",
+            name,
+            "opifex.core.metatrain with a LearnedOptimizer inner loop",
+        )
+        for name in (
+            "init_unroll",
+            "init_unrolls",
+            "pes",
+            "truncated_bptt",
+            "truncated_es",
+            "unroll",
+        )
+    },
 }
 # names that are gone: what replaces them
 _REMOVED = {
@@ -198,8 +214,7 @@ def __getattr__(name: str) -> Any:
     if name in _MOVED:
         module, attribute, home = _MOVED[name]
         warnings.warn(
-            f"opifex.l2o.{name} is deprecated and will be removed in the next release; use "
-            f"{home or 'opifex.core.metatrain'}",
+            f"opifex.l2o.{name} is deprecated and will be removed in the next release; use {home}",
             DeprecationWarning,
             stacklevel=2,
         )

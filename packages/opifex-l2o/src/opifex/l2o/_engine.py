@@ -39,18 +39,15 @@ from opifex.core import (
     check_scalar_output,
 )
 from opifex.core.families import BurgersFamily, PoissonFamily
+from opifex.core.metatrain import Curriculum, MetaTrainConfig, MetaTrainResult, WarmStartStore
 from opifex.l2o._baselines import DEFAULT_LEARNING_RATES
-from opifex.l2o._curriculum import L2OCurriculum
 from opifex.l2o._engine_config import L2OEngineConfig, init_phi, optimizer_factory
 from opifex.l2o._evaluate import check_family, check_key
 from opifex.l2o._fallback import guarded_solve
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_state import MetaTrainResult
-from opifex.l2o._meta_train import meta_train
+from opifex.l2o._learned_meta import meta_train
 from opifex.l2o._problem import PINN_TYPES, OptimizationProblem
 from opifex.l2o._recommend import Recommendation, recommend_algorithm, solve_with
 from opifex.l2o._solver_table import solver_table
-from opifex.l2o._warm_start import WarmStartStore, check_descriptor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +198,7 @@ class L2OEngine:
         validation_problems: int | jax.Array | None = None,
         *,
         key: jax.Array | None = None,
-        curriculum: L2OCurriculum | None = None,
+        curriculum: Curriculum | None = None,
         checkpoint_path: str | os.PathLike | None = None,
         progress: bool = True,
     ) -> MetaTrainResult:
@@ -219,7 +216,7 @@ class L2OEngine:
             validation_problems: ``None`` (the config's validation tasks), an int (that many
                 held-out tasks) or a ``jax.random`` key (the key of the held-out tasks).
             key: the run's key (default: the engine's next draw).
-            curriculum: an optional ``L2OCurriculum``.
+            curriculum: an optional ``L2OCurriculum`` (``opifex.core.metatrain.Curriculum``).
             checkpoint_path: checkpoint file; an existing one is resumed (see ``meta_train``).
             progress: show a progress bar.
 
@@ -438,13 +435,12 @@ class L2OEngine:
             >>> first.aux.warm_start_distance, round(second.aux.warm_start_distance, 6)
             (None, 0.1)
         """
-        descriptor = check_descriptor(problem_features)
         check_float_pytree(initial_params, "initial_params")
-        warm = self.warm_starts.nearest(descriptor, initial_params)
+        warm = self.warm_starts.nearest(problem_features, initial_params)  # checks the features
         start = initial_params if warm is None else warm.params
         result = self.optimize(start, objective_fn, num_steps)
         if int(result.status) not in (SolveStatus.DIVERGED, SolveStatus.NONFINITE):
-            self.warm_starts.add(descriptor, result.params)
+            self.warm_starts.add(problem_features, result.params)
         distance = None if warm is None else warm.distance
         return result._replace(aux=result.aux._replace(warm_start_distance=distance))
 

@@ -11,6 +11,7 @@ and how a fresh ``phi`` starts; ``QUADRATIC10_MLP`` is the recipe of the pretrai
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 import time
 from collections.abc import Mapping
@@ -21,10 +22,9 @@ import numpy as np
 import optax
 
 from opifex.core import TaskFamily, check_int_at_least, check_positive
+from opifex.core.metatrain import MetaTrainConfig, MetaTrainResult
 from opifex.l2o._features import FeatureConfig
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_state import MetaTrainResult
-from opifex.l2o._meta_train import meta_train
+from opifex.l2o._learned_meta import meta_train
 from opifex.l2o._mlp import init_mlp_optimizer_params, mlp_optimizer
 from opifex.l2o._pretrained import save_pretrained
 
@@ -105,7 +105,10 @@ class MLPRecipe:
         Returns:
             ``(MetaTrainResult, record)``; the record holds the wall time, outer steps, skipped
             steps, the validation metric, the device and the throughput in inner steps per
-            second across the task batch (and counting PES / ES particles).
+            second across the task batch (and counting PES / ES particles), and under
+            ``"reproducibility"`` what a bit-for-bit rerun must share besides the keys and the
+            machine's CPU: the jax and jaxlib versions, the number of devices, the CPU threads
+            available to XLA and ``XLA_FLAGS``.
         """
         start = time.perf_counter()
         result = meta_train(
@@ -123,6 +126,7 @@ class MLPRecipe:
             "inner_steps_per_s_with_particles": inner * particles / wall,
             "validation_metric": np.asarray(result.history.validation_metric).tolist(),
             "device": str(jax.devices()[0]),
+            "reproducibility": _environment(options.get("devices")),
         }
         return result, record
 
@@ -137,6 +141,18 @@ class MLPRecipe:
             magnitude_scale=self.magnitude_scale,
             metadata=metadata,
         )
+
+
+def _environment(devices: Any) -> dict[str, Any]:
+    """What decides, besides keys, settings and the CPU model, the bits of a training run."""
+    threads = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "jax_version": jax.__version__,
+        "jaxlib_version": importlib.metadata.version("jaxlib"),
+        "num_devices": len(jax.devices() if devices is None else list(devices)),
+        "cpu_threads": os.cpu_count() if threads is None else len(threads),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
 
 
 QUADRATIC10_MLP = MLPRecipe(

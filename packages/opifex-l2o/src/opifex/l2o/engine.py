@@ -9,11 +9,11 @@
   every engine result.
 """
 
+from opifex.core.metatrain import WarmStart, WarmStartStore
 from opifex.l2o._engine_result import ENGINE_TRACE
 from opifex.l2o._fallback import guarded_solve, stall_window
 from opifex.l2o._problem import PROBLEM_TYPES
 from opifex.l2o._recommend import ALGORITHMS, Recommendation, recommend_algorithm, solve_with
-from opifex.l2o._warm_start import WarmStart, WarmStartStore
 
 __all__ = [
     "ALGORITHMS",

@@ -1,4 +1,4 @@
-"""``MetaTrainConfig`` and ``L2OCurriculum``: valid values, and a clear error naming the field
+"""``MetaTrainConfig`` and ``Curriculum``: valid values, and a clear error naming the field
 for every kind of bad value (wrong type, out of range, unknown option)."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import dataclasses
 import pytest
 
 from opifex.core import config_from_dict
-from opifex.l2o._curriculum import L2OCurriculum
-from opifex.l2o._meta_config import MetaTrainConfig
+from opifex.core.metatrain import Curriculum, MetaTrainConfig
 
 
 def test_default_config_is_valid_frozen_and_hashable():
@@ -33,6 +32,11 @@ def test_default_config_is_valid_frozen_and_hashable():
         ({"num_tasks": True}, TypeError, "num_tasks must be an int"),
         ({"truncation_length": 0}, ValueError, "truncation_length must be >= 1"),
         ({"truncation_length": 11, "horizon": 10}, ValueError, r"truncation_length \(11\)"),
+        (
+            {"meta_loss": "final_query"},
+            ValueError,
+            'final_query" needs validation_metric="final_loss"',
+        ),
         ({"num_outer_steps": 0}, ValueError, "num_outer_steps must be >= 1"),
         ({"outer_learning_rate": 0.0}, ValueError, "outer_learning_rate must be a finite"),
         ({"outer_learning_rate": float("nan")}, ValueError, "outer_learning_rate"),
@@ -52,6 +56,16 @@ def test_bad_config_values_raise_naming_the_field(options, error, message):
         MetaTrainConfig(**options)
 
 
+def test_whole_unroll_estimators_do_not_truncate():
+    # truncation_length is a truncated estimator's setting: it need not fit in the horizon
+    config = MetaTrainConfig(estimator="full_backprop", horizon=5, truncation_length=10)
+    assert config.horizon == 5
+    maml = MetaTrainConfig(
+        estimator="first_order", horizon=3, meta_loss="final_query", validation_metric="final_loss"
+    )
+    assert maml.meta_loss == "final_query"
+
+
 def test_unknown_config_options_are_rejected():
     with pytest.raises(ValueError, match="unknown options for MetaTrainConfig: sigma"):
         config_from_dict(MetaTrainConfig, {"sigma": 0.1})
@@ -60,14 +74,14 @@ def test_unknown_config_options_are_rejected():
 
 
 def test_curriculum_schedule():
-    curriculum = L2OCurriculum([5, 10, 20], steps_per_stage=3)
+    curriculum = Curriculum([5, 10, 20], steps_per_stage=3)
     assert curriculum.horizons == (5, 10, 20)  # stored as a tuple: hashable
     assert [curriculum.stage_at(s) for s in range(10)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
     assert [curriculum.horizon_at(s) for s in (0, 3, 6, 100)] == [5, 10, 20, 20]
-    assert hash(curriculum) == hash(L2OCurriculum((5, 10, 20), 3))
-    assert L2OCurriculum.geometric(10, 80, 4, steps_per_stage=5).horizons == (10, 20, 40, 80)
-    assert L2OCurriculum.geometric(4, 6, 5, steps_per_stage=5).horizons == (4, 5, 6)  # deduped
-    assert L2OCurriculum.geometric(7, 50, 1, steps_per_stage=5).horizons == (50,)
+    assert hash(curriculum) == hash(Curriculum((5, 10, 20), 3))
+    assert Curriculum.geometric(10, 80, 4, steps_per_stage=5).horizons == (10, 20, 40, 80)
+    assert Curriculum.geometric(4, 6, 5, steps_per_stage=5).horizons == (4, 5, 6)  # deduped
+    assert Curriculum.geometric(7, 50, 1, steps_per_stage=5).horizons == (50,)
 
 
 @pytest.mark.parametrize(
@@ -84,11 +98,11 @@ def test_curriculum_schedule():
 )
 def test_bad_curricula_raise(args, error, message):
     with pytest.raises(error, match=message):
-        L2OCurriculum(*args)
+        Curriculum(*args)
 
 
 def test_bad_geometric_curricula_raise():
     with pytest.raises(ValueError, match="stop must be >= 10"):
-        L2OCurriculum.geometric(10, 5, 3, steps_per_stage=1)
+        Curriculum.geometric(10, 5, 3, steps_per_stage=1)
     with pytest.raises(ValueError, match="num_stages must be >= 1"):
-        L2OCurriculum.geometric(1, 5, 0, steps_per_stage=1)
+        Curriculum.geometric(1, 5, 0, steps_per_stage=1)

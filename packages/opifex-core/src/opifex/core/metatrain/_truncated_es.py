@@ -20,8 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from opifex.core import TaskFamily
-from opifex.l2o._estimator import (
+from opifex.core.metatrain._estimator import (
     MetaGradientEstimator,
     antithetic_perturbations,
     batch_init,
@@ -30,12 +29,12 @@ from opifex.l2o._estimator import (
     over_tasks,
     pair_mean,
 )
-from opifex.l2o._unroll import MakeOptimizer, UnrollState, truncation_meta_loss, unroll
+from opifex.core.metatrain._inner import InnerLoop
+from opifex.core.metatrain._unroll import UnrollState, truncation_meta_loss, unroll
 
 
 def truncated_es(
-    family: TaskFamily,
-    make_optimizer: MakeOptimizer,
+    inner: InnerLoop,
     truncation_length: int,
     *,
     sigma: float,
@@ -45,12 +44,11 @@ def truncated_es(
     """The truncated antithetic ES meta-gradient estimator (see the module docstring).
 
     Args:
-        family: the ``TaskFamily`` of the inner problems.
-        make_optimizer: ``phi -> optax.GradientTransformationExtraArgs``.
+        inner: the ``InnerLoop``.
         truncation_length: ``K``, inner steps per truncation (>= 1).
         sigma: standard deviation of the perturbations (> 0).
         num_particles: particles per task, an even number >= 2.
-        meta_loss: ``"mean"`` or ``"log_mean"`` (``truncation_meta_loss``).
+        meta_loss: ``"mean"``, ``"log_mean"`` or ``"final_query"`` (``truncation_meta_loss``).
 
     Returns:
         A ``MetaGradientEstimator`` whose state is an ``UnrollState`` batch.
@@ -59,29 +57,31 @@ def truncated_es(
         TypeError / ValueError: a bad argument.
 
     Example:
-        >>> import jax
+        >>> import jax, jax.numpy as jnp, optax
         >>> from opifex.core.families import QuadraticFamily
-        >>> from opifex.l2o import init_learnable_sgd_params, learnable_sgd
-        >>> estimator = truncated_es(QuadraticFamily(dimension=3), learnable_sgd, 5,
-        ...                          sigma=0.01, num_particles=8)
-        >>> phi = init_learnable_sgd_params(0.01)
+        >>> from opifex.core.metatrain import LearnedOptimizer
+        >>> inner = LearnedOptimizer(QuadraticFamily(dimension=3),
+        ...                          lambda phi: optax.sgd(jnp.exp(phi["log_lr"])))
+        >>> estimator = truncated_es(inner, 5, sigma=0.01, num_particles=8)
+        >>> phi = {"log_lr": jnp.log(0.01)}
         >>> state = estimator.init(jax.random.key(0), phi, 4, 20)
         >>> grad, state, info = estimator.estimate(jax.random.key(1), phi, state, 20)
         >>> state.step.tolist()
         [5, 10, 15, 20]
     """
-    check_estimator_args(family, make_optimizer, truncation_length, meta_loss, sigma=sigma)
+    check_estimator_args(inner, truncation_length, meta_loss, "truncation_length", sigma=sigma)
     num_pairs = check_num_particles(num_particles)
+    query = meta_loss == "final_query"
 
     def run(key: jax.Array, phi: Any, state: UnrollState, horizon: Any) -> tuple:
         return unroll(
             key,
             phi,
             state,
-            family=family,
-            make_optimizer=make_optimizer,
+            inner=inner,
             num_steps=truncation_length,
             horizon=horizon,
+            query=query,
         )
 
     def task_estimate(key: jax.Array, phi: Any, state: UnrollState, horizon: Any) -> tuple:
@@ -99,4 +99,4 @@ def truncated_es(
         state, output = run(unroll_key, phi, state, horizon)
         return grad, truncation_meta_loss(output, meta_loss), state
 
-    return MetaGradientEstimator(batch_init(family, make_optimizer), over_tasks(task_estimate))
+    return MetaGradientEstimator(batch_init(inner), over_tasks(task_estimate))

@@ -15,32 +15,27 @@ from typing import Any
 
 import jax
 
-from opifex.core import TaskFamily
-from opifex.l2o._estimator import (
+from opifex.core.metatrain._estimator import (
     MetaGradientEstimator,
     batch_init,
     check_estimator_args,
     over_tasks,
 )
-from opifex.l2o._unroll import MakeOptimizer, UnrollState, truncation_meta_loss, unroll
+from opifex.core.metatrain._inner import InnerLoop
+from opifex.core.metatrain._unroll import UnrollState, truncation_meta_loss, unroll
 
 
 def truncated_bptt(
-    family: TaskFamily,
-    make_optimizer: MakeOptimizer,
-    truncation_length: int,
-    *,
-    meta_loss: str = "mean",
+    inner: InnerLoop, truncation_length: int, *, meta_loss: str = "mean"
 ) -> MetaGradientEstimator:
     """The truncated-backpropagation meta-gradient estimator.
 
     Its state is an ``UnrollState`` batch (``init_unrolls``): one persistent unroll per task.
 
     Args:
-        family: the ``TaskFamily`` of the inner problems.
-        make_optimizer: ``phi -> optax.GradientTransformationExtraArgs``.
+        inner: the ``InnerLoop`` (``LearnedOptimizer``, ``LearnedInit``, ...).
         truncation_length: ``K``, inner steps per truncation (>= 1).
-        meta_loss: ``"mean"`` or ``"log_mean"`` (``truncation_meta_loss``).
+        meta_loss: ``"mean"``, ``"log_mean"`` or ``"final_query"`` (``truncation_meta_loss``).
 
     Returns:
         A ``MetaGradientEstimator``: ``init(key, phi, num_tasks, horizon)`` and
@@ -50,17 +45,20 @@ def truncated_bptt(
         TypeError / ValueError: a bad argument.
 
     Example:
-        >>> import jax
+        >>> import jax, jax.numpy as jnp, optax
         >>> from opifex.core.families import QuadraticFamily
-        >>> from opifex.l2o import init_learnable_sgd_params, learnable_sgd
-        >>> estimator = truncated_bptt(QuadraticFamily(dimension=3), learnable_sgd, 5)
-        >>> phi = init_learnable_sgd_params(0.01)
+        >>> from opifex.core.metatrain import LearnedOptimizer
+        >>> inner = LearnedOptimizer(QuadraticFamily(dimension=3),
+        ...                          lambda phi: optax.sgd(jnp.exp(phi["log_lr"])))
+        >>> estimator = truncated_bptt(inner, 5)
+        >>> phi = {"log_lr": jnp.log(0.01)}
         >>> state = estimator.init(jax.random.key(0), phi, 4, 20)
         >>> grad, state, info = estimator.estimate(jax.random.key(1), phi, state, 20)
-        >>> float(grad["log_learning_rate"]) < 0  # a larger step would lower the loss
+        >>> float(grad["log_lr"]) < 0  # a larger step would lower the loss
         True
     """
-    check_estimator_args(family, make_optimizer, truncation_length, meta_loss)
+    check_estimator_args(inner, truncation_length, meta_loss, "truncation_length")
+    query = meta_loss == "final_query"
 
     def task_estimate(key: jax.Array, phi: Any, state: UnrollState, horizon: Any) -> tuple:
         start = jax.lax.stop_gradient(state)
@@ -70,14 +68,14 @@ def truncated_bptt(
                 key,
                 phi,
                 start,
-                family=family,
-                make_optimizer=make_optimizer,
+                inner=inner,
                 num_steps=truncation_length,
                 horizon=horizon,
+                query=query,
             )
             return truncation_meta_loss(output, meta_loss), end
 
         (loss, end), grad = jax.value_and_grad(objective, has_aux=True)(phi)
         return grad, loss, end
 
-    return MetaGradientEstimator(batch_init(family, make_optimizer), over_tasks(task_estimate))
+    return MetaGradientEstimator(batch_init(inner), over_tasks(task_estimate))

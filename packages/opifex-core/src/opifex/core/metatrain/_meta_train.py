@@ -1,8 +1,11 @@
-"""``meta_train``: fit a learned optimiser's meta-parameters ``phi`` to a task family.
+"""``meta_train``: fit the meta-parameters ``phi`` of an ``InnerLoop`` to a task family.
 
-Each outer step advances every task of the meta-batch by one truncation and asks the
-estimator (``MetaTrainConfig.estimator``) for a meta-gradient, which is clipped to a global
-norm and applied to ``phi`` by Adam. Around this loop:
+``phi`` builds the inner loop's start and its update rule (``InnerLoop``): the weights of a
+learned optimiser (``LearnedOptimizer``), MAML's initialisation (``LearnedInit``), ... Each
+outer step advances every task of the meta-batch by one truncation (or, for the whole-unroll
+estimators, runs a fresh unroll of the whole horizon) and asks the estimator
+(``MetaTrainConfig.estimator``) for a meta-gradient, which is clipped to a global norm and
+applied to ``phi`` by Adam. Around this loop:
 
 * **Non-finite values.** A task whose truncation gives a non-finite loss or meta-gradient is
   left out of the meta-gradient and its unroll is reset (a new task and new parameters); an
@@ -13,7 +16,7 @@ norm and applied to ``phi`` by Adam. Around this loop:
   fresh unrolls of ``horizon`` steps with the current ``phi``, before the first step and
   every ``validation_every`` steps. The best ``phi`` so far is kept (``best_phi``);
   ``patience`` validations in a row without a new best stop training early.
-* **Curriculum** (optional ``L2OCurriculum``): the training horizon grows stage by stage;
+* **Curriculum** (optional ``Curriculum``): the training horizon grows stage by stage;
   promotion resets the patience count.
 * **Checkpoints** (optional ``checkpoint_path``): the whole training state (``phi``, Adam's
   state, every persistent unroll, the history, the early-stopping counters and the keys) is
@@ -25,7 +28,7 @@ norm and applied to ``phi`` by Adam. Around this loop:
   axis ``"tasks"`` (``NamedSharding``); ``phi`` and Adam's state are replicated. The results
   match a single-device run up to the order of floating-point reductions.
 * **Progress** as a ``tqdm`` bar showing the meta-loss (``progress=False`` hides it), and
-  ``logging`` (logger ``opifex.l2o._meta_train``).
+  ``logging`` (logger ``opifex.core.metatrain._meta_train``).
 
 Keys: the estimator's initial state uses ``fold_in(key, 0)``, outer step ``s`` uses
 ``fold_in(fold_in(key, 1), s)`` and the validation tasks ``fold_in(key, 2)`` unless a
@@ -48,11 +51,17 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from opifex.core import TaskFamily, check_finite, check_float_pytree
-from opifex.l2o._curriculum import L2OCurriculum
-from opifex.l2o._estimator import all_finite
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_state import (
+from opifex.core._checks import check_finite, check_float_pytree
+from opifex.core._tree import tree_where
+from opifex.core.metatrain._curriculum import Curriculum
+from opifex.core.metatrain._estimator import MetaGradientEstimator, all_finite
+from opifex.core.metatrain._inner import InnerLoop, check_inner
+from opifex.core.metatrain._meta_config import (
+    TRUNCATED_ESTIMATORS,
+    WHOLE_UNROLL_ESTIMATORS,
+    MetaTrainConfig,
+)
+from opifex.core.metatrain._meta_state import (
     MetaTrainHistory,
     MetaTrainResult,
     MetaTrainState,
@@ -62,10 +71,11 @@ from opifex.l2o._meta_state import (
     save_checkpoint,
     trim_history,
 )
-from opifex.l2o._pes import pes
-from opifex.l2o._truncated_bptt import truncated_bptt
-from opifex.l2o._truncated_es import truncated_es
-from opifex.l2o._unroll import MakeOptimizer, init_unroll, tree_where, unroll
+from opifex.core.metatrain._pes import pes
+from opifex.core.metatrain._truncated_bptt import truncated_bptt
+from opifex.core.metatrain._truncated_es import truncated_es
+from opifex.core.metatrain._unroll import init_unroll, unroll
+from opifex.core.metatrain._whole_unroll import first_order, full_backprop
 
 logger = logging.getLogger(__name__)
 
@@ -81,24 +91,40 @@ class _Programs(NamedTuple):
     validate: Callable[..., jax.Array]  # (phi, key) -> metric
 
 
+def estimator_from_config(inner: InnerLoop, config: MetaTrainConfig) -> MetaGradientEstimator:
+    """The ``MetaGradientEstimator`` that ``config.estimator`` names, with ``config``'s settings.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from opifex.core.families import QuadraticFamily
+        >>> from opifex.core.metatrain import LearnedInit, MetaTrainConfig
+        >>> config = MetaTrainConfig(estimator="first_order", horizon=5, meta_loss="final_query",
+        ...                          validation_metric="final_loss")
+        >>> estimator = estimator_from_config(
+        ...     LearnedInit(QuadraticFamily(dimension=3), optax.sgd(0.1)), config)
+        >>> estimator.init(jax.random.key(0), jnp.zeros(3), 2, 5).params.shape  # 2 tasks
+        (2, 3)
+    """
+    meta_loss = config.meta_loss
+    if config.estimator in WHOLE_UNROLL_ESTIMATORS:
+        build = full_backprop if config.estimator == "full_backprop" else first_order
+        return build(inner, config.horizon, meta_loss=meta_loss)
+    K = config.truncation_length
+    if config.estimator == "truncated_bptt":
+        return truncated_bptt(inner, K, meta_loss=meta_loss)
+    build = pes if config.estimator == "pes" else truncated_es
+    return build(
+        inner, K, sigma=config.pes_sigma, num_particles=config.num_particles, meta_loss=meta_loss
+    )
+
+
 def _build_programs(
-    family: TaskFamily,
-    make_optimizer: MakeOptimizer,
+    inner: InnerLoop,
     config: MetaTrainConfig,
     tasks: NamedSharding,
     replicated: NamedSharding,
 ) -> _Programs:
-    K = config.truncation_length
-    if config.estimator == "truncated_bptt":
-        estimator = truncated_bptt(family, make_optimizer, K, meta_loss=config.meta_loss)
-    else:
-        build = pes if config.estimator == "pes" else truncated_es
-        kwargs = {
-            "sigma": config.pes_sigma,
-            "num_particles": config.num_particles,
-            "meta_loss": config.meta_loss,
-        }
-        estimator = build(family, make_optimizer, K, **kwargs)
+    estimator = estimator_from_config(inner, config)
     outer = optax.adam(config.outer_learning_rate)
     if config.clip_norm is not None:
         outer = optax.chain(optax.clip_by_global_norm(config.clip_norm), outer)
@@ -119,15 +145,15 @@ def _build_programs(
         stats = (info.meta_loss, optax.tree.norm(grad), ~finite, jnp.sum(info.nonfinite))
         return phi, outer_state, est_state, stats
 
+    query = config.meta_loss == "final_query"
+
     def validate(phi: Any, key: jax.Array) -> jax.Array:
         def losses(task_key: jax.Array) -> jax.Array:
             init_key, run_key = jax.random.split(task_key)
-            start = init_unroll(init_key, phi, family, make_optimizer)
-            kwargs = {"num_steps": config.horizon, "horizon": config.horizon}
-            _, output = unroll(
-                run_key, phi, start, family=family, make_optimizer=make_optimizer, **kwargs
-            )
-            return output.losses
+            start = init_unroll(init_key, phi, inner)
+            kwargs = {"num_steps": config.horizon, "horizon": config.horizon, "query": query}
+            _, output = unroll(run_key, phi, start, inner=inner, **kwargs)
+            return output.query_losses if query else output.losses
 
         curves = jax.vmap(losses)(jax.random.split(key, config.num_validation_tasks))
         return curves[:, -1].mean() if config.validation_metric == "final_loss" else curves.mean()
@@ -144,13 +170,12 @@ _cached_programs = functools.lru_cache(maxsize=8)(_build_programs)
 
 
 def _programs(
-    family: TaskFamily,
-    make_optimizer: MakeOptimizer,
+    inner: InnerLoop,
     config: MetaTrainConfig,
     tasks: NamedSharding,
     replicated: NamedSharding,
 ) -> _Programs:
-    """``_build_programs``, cached when ``family`` and ``make_optimizer`` are hashable.
+    """``_build_programs``, cached when ``inner`` is hashable.
 
     Runs that differ only in length, validation frequency, patience or checkpointing share
     the jitted functions, hence their compilations.
@@ -159,10 +184,10 @@ def _programs(
         config, num_outer_steps=1, validation_every=1, patience=None, checkpoint_every=None
     )
     try:
-        hash((family, make_optimizer))
+        hash(inner)
     except TypeError:
-        return _build_programs(family, make_optimizer, config, tasks, replicated)
-    return _cached_programs(family, make_optimizer, config, tasks, replicated)
+        return _build_programs(inner, config, tasks, replicated)
+    return _cached_programs(inner, config, tasks, replicated)
 
 
 def _shardings(devices: Sequence[Any] | None, num_tasks: int) -> tuple[Any, Any]:
@@ -181,8 +206,7 @@ def _shardings(devices: Sequence[Any] | None, num_tasks: int) -> tuple[Any, Any]
 
 def _check_args(
     phi: Any,
-    family: Any,
-    make_optimizer: Any,
+    inner: Any,
     config: Any,
     curriculum: Any,
     checkpoint_path: Any,
@@ -190,25 +214,22 @@ def _check_args(
 ) -> None:
     if not isinstance(config, MetaTrainConfig):
         raise TypeError(f"config must be a MetaTrainConfig, got {type(config).__name__}")
-    if not isinstance(family, TaskFamily):
-        raise TypeError(f"family must be a TaskFamily, got {type(family).__name__}")
-    if not callable(make_optimizer):
-        raise TypeError(f"make_optimizer must be callable, got {type(make_optimizer).__name__}")
+    check_inner(inner)
     check_float_pytree(phi, "phi")
     check_finite(phi, "phi")
-    make_optimizer(phi)  # raises if phi does not fit the optimiser
+    inner.optimizer(phi)  # raises if phi does not fit the optimiser
     if curriculum is not None:
-        if not isinstance(curriculum, L2OCurriculum):
+        if not isinstance(curriculum, Curriculum):
             raise TypeError(
-                f"curriculum must be an L2OCurriculum or None, got {type(curriculum).__name__}"
+                f"curriculum must be a Curriculum or None, got {type(curriculum).__name__}"
             )
-        bad = [
-            h for h in curriculum.horizons if not config.truncation_length <= h <= config.horizon
-        ]
+        truncated = config.estimator in TRUNCATED_ESTIMATORS
+        low = config.truncation_length if truncated else 1
+        bad = [h for h in curriculum.horizons if not low <= h <= config.horizon]
         if bad:
             raise ValueError(
-                f"curriculum horizons must lie in [truncation_length, horizon] = "
-                f"[{config.truncation_length}, {config.horizon}], got {bad}"
+                f"curriculum horizons must lie in [{'truncation_length' if truncated else 1}, "
+                f"horizon] = [{low}, {config.horizon}], got {bad}"
             )
     if checkpoint_path is not None and not isinstance(checkpoint_path, str | os.PathLike):
         raise TypeError(f"checkpoint_path must be a path, got {type(checkpoint_path).__name__}")
@@ -253,27 +274,25 @@ def _after_validation(state: MetaTrainState, metric: float, patience: int | None
 def meta_train(
     key: jax.Array,
     phi: Any,
-    family: TaskFamily,
-    make_optimizer: MakeOptimizer,
+    inner: InnerLoop,
     config: MetaTrainConfig,
     *,
-    curriculum: L2OCurriculum | None = None,
+    curriculum: Curriculum | None = None,
     validation_key: jax.Array | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     devices: Sequence[Any] | None = None,
     progress: bool = True,
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> MetaTrainResult:
-    """Meta-train ``phi`` on ``family`` (see the module docstring for the whole procedure).
+    """Meta-train ``phi`` for ``inner`` (see the module docstring for the whole procedure).
 
     Args:
         key: the run's ``jax.random`` key.
         phi: the initial meta-parameters (a pytree of floating-point arrays).
-        family: the ``TaskFamily`` of the inner problems.
-        make_optimizer: ``phi -> optax.GradientTransformationExtraArgs``, e.g.
-            ``opifex.l2o.mlp_optimizer``.
+        inner: the ``InnerLoop`` that ``phi`` builds (``LearnedOptimizer``, ``LearnedInit``,
+            ...), with its ``TaskFamily``.
         config: a ``MetaTrainConfig``.
-        curriculum: an optional ``L2OCurriculum`` of training horizons.
+        curriculum: an optional ``Curriculum`` of training horizons.
         validation_key: the key of the held-out tasks (default ``fold_in(key, 2)``).
         checkpoint_path: where to save checkpoints; if a checkpoint is there, training
             resumes from it (its config, curriculum and keys must match, and ``phi`` only
@@ -293,24 +312,26 @@ def meta_train(
             ``num_tasks``, or a checkpoint written with other settings.
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp, optax
         >>> from opifex.core.families import QuadraticFamily
-        >>> from opifex.l2o import init_learnable_sgd_params, learnable_sgd
+        >>> from opifex.core.metatrain import LearnedOptimizer
+        >>> inner = LearnedOptimizer(QuadraticFamily(dimension=3),
+        ...                          lambda phi: optax.sgd(jnp.exp(phi["log_lr"])))
         >>> config = MetaTrainConfig(estimator="truncated_bptt", num_tasks=4,
         ...     truncation_length=5, horizon=20, num_outer_steps=20, outer_learning_rate=0.1,
         ...     validation_every=10, num_validation_tasks=4)
-        >>> result = meta_train(jax.random.key(0), init_learnable_sgd_params(1e-3),
-        ...     QuadraticFamily(dimension=3), learnable_sgd, config, progress=False)
+        >>> result = meta_train(jax.random.key(0), {"log_lr": jnp.log(1e-3)}, inner, config,
+        ...                     progress=False)
         >>> metric = result.history.validation_metric
         >>> bool(metric[-1] < metric[0])  # a larger learning rate was learned
         True
     """
-    _check_args(phi, family, make_optimizer, config, curriculum, checkpoint_path, callback)
+    _check_args(phi, inner, config, curriculum, checkpoint_path, callback)
     metadata = checkpoint_metadata(config, curriculum)
     if curriculum is None:
-        curriculum = L2OCurriculum((config.horizon,), steps_per_stage=config.num_outer_steps)
+        curriculum = Curriculum((config.horizon,), steps_per_stage=config.num_outer_steps)
     tasks, replicated = _shardings(devices, config.num_tasks)
-    programs = _programs(family, make_optimizer, config, tasks, replicated)
+    programs = _programs(inner, config, tasks, replicated)
     step_key = jax.random.fold_in(key, 1)
     phi = jax.device_put(phi, replicated)
     state = MetaTrainState(

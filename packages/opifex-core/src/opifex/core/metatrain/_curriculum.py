@@ -1,7 +1,7 @@
-"""``L2OCurriculum``: an unroll horizon that grows in stages during meta-training.
+"""``Curriculum``: an unroll horizon that grows in stages during meta-training.
 
 Short unrolls give cheap, low-variance meta-gradients but teach short-horizon behaviour; long
-ones are what the optimiser is meant for. A curriculum starts short and lengthens the horizon
+ones are what the inner loop is meant for. A curriculum starts short and lengthens the horizon
 stage by stage (as in Metz et al., 2019, "Understanding and correcting pathologies in the
 training of learned optimizers"). Promotion here is by a fixed number of outer steps per stage,
 not by validation progress: the horizon is then a pure function of the outer step, so a run
@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from opifex.core import check_int_at_least
+from opifex.core._checks import check_int_at_least
 
 
 @dataclasses.dataclass(frozen=True)
-class L2OCurriculum:
+class Curriculum:
     """Training horizons ``horizons[0] < horizons[1] < ...``, each for ``steps_per_stage`` steps.
 
     Stage ``i`` covers outer steps ``[i * steps_per_stage, (i + 1) * steps_per_stage)``; the
@@ -33,7 +33,7 @@ class L2OCurriculum:
             ``steps_per_stage``.
 
     Example:
-        >>> curriculum = L2OCurriculum(horizons=(10, 20, 40), steps_per_stage=100)
+        >>> curriculum = Curriculum(horizons=(10, 20, 40), steps_per_stage=100)
         >>> [curriculum.horizon_at(step) for step in (0, 99, 100, 250, 10_000)]
         [10, 10, 20, 40, 40]
     """
@@ -54,13 +54,11 @@ class L2OCurriculum:
         check_int_at_least(self.steps_per_stage, 1, "steps_per_stage")
 
     @classmethod
-    def geometric(
-        cls, start: int, stop: int, num_stages: int, steps_per_stage: int
-    ) -> L2OCurriculum:
+    def geometric(cls, start: int, stop: int, num_stages: int, steps_per_stage: int) -> Curriculum:
         """Horizons growing geometrically from ``start`` to ``stop`` (rounded, deduplicated).
 
         Example:
-            >>> L2OCurriculum.geometric(10, 80, 4, steps_per_stage=50).horizons
+            >>> Curriculum.geometric(10, 80, 4, steps_per_stage=50).horizons
             (10, 20, 40, 80)
         """
         check_int_at_least(start, 1, "start")

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from opifex.core import check_int_at_least, check_positive
+from opifex.core._checks import check_int_at_least, check_positive
 
 
 class WarmStart(NamedTuple):

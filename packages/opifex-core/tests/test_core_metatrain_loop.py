@@ -15,11 +15,16 @@ import optax
 import pytest
 
 from opifex.core.families import QuadraticFamily
-from opifex.l2o import init_learnable_sgd_params, learnable_sgd
-from opifex.l2o._curriculum import L2OCurriculum
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_train import MetaTrainResult, meta_train
-from opifex.l2o._truncated_bptt import truncated_bptt
+from opifex.core.metatrain import (
+    Curriculum,
+    LearnedOptimizer,
+    MetaTrainConfig,
+    MetaTrainResult,
+    meta_train,
+    truncated_bptt,
+)
+
+LOGGER = "opifex.core.metatrain._meta_train"
 
 SCALE = 2.0
 PHI0 = {"log_lr": jnp.asarray(np.log(0.05), jnp.float32)}
@@ -47,10 +52,8 @@ class Bowl:
 
 
 def sgd(phi):
-    """Plain SGD (momentum sigmoid(-30) ~ 1e-13) with a learnable log learning rate."""
-    return learnable_sgd(
-        {"log_learning_rate": phi["log_lr"], "momentum_logit": jnp.asarray(-30.0, jnp.float32)}
-    )
+    """Plain SGD with a learnable log learning rate."""
+    return optax.sgd(jnp.exp(phi["log_lr"]))
 
 
 def config(**overrides):
@@ -73,14 +76,17 @@ def config(**overrides):
 def train(family=Bowl(), make_optimizer=sgd, phi=PHI0, key=0, **kwargs):
     options = {k: kwargs.pop(k) for k in ("curriculum", "callback", "progress") if k in kwargs}
     options.setdefault("progress", False)
-    return meta_train(jax.random.key(key), phi, family, make_optimizer, config(**kwargs), **options)
+    inner = LearnedOptimizer(family, make_optimizer)
+    return meta_train(jax.random.key(key), phi, inner, config(**kwargs), **options)
 
 
-@pytest.mark.parametrize("estimator", ["truncated_bptt", "pes", "truncated_es"])
+@pytest.mark.parametrize(
+    "estimator", ["truncated_bptt", "pes", "truncated_es", "full_backprop", "first_order"]
+)
 def test_every_estimator_meta_trains_the_learning_rate_to_its_optimum(estimator):
     result = train(estimator=estimator)
     assert isinstance(result, MetaTrainResult)
-    # closed form: log_lr* = -log(2); measured within 0.03 for all three after 100 steps
+    # closed form: log_lr* = -log(2); measured within 0.03 for every estimator after 100 steps
     np.testing.assert_allclose(result.phi["log_lr"], -np.log(SCALE), atol=0.1)
     metric = result.history.validation_metric
     assert result.history.validation_step.tolist() == [0, 25, 50, 75, 100]
@@ -92,7 +98,7 @@ def test_every_estimator_meta_trains_the_learning_rate_to_its_optimum(estimator)
 def test_meta_train_is_the_loop_of_estimator_clipping_and_adam_with_per_step_keys():
     result = train(num_outer_steps=3, clip_norm=0.5, validation_every=3, key=3)
     key = jax.random.key(3)
-    estimator = truncated_bptt(Bowl(), sgd, 5)
+    estimator = truncated_bptt(LearnedOptimizer(Bowl(), sgd), 5)
     outer = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(0.05))
     phi, outer_state = PHI0, outer.init(PHI0)
     state = estimator.init(jax.random.fold_in(key, 0), phi, 4, 10)
@@ -110,7 +116,7 @@ def test_meta_train_is_the_loop_of_estimator_clipping_and_adam_with_per_step_key
 
 
 def test_non_finite_tasks_are_reset_and_counted(caplog):
-    with caplog.at_level(logging.WARNING, logger="opifex.l2o._meta_train"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
         result = train(Bowl(blowup=0.3), estimator="pes", num_outer_steps=20, validation_every=20)
     history = result.history
     assert history.num_nonfinite_resets == history.nonfinite_tasks.sum() > 0
@@ -127,7 +133,7 @@ def test_non_finite_tasks_are_reset_and_counted(caplog):
 
 
 def test_non_finite_meta_gradients_skip_the_outer_step_and_are_counted(caplog):
-    with caplog.at_level(logging.WARNING, logger="opifex.l2o._meta_train"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
         result = train(Bowl(blowup=1.0), num_outer_steps=4, validation_every=2)
     history = result.history
     assert history.skipped.tolist() == [True] * 4 and history.num_skipped_steps == 4
@@ -142,10 +148,10 @@ def test_non_finite_meta_gradients_skip_the_outer_step_and_are_counted(caplog):
 def constant_sgd(phi):
     """An optimiser that ignores ``phi``: the meta-gradient is zero, the metric constant."""
     del phi
-    return learnable_sgd(init_learnable_sgd_params(0.05, 0.5))
+    return optax.sgd(0.05, momentum=0.5)
 
 
-@pytest.mark.parametrize(("curriculum", "stop"), [(None, 2), (L2OCurriculum((5, 10), 2), 3)])
+@pytest.mark.parametrize(("curriculum", "stop"), [(None, 2), (Curriculum((5, 10), 2), 3)])
 def test_early_stopping_counts_validations_without_improvement(curriculum, stop):
     phi = {"unused": jnp.zeros(())}
     result = train(
@@ -189,7 +195,7 @@ def test_best_phi_is_the_phi_of_the_best_validation():
 
 
 def test_progress_bar_and_logging_never_print(capsys, caplog):
-    with caplog.at_level(logging.INFO, logger="opifex.l2o._meta_train"):
+    with caplog.at_level(logging.INFO, logger=LOGGER):
         train(num_outer_steps=2, validation_every=1, progress=True)
     out = capsys.readouterr()
     assert out.out == ""
@@ -203,28 +209,30 @@ def test_progress_bar_and_logging_never_print(capsys, caplog):
 def test_meta_train_rejects_bad_arguments():
     good = config(num_outer_steps=1)
     key = jax.random.key(0)
+    inner = LearnedOptimizer(Bowl(), sgd)
     with pytest.raises(TypeError, match="config must be a MetaTrainConfig"):
-        meta_train(key, PHI0, Bowl(), sgd, {"estimator": "pes"})
-    with pytest.raises(TypeError, match="family must be a TaskFamily"):
-        meta_train(key, PHI0, object(), sgd, good)
-    with pytest.raises(TypeError, match="make_optimizer must be callable"):
-        meta_train(key, PHI0, Bowl(), None, good)
+        meta_train(key, PHI0, inner, {"estimator": "pes"})
+    with pytest.raises(TypeError, match="inner must be an InnerLoop"):
+        meta_train(key, PHI0, Bowl(), good)
     with pytest.raises(TypeError, match="phi"):
-        meta_train(key, {"log_lr": jnp.int32(1)}, Bowl(), sgd, good)
+        meta_train(key, {"log_lr": jnp.int32(1)}, inner, good)
     with pytest.raises(ValueError, match="phi"):
-        meta_train(key, {"log_lr": jnp.asarray(jnp.nan)}, Bowl(), sgd, good)
+        meta_train(key, {"log_lr": jnp.asarray(jnp.nan)}, inner, good)
     with pytest.raises(ValueError, match="empty pytree"):
-        meta_train(key, {}, Bowl(), sgd, good)
+        meta_train(key, {}, inner, good)
     with pytest.raises(ValueError, match="checkpoint_every needs a checkpoint_path"):
-        meta_train(key, PHI0, Bowl(), sgd, config(checkpoint_every=1))
-    with pytest.raises(ValueError, match=r"horizon\] = \[5, 10\], got \[20\]"):
-        meta_train(key, PHI0, Bowl(), sgd, good, curriculum=L2OCurriculum((5, 20), 1))
-    with pytest.raises(TypeError, match="curriculum must be an L2OCurriculum"):
-        meta_train(key, PHI0, Bowl(), sgd, good, curriculum=(5, 10))
+        meta_train(key, PHI0, inner, config(checkpoint_every=1))
+    with pytest.raises(ValueError, match=r"\[truncation_length, horizon\] = \[5, 10\], got \[20\]"):
+        meta_train(key, PHI0, inner, good, curriculum=Curriculum((5, 20), 1))
+    whole = config(estimator="full_backprop", num_outer_steps=1)
+    with pytest.raises(ValueError, match=r"\[1, horizon\] = \[1, 10\], got \[20\]"):
+        meta_train(key, PHI0, inner, whole, curriculum=Curriculum((2, 20), 1))
+    with pytest.raises(TypeError, match="curriculum must be a Curriculum"):
+        meta_train(key, PHI0, inner, good, curriculum=(5, 10))
     with pytest.raises(TypeError, match="callback must be callable"):
-        meta_train(key, PHI0, Bowl(), sgd, good, callback=1)
+        meta_train(key, PHI0, inner, good, callback=1)
     device = jax.devices()[0]
     with pytest.raises(ValueError, match=r"num_tasks \(4\) must be divisible by the number of"):
-        meta_train(key, PHI0, Bowl(), sgd, good, devices=[device] * 3)
+        meta_train(key, PHI0, inner, good, devices=[device] * 3)
     with pytest.raises(ValueError, match="devices must not be empty"):
-        meta_train(key, PHI0, Bowl(), sgd, good, devices=[])
+        meta_train(key, PHI0, inner, good, devices=[])

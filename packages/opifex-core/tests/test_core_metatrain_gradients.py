@@ -8,7 +8,8 @@ Gauss-Hermite quadrature (10 nodes per truncation's perturbation). Stochastic es
 averaged over ``R = 50`` independent replicates of 200 particles each (10,000 in all) and must
 lie within 4 standard errors (the replicates' standard deviation / sqrt(R)) of the reference:
 a false failure has probability < 1e-4. Truncated backpropagation must equal ``jax.grad``
-exactly when ``K = T`` and be far (> 50 %, > 10 standard errors of PES) from it when ``K < T``.
+exactly when ``K = T`` and be far (> 50 %, > 10 standard errors of PES) from it when ``K < T``;
+full backpropagation must equal it whatever ``T``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ import optax
 import pytest
 
 from opifex.core.families import QuadraticFamily
-from opifex.l2o._estimator import task_average
-from opifex.l2o._pes import PESState, pes
-from opifex.l2o._truncated_bptt import truncated_bptt
-from opifex.l2o._truncated_es import truncated_es
-from opifex.l2o._unroll import UnrollState
+from opifex.core.metatrain import (
+    LearnedOptimizer,
+    PESState,
+    UnrollState,
+    first_order,
+    full_backprop,
+    pes,
+    truncated_bptt,
+    truncated_es,
+)
+from opifex.core.metatrain._estimator import task_average
 
 A = jnp.array([1.0, 10.0])
 X0 = jnp.array([1.0, 1.0])
@@ -60,6 +67,9 @@ def toy_sgd(phi):
         return jax.tree.map(lambda g: -jnp.exp(phi["log_lr"]) * g, grads), state
 
     return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
+
+
+INNER = LearnedOptimizer(FAMILY, toy_sgd)
 
 
 def reference_losses(log_lrs, num_steps, x=X0):
@@ -129,15 +139,31 @@ def replicated(estimator, num_truncations, horizon, seed):
 
 
 def test_truncated_bptt_with_one_truncation_per_unroll_is_the_exact_gradient():
-    estimator = truncated_bptt(FAMILY, toy_sgd, T)
-    grad = summed_estimates(estimator, jax.random.key(1), 1, T)
     # one truncation of T steps: its meta-loss is the mean over T steps, i.e. K / T * full
     exact = jax.grad(full_meta_loss)(PHI["log_lr"]) * K / T
-    np.testing.assert_allclose(grad, exact, rtol=1e-5)
+    for estimator in (truncated_bptt(INNER, T), full_backprop(INNER, T)):
+        grad = summed_estimates(estimator, jax.random.key(1), 1, T)
+        np.testing.assert_allclose(grad, exact, rtol=1e-5)
+
+
+def test_full_backprop_is_exact_at_every_estimate_and_counts_a_shorter_horizon():
+    # every estimate is a fresh whole unroll (nothing persists), so each one is exact
+    estimator = full_backprop(INNER, T)
+    state = estimator.init(jax.random.key(0), PHI, 2, T)
+    exact = jax.grad(full_meta_loss)(PHI["log_lr"]) * K / T
+    for s in range(2):
+        grad, state, info = estimator.estimate(jax.random.key(s), PHI, state, T)
+        np.testing.assert_allclose(grad["log_lr"], exact, rtol=1e-5)
+        np.testing.assert_allclose(info.meta_loss, full_meta_loss(PHI["log_lr"]) * K / T, rtol=1e-5)
+        assert state.step.tolist() == [T, T]
+    # a curriculum stage of 8 steps: the unroll restarts after 8, the rest is left out
+    short = jax.grad(lambda v: full_meta_loss(v, schedule=(8,)))(PHI["log_lr"]) * K / 8
+    grad, _, _ = jax.jit(estimator.estimate)(jax.random.key(3), PHI, state, jnp.int32(8))
+    np.testing.assert_allclose(grad["log_lr"], short, rtol=1e-5)
 
 
 def test_truncated_bptt_with_shorter_truncations_is_biased():
-    truncated = float(summed_estimates(truncated_bptt(FAMILY, toy_sgd, K), jax.random.key(1), 4, T))
+    truncated = float(summed_estimates(truncated_bptt(INNER, K), jax.random.key(1), 4, T))
     exact = float(jax.grad(full_meta_loss)(PHI["log_lr"]))
     # each truncation's gradient is the gradient of its own meta-loss from its start
     partial, x = 0.0, X0
@@ -150,12 +176,14 @@ def test_truncated_bptt_with_shorter_truncations_is_biased():
     assert abs(truncated - exact) > 0.5 * abs(exact)  # measured: 0.288 vs 0.120
 
 
-def test_truncated_bptt_matches_finite_differences_on_random_quadratics():
-    from opifex.l2o import init_learnable_sgd_params, learnable_sgd
+def momentum_sgd(phi):
+    """Heavy-ball SGD with learning rate ``exp(log_lr)`` and momentum ``sigmoid(logit)``."""
+    return optax.sgd(jnp.exp(phi["log_lr"]), momentum=jax.nn.sigmoid(phi["momentum_logit"]))
 
-    family = QuadraticFamily(dimension=3)
-    estimator = truncated_bptt(family, learnable_sgd, 4)
-    phi = init_learnable_sgd_params(0.02, 0.5)
+
+def test_truncated_bptt_matches_finite_differences_on_random_quadratics():
+    estimator = truncated_bptt(LearnedOptimizer(QuadraticFamily(dimension=3), momentum_sgd), 4)
+    phi = {"log_lr": jnp.log(jnp.float32(0.02)), "momentum_logit": jnp.float32(0.0)}
     state = estimator.init(jax.random.key(0), phi, 2, 12)
     grad, _, info = jax.jit(estimator.estimate)(jax.random.key(1), phi, state, 12)
 
@@ -178,20 +206,20 @@ def test_truncated_bptt_matches_finite_differences_on_random_quadratics():
 
 def test_pes_is_unbiased_for_the_full_unroll_gradient_with_small_sigma():
     sigma = 0.01
-    mean, se = replicated(pes(FAMILY, toy_sgd, K, sigma=sigma, num_particles=PARTICLES), 4, T, 2)
+    mean, se = replicated(pes(INNER, K, sigma=sigma, num_particles=PARTICLES), 4, T, 2)
     exact = float(jax.grad(full_meta_loss)(PHI["log_lr"]))
     # smoothing bias at this sigma (exact, by quadrature) is far below the standard error
     smoothed = smoothed_grad(lambda v, e: full_meta_loss(v, e), T // K, sigma)
     assert abs(smoothed - exact) < 0.3 * se
     assert abs(mean - exact) < 4 * se, (mean, exact, se)
-    truncated = float(summed_estimates(truncated_bptt(FAMILY, toy_sgd, K), jax.random.key(1), 4, T))
+    truncated = float(summed_estimates(truncated_bptt(INNER, K), jax.random.key(1), 4, T))
     assert abs(truncated - exact) > 10 * se
 
 
 def test_pes_is_unbiased_for_the_smoothed_full_unroll_gradient():
     # with sigma = 0.1 the smoothing matters: E[grad] is twice the unsmoothed gradient
     sigma = 0.1
-    mean, se = replicated(pes(FAMILY, toy_sgd, K, sigma=sigma, num_particles=PARTICLES), 4, T, 3)
+    mean, se = replicated(pes(INNER, K, sigma=sigma, num_particles=PARTICLES), 4, T, 3)
     smoothed = smoothed_grad(lambda v, e: full_meta_loss(v, e), T // K, sigma)
     exact = float(jax.grad(full_meta_loss)(PHI["log_lr"]))
     assert abs(mean - smoothed) < 4 * se, (mean, smoothed, se)
@@ -202,7 +230,7 @@ def test_pes_is_unbiased_when_unrolls_reset_mid_truncation():
     # horizon 8, truncations of 5: unroll 1 = steps 1-8, unroll 2 = steps 9-16 (reset in the
     # 2nd truncation), unroll 3 = steps 17-20 (reset in the 4th)
     sigma = 0.01
-    mean, se = replicated(pes(FAMILY, toy_sgd, K, sigma=sigma, num_particles=PARTICLES), 4, 8, 4)
+    mean, se = replicated(pes(INNER, K, sigma=sigma, num_particles=PARTICLES), 4, 8, 4)
     schedule = (8, 8, 4)
     exact = float(jax.grad(lambda v: full_meta_loss(v, schedule=schedule))(PHI["log_lr"]))
     assert abs(mean - exact) < 4 * se, (mean, exact, se)
@@ -210,7 +238,7 @@ def test_pes_is_unbiased_when_unrolls_reset_mid_truncation():
 
 def test_pes_particles_persist_and_xi_restarts_with_the_unroll():
     # horizon 8, truncations of 5: the 2nd truncation resets after 3 steps
-    estimator = pes(FAMILY, toy_sgd, K, sigma=0.05, num_particles=4)
+    estimator = pes(INNER, K, sigma=0.05, num_particles=4)
     state = estimator.init(jax.random.key(0), PHI, 1, 8)
     assert isinstance(state, PESState)
     np.testing.assert_array_equal(state.xi["log_lr"], 0.0)
@@ -256,7 +284,7 @@ def test_truncated_es_is_unbiased_for_its_truncation():
         return state
 
     for sigma, seed in ((0.1, 5), (0.01, 6)):
-        estimator = truncated_es(FAMILY, toy_sgd, K, sigma=sigma, num_particles=PARTICLES)
+        estimator = truncated_es(INNER, K, sigma=sigma, num_particles=PARTICLES)
         keys = jax.random.split(jax.random.key(seed), REPLICATES)
         estimate = jax.vmap(estimator.estimate, in_axes=(0, None, None, None))
         values = np.asarray(jax.jit(estimate)(keys, PHI, start(estimator), T)[0]["log_lr"])
@@ -264,7 +292,7 @@ def test_truncated_es_is_unbiased_for_its_truncation():
         reference = smoothed_grad(truncation_loss, 1, sigma)
         assert abs(mean - reference) < 4 * se, (sigma, mean, reference, se)
     # at sigma = 0.01 that is truncated backpropagation's gradient of the same truncation
-    tbptt = truncated_bptt(FAMILY, toy_sgd, K)
+    tbptt = truncated_bptt(INNER, K)
     grad = tbptt.estimate(jax.random.key(7), PHI, start(tbptt), T)[0]["log_lr"]
     np.testing.assert_allclose(grad, jax.grad(truncation_loss)(PHI["log_lr"]), rtol=1e-5)
     assert abs(mean - float(grad)) < 4 * se
@@ -288,13 +316,16 @@ def test_task_average_leaves_out_and_resets_non_finite_tasks():
 
 
 def test_estimators_jit_without_retracing_and_have_task_leading_axes():
-    for estimator in (
-        truncated_bptt(FAMILY, toy_sgd, K),
-        pes(FAMILY, toy_sgd, K, sigma=0.01, num_particles=4),
-        truncated_es(FAMILY, toy_sgd, K, sigma=0.01, num_particles=4),
+    staggered, fresh = [0, 5, 10, 15], [0, 0, 0, 0]
+    for estimator, steps in (
+        (truncated_bptt(INNER, K), staggered),
+        (pes(INNER, K, sigma=0.01, num_particles=4), staggered),
+        (truncated_es(INNER, K, sigma=0.01, num_particles=4), staggered),
+        (full_backprop(INNER, T), fresh),
+        (first_order(INNER, T), fresh),
     ):
         state = estimator.init(jax.random.key(0), PHI, 4, T)
-        assert state.step.tolist() == [0, 5, 10, 15]  # staggered
+        assert state.step.tolist() == steps
         for leaf in jax.tree.leaves(state):
             assert leaf.shape[0] == 4
         estimate = jax.jit(estimator.estimate)
@@ -306,17 +337,25 @@ def test_estimators_jit_without_retracing_and_have_task_leading_axes():
 
 
 def test_estimators_reject_bad_arguments():
+    with pytest.raises(TypeError, match="inner must be an InnerLoop"):
+        truncated_bptt(FAMILY, K)
+    with pytest.raises(TypeError, match="inner must be an InnerLoop"):
+        full_backprop(toy_sgd, T)
     with pytest.raises(TypeError, match="family must be a TaskFamily"):
-        truncated_bptt(object(), toy_sgd, K)
+        LearnedOptimizer(object(), toy_sgd)
     with pytest.raises(TypeError, match="make_optimizer must be callable"):
-        truncated_bptt(FAMILY, "sgd", K)
+        LearnedOptimizer(FAMILY, "sgd")
     with pytest.raises(ValueError, match="truncation_length must be >= 1"):
-        truncated_bptt(FAMILY, toy_sgd, 0)
+        truncated_bptt(INNER, 0)
     with pytest.raises(TypeError, match="truncation_length must be an int"):
-        pes(FAMILY, toy_sgd, 2.5, sigma=0.1, num_particles=2)
+        pes(INNER, 2.5, sigma=0.1, num_particles=2)
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+        first_order(INNER, 0)
     with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
-        pes(FAMILY, toy_sgd, K, sigma=0.0, num_particles=2)
+        pes(INNER, K, sigma=0.0, num_particles=2)
     with pytest.raises(ValueError, match="num_particles must be even"):
-        truncated_es(FAMILY, toy_sgd, K, sigma=0.1, num_particles=3)
+        truncated_es(INNER, K, sigma=0.1, num_particles=3)
     with pytest.raises(ValueError, match="num_particles must be >= 2"):
-        pes(FAMILY, toy_sgd, K, sigma=0.1, num_particles=0)
+        pes(INNER, K, sigma=0.1, num_particles=0)
+    with pytest.raises(ValueError, match="meta_loss must be one of"):
+        full_backprop(INNER, T, meta_loss="sum")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from opifex.core import check_choice, check_int_at_least, check_positive
-from opifex.l2o._unroll import META_LOSSES
+from opifex.core._checks import check_choice, check_int_at_least, check_positive
+from opifex.core.metatrain._unroll import META_LOSSES
 
-ESTIMATORS = ("truncated_bptt", "pes", "truncated_es")
+TRUNCATED_ESTIMATORS = ("truncated_bptt", "pes", "truncated_es")
+WHOLE_UNROLL_ESTIMATORS = ("full_backprop", "first_order")
+ESTIMATORS = TRUNCATED_ESTIMATORS + WHOLE_UNROLL_ESTIMATORS
 VALIDATION_METRICS = ("final_loss", "mean_loss")
 
 
@@ -16,19 +18,25 @@ class MetaTrainConfig:
     """Settings of ``meta_train`` (frozen and hashable; every field is checked on creation).
 
     Args:
-        estimator: the meta-gradient estimator: ``"truncated_bptt"`` (``truncated_bptt``),
-            ``"pes"`` (``pes``) or ``"truncated_es"`` (``truncated_es``).
+        estimator: the meta-gradient estimator. Truncated, over persistent unrolls:
+            ``"truncated_bptt"`` (``truncated_bptt``), ``"pes"`` (``pes``) or
+            ``"truncated_es"`` (``truncated_es``); over a whole fresh unroll per outer step:
+            ``"full_backprop"`` (``full_backprop``) or ``"first_order"`` (``first_order``).
         num_tasks: tasks in the meta-batch (>= 1); divisible by the number of devices.
-        truncation_length: ``K``, inner steps per truncation (one outer step), ``<= horizon``.
+        truncation_length: ``K``, inner steps per truncation (one outer step), ``<= horizon``;
+            used by the truncated estimators only (the whole-unroll ones run ``horizon``
+            steps per outer step).
         horizon: ``T``, the inner steps of an unroll; also the length of the validation
-            unrolls. With an ``L2OCurriculum`` the training horizon follows the curriculum
+            unrolls. With a ``Curriculum`` the training horizon follows the curriculum
             (each of its horizons ``<= horizon``).
         num_outer_steps: outer (meta-parameter) updates (>= 1).
         outer_learning_rate: Adam's learning rate on ``phi`` (> 0).
         meta_loss: what a truncation minimises (``truncation_meta_loss``): ``"mean"`` (the mean
-            of its per-step losses) or ``"log_mean"`` (the mean of their logs, so that every
-            task counts by its relative progress; for positive losses). Validation always
-            uses the plain losses (``validation_metric``).
+            of its per-step losses), ``"log_mean"`` (the mean of their logs, so that every
+            task counts by its relative progress; for positive losses) or ``"final_query"``
+            (the loss on a query draw after the unroll's last step, MAML's meta-loss; needs
+            ``validation_metric="final_loss"``, which is then measured on the query draw
+            too). Otherwise validation uses the plain losses (``validation_metric``).
         clip_norm: the meta-gradient is clipped to this global norm before Adam (> 0), or
             ``None`` for no clipping.
         pes_sigma: standard deviation of the perturbations of ``"pes"`` and
@@ -77,11 +85,16 @@ class MetaTrainConfig:
         check_choice(self.estimator, ESTIMATORS, "estimator")
         check_choice(self.validation_metric, VALIDATION_METRICS, "validation_metric")
         check_choice(self.meta_loss, META_LOSSES, "meta_loss")
+        if self.meta_loss == "final_query" and self.validation_metric != "final_loss":
+            raise ValueError(
+                'meta_loss="final_query" needs validation_metric="final_loss" (the query loss '
+                f"after the last step), got validation_metric={self.validation_metric!r}"
+            )
         for name in ("num_tasks", "truncation_length", "horizon", "num_outer_steps"):
             check_int_at_least(getattr(self, name), 1, name)
         for name in ("validation_every", "num_validation_tasks"):
             check_int_at_least(getattr(self, name), 1, name)
-        if self.truncation_length > self.horizon:
+        if self.estimator in TRUNCATED_ESTIMATORS and self.truncation_length > self.horizon:
             raise ValueError(
                 f"truncation_length ({self.truncation_length}) must be <= horizon ({self.horizon})"
             )

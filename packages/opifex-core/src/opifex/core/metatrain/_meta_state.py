@@ -2,7 +2,7 @@
 
 A checkpoint is one ``opifex.core.save_pytree`` file holding ``{"state": MetaTrainState,
 "history": MetaTrainHistory}`` (the history at full length, padded with NaN / -1), with the
-run's ``MetaTrainConfig`` and ``L2OCurriculum`` as metadata. ``load_checkpoint`` refuses a
+run's ``MetaTrainConfig`` and ``Curriculum`` as metadata. ``load_checkpoint`` refuses a
 file written with other settings or keys, so that a resumed run is the run it continues.
 """
 
@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from opifex.core import load_metadata, load_pytree, save_pytree
-from opifex.l2o._curriculum import L2OCurriculum
-from opifex.l2o._meta_config import MetaTrainConfig
+from opifex.core._checkpoint import load_metadata, load_pytree, save_pytree
+from opifex.core.metatrain._curriculum import Curriculum
+from opifex.core.metatrain._meta_config import MetaTrainConfig
 
 
 class MetaTrainHistory(NamedTuple):
@@ -120,9 +120,7 @@ def trim_history(history: MetaTrainHistory, state: MetaTrainState) -> MetaTrainH
     return MetaTrainHistory(*steps, *validations)
 
 
-def checkpoint_metadata(
-    config: MetaTrainConfig, curriculum: L2OCurriculum | None
-) -> dict[str, Any]:
+def checkpoint_metadata(config: MetaTrainConfig, curriculum: Curriculum | None) -> dict[str, Any]:
     """The JSON metadata of a checkpoint: the settings a resumed run must share."""
     as_json = {
         "config": dataclasses.asdict(config),

@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from opifex.core import TaskFamily
-from opifex.l2o._estimator import (
+from opifex.core._tree import tree_where
+from opifex.core.metatrain._estimator import (
     MetaGradientEstimator,
     antithetic_perturbations,
     batch_init,
@@ -39,7 +39,8 @@ from opifex.l2o._estimator import (
     over_tasks,
     pair_mean,
 )
-from opifex.l2o._unroll import MakeOptimizer, UnrollState, step_meta_losses, unroll
+from opifex.core.metatrain._inner import InnerLoop
+from opifex.core.metatrain._unroll import UnrollState, reduce_steps, step_meta_losses, unroll
 
 
 class PESState(NamedTuple):
@@ -67,8 +68,7 @@ def _pairs(tree: Any, num_pairs: int) -> Any:
 
 
 def pes(
-    family: TaskFamily,
-    make_optimizer: MakeOptimizer,
+    inner: InnerLoop,
     truncation_length: int,
     *,
     sigma: float,
@@ -78,14 +78,13 @@ def pes(
     """The antithetic PES meta-gradient estimator (see the module docstring).
 
     Args:
-        family: the ``TaskFamily`` of the inner problems.
-        make_optimizer: ``phi -> optax.GradientTransformationExtraArgs``.
+        inner: the ``InnerLoop``.
         truncation_length: ``K``, inner steps per truncation (>= 1).
         sigma: standard deviation of the perturbations (> 0).
         num_particles: particles per task, an even number >= 2 (``P = num_particles / 2``
             antithetic pairs).
-        meta_loss: ``"mean"`` or ``"log_mean"`` (``truncation_meta_loss``): the per-step
-            losses ``L`` above are the losses or their logs.
+        meta_loss: ``"mean"``, ``"log_mean"`` or ``"final_query"``
+            (``truncation_meta_loss``): the per-step terms of ``L`` above.
 
     Returns:
         A ``MetaGradientEstimator`` whose state is a ``PESState``.
@@ -94,24 +93,26 @@ def pes(
         TypeError / ValueError: a bad argument.
 
     Example:
-        >>> import jax
+        >>> import jax, jax.numpy as jnp, optax
         >>> from opifex.core.families import QuadraticFamily
-        >>> from opifex.l2o import init_learnable_sgd_params, learnable_sgd
-        >>> estimator = pes(QuadraticFamily(dimension=3), learnable_sgd, 5, sigma=0.01,
-        ...                 num_particles=8)
-        >>> phi = init_learnable_sgd_params(0.01)
+        >>> from opifex.core.metatrain import LearnedOptimizer
+        >>> inner = LearnedOptimizer(QuadraticFamily(dimension=3),
+        ...                          lambda phi: optax.sgd(jnp.exp(phi["log_lr"])))
+        >>> estimator = pes(inner, 5, sigma=0.01, num_particles=8)
+        >>> phi = {"log_lr": jnp.log(0.01)}
         >>> state = estimator.init(jax.random.key(0), phi, 4, 20)
-        >>> state.xi["log_learning_rate"].shape
+        >>> state.xi["log_lr"].shape
         (4, 4)
         >>> grad, state, info = estimator.estimate(jax.random.key(1), phi, state, 20)
-        >>> grad["log_learning_rate"].shape
+        >>> grad["log_lr"].shape
         ()
     """
-    check_estimator_args(family, make_optimizer, truncation_length, meta_loss, sigma=sigma)
+    check_estimator_args(inner, truncation_length, meta_loss, "truncation_length", sigma=sigma)
     num_pairs = check_num_particles(num_particles)
+    query = meta_loss == "final_query"
 
     def init(key: jax.Array, phi: Any, num_tasks: int, horizon: Any) -> PESState:
-        states = batch_init(family, make_optimizer)(key, phi, num_tasks, horizon)
+        states = batch_init(inner)(key, phi, num_tasks, horizon)
         particles = jax.vmap(lambda p, o: (_pairs(p, num_pairs), _pairs(o, num_pairs)))
         params, opt_state = particles(states.params, states.opt_state)
         xi = jax.tree.map(lambda x: jnp.zeros((num_tasks, num_pairs, *jnp.shape(x)), x.dtype), phi)
@@ -129,27 +130,29 @@ def pes(
                 unroll_key,
                 perturbed,
                 start,
-                family=family,
-                make_optimizer=make_optimizer,
+                inner=inner,
                 num_steps=truncation_length,
                 horizon=horizon,
+                query=query,
             )
 
         end, output = jax.vmap(jax.vmap(particle))(signed, state.params, state.opt_state)
         restarted = output.restarted[0, 0]  # the same for every particle of the task
-        losses = step_meta_losses(output.losses, meta_loss)
-        diff = losses[:, 0] - losses[:, 1]  # (P, K)
-        before = jnp.mean(jnp.where(restarted, 0, diff), axis=-1)  # weighted by xi + eps
-        after = jnp.mean(jnp.where(restarted, diff, 0), axis=-1)  # weighted by eps alone
+        terms = step_meta_losses(output, meta_loss)  # (P, 2, K)
+        diff = terms[:, 0] - terms[:, 1]  # (P, K)
+        before = reduce_steps(jnp.where(restarted, 0, diff), meta_loss)  # weighted by xi + eps
+        after = reduce_steps(jnp.where(restarted, diff, 0), meta_loss)  # weighted by eps alone
 
         grad = jax.tree.map(
             lambda x, e: (pair_mean(before, x + e) + pair_mean(after, e)) / (2 * sigma**2),
             state.xi,
             eps,
         )
-        xi = jax.tree.map(lambda x, e: jnp.where(restarted[-1], e, x + e), state.xi, eps)
+        xi = tree_where(restarted[-1], eps, jax.tree.map(jnp.add, state.xi, eps))
         task = jax.tree.map(lambda x: x[0, 0], end.task)
         new = PESState(end.params, end.opt_state, task, end.step[0, 0], xi)
-        return grad, jnp.mean(losses), new
+        # the particles' mean truncation meta-loss (a sum over steps is K means)
+        scale = truncation_length if meta_loss == "final_query" else 1
+        return grad, scale * jnp.mean(terms), new
 
     return MetaGradientEstimator(init, over_tasks(task_estimate))

@@ -14,28 +14,32 @@ import textwrap
 SCRIPT = textwrap.dedent(
     """
     import jax
+    import jax.numpy as jnp
     import numpy as np
+    import optax
     from jax.sharding import PartitionSpec
 
     from opifex.core.families import QuadraticFamily
-    from opifex.l2o import init_learnable_sgd_params, learnable_sgd
-    from opifex.l2o._meta_config import MetaTrainConfig
-    from opifex.l2o._meta_train import meta_train
+    from opifex.core.metatrain import LearnedOptimizer, MetaTrainConfig, meta_train
+
+    def momentum_sgd(phi):
+        return optax.sgd(jnp.exp(phi["log_lr"]), momentum=jax.nn.sigmoid(phi["momentum_logit"]))
 
     assert len(jax.devices()) == 4, jax.devices()
-    family, phi0 = QuadraticFamily(dimension=3), init_learnable_sgd_params(0.01, 0.5)
+    inner = LearnedOptimizer(QuadraticFamily(dimension=3), momentum_sgd)
+    phi0 = {"log_lr": jnp.log(jnp.float32(0.01)), "momentum_logit": jnp.float32(0.0)}
     for estimator in ("pes", "truncated_bptt"):
         config = MetaTrainConfig(
             estimator=estimator, num_tasks=8, truncation_length=3, horizon=9,
             num_outer_steps=6, outer_learning_rate=0.05, pes_sigma=0.05, num_particles=4,
             validation_every=3, num_validation_tasks=4,
         )
-        args = (jax.random.key(0), phi0, family, learnable_sgd, config)
+        args = (jax.random.key(0), phi0, inner, config)
         sharded = meta_train(*args, progress=False)
         single = meta_train(*args, progress=False, devices=jax.devices()[:1])
         for a, b in zip(jax.tree.leaves(sharded.phi), jax.tree.leaves(single.phi), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-        assert not np.allclose(sharded.phi["log_learning_rate"], phi0["log_learning_rate"])
+        assert not np.allclose(sharded.phi["log_lr"], phi0["log_lr"])
         np.testing.assert_allclose(sharded.history.meta_loss, single.history.meta_loss, rtol=1e-5)
         np.testing.assert_allclose(
             sharded.history.validation_metric, single.history.validation_metric, rtol=1e-5
@@ -51,7 +55,7 @@ SCRIPT = textwrap.dedent(
             assert len(leaf.sharding.device_set) == 1
     bad = MetaTrainConfig(estimator="truncated_bptt", num_tasks=6, truncation_length=3, horizon=9)
     try:
-        meta_train(jax.random.key(0), phi0, family, learnable_sgd, bad, progress=False)
+        meta_train(jax.random.key(0), phi0, inner, bad, progress=False)
     except ValueError as error:
         assert "num_tasks (6) must be divisible by the number of devices (4)" in str(error)
     else:

@@ -8,19 +8,23 @@ keys are refused."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from opifex.core import load_metadata, load_pytree
 from opifex.core.families import QuadraticFamily
-from opifex.l2o import init_learnable_sgd_params, learnable_sgd
-from opifex.l2o._curriculum import L2OCurriculum
-from opifex.l2o._meta_config import MetaTrainConfig
-from opifex.l2o._meta_train import meta_train
+from opifex.core.metatrain import Curriculum, LearnedOptimizer, MetaTrainConfig, meta_train
 
-FAMILY = QuadraticFamily(dimension=3)
-PHI0 = init_learnable_sgd_params(0.01, 0.5)
-CURRICULUM = L2OCurriculum((6, 9), steps_per_stage=3)
+
+def momentum_sgd(phi):
+    return optax.sgd(jnp.exp(phi["log_lr"]), momentum=jax.nn.sigmoid(phi["momentum_logit"]))
+
+
+INNER = LearnedOptimizer(QuadraticFamily(dimension=3), momentum_sgd)
+PHI0 = {"log_lr": jnp.log(jnp.float32(0.01)), "momentum_logit": jnp.float32(0.0)}
+CURRICULUM = Curriculum((6, 9), steps_per_stage=3)
 CONFIG = MetaTrainConfig(
     estimator="pes",
     num_tasks=2,
@@ -41,8 +45,7 @@ def run(path, key=0, config=CONFIG, callback=None):
     return meta_train(
         jax.random.key(key),
         PHI0,
-        FAMILY,
-        learnable_sgd,
+        INNER,
         config,
         curriculum=CURRICULUM,
         checkpoint_path=path,
@@ -116,6 +119,6 @@ def test_a_checkpoint_of_other_settings_or_keys_is_refused(tmp_path, reference):
     with pytest.raises(ValueError, match="different key"):
         run(path, key=1)
     with pytest.raises(ValueError, match="different curriculum"):
-        meta_train(jax.random.key(0), PHI0, FAMILY, learnable_sgd, CONFIG, checkpoint_path=path)
+        meta_train(jax.random.key(0), PHI0, INNER, CONFIG, checkpoint_path=path)
     with pytest.raises(TypeError, match="checkpoint_path must be a path"):
-        meta_train(jax.random.key(0), PHI0, FAMILY, learnable_sgd, CONFIG, checkpoint_path=3)
+        meta_train(jax.random.key(0), PHI0, INNER, CONFIG, checkpoint_path=3)

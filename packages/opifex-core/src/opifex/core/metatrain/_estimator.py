@@ -1,12 +1,16 @@
 """The interface shared by the meta-gradient estimators, and what they have in common.
 
-A ``MetaGradientEstimator`` is a pair of pure functions over a batch of persistent unrolls:
+A ``MetaGradientEstimator`` is a pair of pure functions over a batch of unrolls:
 
 * ``init(key, phi, num_tasks, horizon) -> state``: ``num_tasks`` staggered unrolls (every leaf
   of ``state`` has a leading axis of size ``num_tasks``, so the batch can be sharded);
 * ``estimate(key, phi, state, horizon) -> (meta_gradient, state, MetaGradientInfo)``: advance
   every unroll by one truncation and estimate the gradient of the truncation's meta-loss
   with respect to ``phi``, averaged over the tasks.
+
+The truncated estimators (``truncated_bptt``, ``pes``, ``truncated_es``) keep persistent
+unrolls from one estimate to the next; the whole-unroll ones (``full_backprop``,
+``first_order``) run fresh unrolls of the whole horizon at every estimate.
 
 A task whose truncation produced a non-finite loss (or meta-gradient) is left out of the
 average and its unroll is reset: its step counter is set to the horizon, so its next
@@ -22,8 +26,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from opifex.core import TaskFamily, check_choice, check_int_at_least, check_positive
-from opifex.l2o._unroll import META_LOSSES, MakeOptimizer, UnrollState, init_unrolls
+from opifex.core._checks import check_choice, check_int_at_least, check_positive
+from opifex.core.metatrain._inner import InnerLoop, check_inner
+from opifex.core.metatrain._unroll import META_LOSSES, UnrollState, init_unrolls
 
 
 class MetaGradientInfo(NamedTuple):
@@ -81,18 +86,11 @@ def task_average(
     return grad, step, info
 
 
-def batch_init(family: TaskFamily, make_optimizer: MakeOptimizer) -> Callable[..., UnrollState]:
+def batch_init(inner: InnerLoop) -> Callable[..., UnrollState]:
     """An ``init(key, phi, num_tasks, horizon)`` returning ``init_unrolls``' staggered batch."""
 
     def init(key: jax.Array, phi: Any, num_tasks: int, horizon: Any) -> UnrollState:
-        return init_unrolls(
-            key,
-            phi,
-            family=family,
-            make_optimizer=make_optimizer,
-            num_tasks=num_tasks,
-            horizon=horizon,
-        )
+        return init_unrolls(key, phi, inner=inner, num_tasks=num_tasks, horizon=horizon)
 
     return init
 
@@ -131,24 +129,20 @@ def pair_mean(weights: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.mean(weights.reshape((-1,) + (1,) * (x.ndim - 1)) * x, axis=0)
 
 
-def check_estimator_args(
-    family: Any, make_optimizer: Any, truncation_length: Any, meta_loss: Any, **positive: Any
-) -> None:
-    """Validate the arguments every estimator constructor takes."""
+def check_meta_loss(meta_loss: Any) -> None:
+    """``TypeError`` / ``ValueError`` unless ``meta_loss`` is one of ``META_LOSSES``."""
     if not isinstance(meta_loss, str):
         raise TypeError(f"meta_loss must be a str, got {type(meta_loss).__name__}")
     check_choice(meta_loss, META_LOSSES, "meta_loss")
-    if not isinstance(family, TaskFamily):
-        raise TypeError(
-            "family must be a TaskFamily (sample, init and loss methods), got "
-            f"{type(family).__name__}"
-        )
-    if not callable(make_optimizer):
-        raise TypeError(
-            f"make_optimizer must be callable (phi -> optax transformation), got "
-            f"{type(make_optimizer).__name__}"
-        )
-    check_int_at_least(truncation_length, 1, "truncation_length")
+
+
+def check_estimator_args(
+    inner: Any, num_steps: Any, meta_loss: Any, steps_name: str, **positive: Any
+) -> None:
+    """Validate the arguments every estimator constructor takes."""
+    check_meta_loss(meta_loss)
+    check_inner(inner)
+    check_int_at_least(num_steps, 1, steps_name)
     for name, value in positive.items():
         check_positive(value, name)
 

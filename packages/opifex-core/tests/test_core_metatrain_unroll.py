@@ -1,6 +1,7 @@
 """Unrolled inner optimisation against hand-written optax loops: the recorded losses (after
-each update), resets at the horizon (a new task and a fresh start, mid-truncation), staggered
-batches, jit (no retrace for a new horizon or phi) and vmap (same numbers as a loop)."""
+each update), resets at the horizon (a new task and a fresh start, mid-truncation), the end
+of an unroll and its query losses (a separate draw), first-order unrolls, staggered batches,
+jit (no retrace for a new horizon or phi) and vmap (same numbers as a loop)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from opifex.core.families import QuadraticFamily
-from opifex.l2o import init_learnable_sgd_params, learnable_sgd
-from opifex.l2o._unroll import (
+from opifex.core.metatrain import (
+    LearnedInit,
+    LearnedOptimizer,
     UnrollOutput,
     UnrollState,
     init_unroll,
@@ -23,7 +26,12 @@ from opifex.l2o._unroll import (
 )
 
 QUADRATIC = QuadraticFamily(dimension=4)
-PHI = init_learnable_sgd_params(0.02, 0.5)
+PHI = {"learning_rate": jnp.float32(0.02), "momentum": jnp.float32(0.5)}
+
+
+def momentum_sgd(phi):
+    """``optax.sgd`` whose learning rate and momentum are the meta-parameters."""
+    return optax.sgd(phi["learning_rate"], momentum=phi["momentum"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +60,17 @@ def reference(family, params, task, num_steps, learning_rate=0.02, momentum=0.5)
     return np.array(losses), params
 
 
-def run(key, state, num_steps, horizon, family=QUADRATIC, phi=PHI):
-    kwargs = {"family": family, "make_optimizer": learnable_sgd}
-    return unroll(key, phi, state, num_steps=num_steps, horizon=horizon, **kwargs)
+def inner(family=QUADRATIC):
+    return LearnedOptimizer(family, momentum_sgd)
+
+
+def run(key, state, num_steps, horizon, family=QUADRATIC, phi=PHI, **options):
+    kwargs = {"inner": inner(family), "num_steps": num_steps, "horizon": horizon}
+    return unroll(key, phi, state, **kwargs, **options)
 
 
 def test_unroll_records_the_loss_after_each_update_and_persists_its_state():
-    state = init_unroll(jax.random.key(0), PHI, QUADRATIC, learnable_sgd)
+    state = init_unroll(jax.random.key(0), PHI, inner())
     assert int(state.step) == 0 and state.params.shape == (4,)
     expected_losses, expected_params = reference(QUADRATIC, state.params, state.task, 8)
     # two truncations of 4 steps continue where the first stopped (momentum included)
@@ -73,9 +85,10 @@ def test_unroll_records_the_loss_after_each_update_and_persists_its_state():
 
 def test_an_unroll_at_its_horizon_restarts_on_a_new_task_mid_truncation():
     family = Centers()
-    state = init_unroll(jax.random.key(0), PHI, family, learnable_sgd)
+    state = init_unroll(jax.random.key(0), PHI, inner(family))
     end, out = run(jax.random.key(1), state, 5, 3, family=family)
     assert out.restarted.tolist() == [False, False, False, True, True]
+    assert out.ended.tolist() == [False, False, True, False, False]
     assert int(end.step) == 2
     old_losses, _ = reference(family, state.params, state.task, 3)
     np.testing.assert_allclose(out.losses[:3], old_losses, rtol=1e-5)
@@ -91,14 +104,7 @@ def test_an_unroll_at_its_horizon_restarts_on_a_new_task_mid_truncation():
 
 
 def test_init_unrolls_staggers_the_step_counters():
-    states = init_unrolls(
-        jax.random.key(0),
-        PHI,
-        family=Centers(),
-        make_optimizer=learnable_sgd,
-        num_tasks=4,
-        horizon=12,
-    )
+    states = init_unrolls(jax.random.key(0), PHI, inner=inner(Centers()), num_tasks=4, horizon=12)
     assert states.step.tolist() == [0, 3, 6, 9] and states.step.dtype == jnp.int32
     centers = np.asarray(states.task["center"])
     assert len({tuple(c) for c in centers.round(6)}) == 4  # four different tasks
@@ -113,13 +119,9 @@ def test_init_unrolls_staggers_the_step_counters():
 
 def test_unroll_jits_without_retracing_and_vmaps_like_a_loop():
     keys = jax.random.split(jax.random.key(0), 3)
-    states = jax.vmap(lambda k: init_unroll(k, PHI, QUADRATIC, learnable_sgd))(keys)
+    states = jax.vmap(lambda k: init_unroll(k, PHI, inner()))(keys)
     step_keys = jax.random.split(jax.random.key(1), 3)
-    jitted = jax.jit(
-        lambda phi, k, s, h: unroll(
-            k, phi, s, family=QUADRATIC, make_optimizer=learnable_sgd, num_steps=4, horizon=h
-        )
-    )
+    jitted = jax.jit(lambda phi, k, s, h: unroll(k, phi, s, inner=inner(), num_steps=4, horizon=h))
     batched = jax.vmap(jitted, in_axes=(None, 0, 0, None))
     ends, outs = batched(PHI, step_keys, states, jnp.int32(50))
     for i in range(3):
@@ -130,6 +132,65 @@ def test_unroll_jits_without_retracing_and_vmaps_like_a_loop():
     # a new horizon value or a new phi is traced, not a retrace
     state0 = jax.tree.map(lambda x: x[0], states)
     jitted(PHI, step_keys[0], state0, jnp.int32(50))
-    jitted(init_learnable_sgd_params(0.1, 0.9), step_keys[1], state0, jnp.int32(2))
+    new_phi = {"learning_rate": jnp.float32(0.1), "momentum": jnp.float32(0.9)}
+    jitted(new_phi, step_keys[1], state0, jnp.int32(2))
     assert jitted._cache_size() == 1
     assert isinstance(ends, UnrollState) and isinstance(outs, UnrollOutput)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisyCenters:
+    """``||x - c - n||^2``: the loss's key draws a noise ``n`` (a minibatch of the centre)."""
+
+    def sample(self, key):
+        return {"center": jax.random.normal(key, (3,))}
+
+    def init(self, key, task):
+        return jnp.zeros(3)
+
+    def loss(self, params, task, key):
+        return jnp.sum((params - task["center"] - 0.3 * jax.random.normal(key, (3,))) ** 2)
+
+
+def test_query_losses_are_a_separate_draw_at_the_same_parameters():
+    family = NoisyCenters()
+    maml = LearnedInit(family, optax.sgd(0.1))
+    phi = jnp.array([0.5, -0.5, 1.0])
+    state = init_unroll(jax.random.key(0), phi, maml)
+    np.testing.assert_array_equal(state.params, phi)  # MAML starts from phi
+    kwargs = {"inner": maml, "num_steps": 4, "horizon": 4}
+    _, out = unroll(jax.random.key(1), phi, state, query=True, **kwargs)
+    _, plain = unroll(jax.random.key(1), phi, state, **kwargs)
+    assert plain.query_losses is None
+    np.testing.assert_array_equal(plain.losses, out.losses)  # the same trajectory
+    assert out.ended.tolist() == [False, False, False, True]
+    # the query loss is the loss of the same parameters on another draw of the noise
+    assert not np.any(np.isclose(out.query_losses, out.losses, rtol=1e-3))
+    np.testing.assert_allclose(truncation_meta_loss(out, "final_query"), out.query_losses[-1])
+    # on a deterministic family the two draws agree
+    exact = LearnedInit(Centers(), optax.sgd(0.1))
+    start = init_unroll(jax.random.key(0), phi, exact)
+    _, same = unroll(jax.random.key(1), phi, start, inner=exact, num_steps=4, horizon=4, query=True)
+    np.testing.assert_array_equal(same.query_losses, same.losses)
+    with pytest.raises(ValueError, match="query=True"):
+        truncation_meta_loss(plain, "final_query")
+
+
+def test_first_order_unrolls_hold_the_inner_gradients_constant():
+    # SGD from phi on ||x - c||^2: x_K - c = (1 - 2 lr)^K (phi - c), so d x_K / d phi is
+    # (1 - 2 lr)^K with second derivatives and 1 without them (FOMAML)
+    family, lr, steps = Centers(), 0.1, 3
+    maml = LearnedInit(family, optax.sgd(lr))
+    phi = jnp.array([0.5, -0.5, 1.0])
+    state = init_unroll(jax.random.key(0), phi, maml)
+
+    def end_params(phi, first_order):
+        start = state._replace(params=phi)
+        kwargs = {"inner": maml, "num_steps": steps, "horizon": steps}
+        return unroll(jax.random.key(1), phi, start, first_order=first_order, **kwargs)[0].params
+
+    exact, first = (jax.jacobian(end_params)(phi, f) for f in (False, True))
+    np.testing.assert_allclose(exact, (1 - 2 * lr) ** steps * np.eye(3), rtol=1e-6)
+    np.testing.assert_allclose(first, np.eye(3), rtol=1e-6)
+    # the trajectory itself is the same
+    np.testing.assert_array_equal(end_params(phi, True), end_params(phi, False))
