@@ -16,6 +16,10 @@
 #     opifex.second_order),
 #   * runs a tiny real computation for the members that have code.
 # Extras in EXTRAS are installed and checked in a venv of their own as well.
+# Before that, .ci/check_dists.py checks the release rules on the sources and on every wheel:
+# LICENSE in each wheel's dist-info/licenses, py.typed in each member with code, the
+# Project-URLs, bounded opifex-* dependencies, and "Private :: Do Not Upload" on exactly the
+# members without code (CONTRIBUTING.md, "Releases").
 #
 # Usage: .ci/check_isolated_installs.sh   (from anywhere; OPIFEX_CI_PYTHON overrides the Python
 # version, default .python-version). Needs uv and the package index; the uv cache keeps repeat
@@ -56,6 +60,8 @@ for name in "${members[@]}"; do member_args+=("$name=${module_of[$name]}"); done
 # --- wheels, and a constraint per member pinning it to its wheel ------------------------------
 echo "--- building the wheels of ${#members[@]} members"
 uv build --all-packages --wheel --quiet -o "$work/dist"
+echo "--- release rules on the sources and wheels: .ci/check_dists.py"
+uv run --no-project --quiet --python "$python_version" .ci/check_dists.py "$work/dist"
 for name in "${members[@]}"; do
     wheels=("$work/dist/${name//-/_}"-*.whl)
     [[ -f ${wheels[0]} ]] || { echo "error: no wheel for $name" >&2; exit 1; }
@@ -243,12 +249,12 @@ def check_quantum():
 
 
 def check_cli():
-    """`opifex --version` lists every member; `opifex demo` succeeds."""
+    """`opifex --version` lists the installed opifex distributions; `opifex demo` succeeds."""
     opifex = pathlib.Path(sys.executable).parent / "opifex"
     versions = subprocess.run([opifex, "--version"], check=True, capture_output=True, text=True)
     listed = {line.split()[0] for line in versions.stdout.splitlines()}
-    if listed != set(members):
-        fail(f"opifex --version lists {sorted(listed)}, expected {sorted(members)}")
+    if listed != installed_opifex():
+        fail(f"opifex --version lists {sorted(listed)}, expected {sorted(installed_opifex())}")
     subprocess.run([opifex, "demo"], check=True, stdout=subprocess.DEVNULL)
 
 

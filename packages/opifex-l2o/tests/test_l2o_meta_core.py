@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import opifex.l2o as l2o
-from opifex.l2o import _learned_meta as learned
 from opifex.core import metatrain as core
 from opifex.core.families import QuadraticFamily
+from opifex.l2o import _learned_meta as learned
 
 FAMILY = QuadraticFamily(dimension=3)
 PHI = l2o.init_learnable_sgd_params(0.01, 0.5)
