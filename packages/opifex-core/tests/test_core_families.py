@@ -26,6 +26,7 @@ from opifex.core.families import (
     ProximalGradient,
     QuadraticFamily,
     RosenbrockFamily,
+    ScaledFamily,
     SinusoidFamily,
     TeacherStudentMLPFamily,
     fista,
@@ -790,3 +791,31 @@ def test_burgers_viscosity_is_log_uniform(x64):
     np.testing.assert_allclose(
         BurgersFamily.initial_condition(jnp.array([-0.5, 0.0, 0.5])), [1.0, 0.0, -1.0], atol=1e-15
     )
+
+
+# --------------------------------------------------------------------------------------------
+# ScaledFamily
+
+
+def test_scaled_family_changes_the_scale_and_nothing_else(x64):
+    base = QuadraticFamily(dimension=4)
+    family = ScaledFamily(base, loss_scale=0.1, param_scale=10.0)
+    key = jax.random.key(7)
+    task = family.sample(key)
+    jax.tree.map(np.testing.assert_array_equal, task, base.sample(key))
+    params = family.init(jax.random.key(8), task)
+    np.testing.assert_allclose(params, 10.0 * base.init(jax.random.key(8), task), rtol=1e-15)
+    # the minimiser scales with the parameters, the minimum with the loss
+    optimum = 10.0 * base.optimum(task)
+    np.testing.assert_allclose(
+        family.loss(optimum, task, None), 0.1 * base.loss(base.optimum(task), task, None)
+    )
+    # chain rule: grad_scaled(p) = loss_scale / param_scale * grad_base(p / param_scale)
+    grad = jax.grad(family.loss)(params, task, None)
+    expected = 0.1 / 10.0 * jax.grad(base.loss)(params / 10.0, task, None)
+    np.testing.assert_allclose(grad, expected, rtol=1e-13)
+    assert hash(family) == hash(ScaledFamily(base, 0.1, 10.0))
+    with pytest.raises(ValueError, match="loss_scale"):
+        ScaledFamily(base, loss_scale=0.0)
+    with pytest.raises(TypeError, match="base"):
+        ScaledFamily(object())

@@ -212,7 +212,7 @@ def test_resume_keeps_the_run_clock_and_its_start(x64):
     state = solver.resume(near, 7, 10.0, 5.0, key, scales)
     assert int(state.num_steps) == 7
     assert float(state.limit) == 20.0  # 10 + 1.0 * |10|: the run's start, not this point's
-    assert float(state.tolerance) == pytest.approx(1e-3 + 0.1 * 5.0)
+    assert float(state.threshold) == pytest.approx(1e-3 + 0.1 * 5.0)
     # the value is on step 7's minibatch
     assert float(state.value) == pytest.approx(
         float(_noisy(near, jax.random.fold_in(key, 7), scales))

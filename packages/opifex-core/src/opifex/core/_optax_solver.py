@@ -62,7 +62,7 @@ class OptaxSolverState(NamedTuple):
             included.
         num_grad_evals: gradient evaluations.
         opt_state: the optax state.
-        tolerance: the gradient-norm tolerance ``atol + rtol * ||grad_0||`` (``-inf``: none).
+        threshold: the gradient-norm threshold ``atol + rtol * ||grad_0||`` (``-inf``: none).
         limit: the divergence limit (``inf``: none).
         reference: the stall reference value.
         since: steps since the value last improved on ``reference``.
@@ -79,7 +79,7 @@ class OptaxSolverState(NamedTuple):
     num_fun_evals: jax.Array
     num_grad_evals: jax.Array
     opt_state: Any
-    tolerance: jax.Array
+    threshold: jax.Array
     limit: jax.Array
     reference: jax.Array
     since: jax.Array
@@ -204,9 +204,9 @@ class OptaxSolver:
         start_value, start_grad_norm = (value, grad_norm) if start is None else start
         start_value = jnp.asarray(start_value, dtype)
         if self.atol is None and self.rtol is None:
-            tolerance = jnp.asarray(-jnp.inf, dtype)
+            threshold = jnp.asarray(-jnp.inf, dtype)
         else:
-            tolerance = (self.atol or 0.0) + (self.rtol or 0.0) * start_grad_norm
+            threshold = (self.atol or 0.0) + (self.rtol or 0.0) * start_grad_norm
         if self.divergence_factor is None:
             limit = jnp.asarray(jnp.inf, dtype)
         else:
@@ -225,7 +225,7 @@ class OptaxSolver:
             num_fun_evals=jnp.ones((), jnp.int32),
             num_grad_evals=jnp.ones((), jnp.int32),
             opt_state=self.optimizer.init(params),
-            tolerance=jnp.asarray(tolerance, dtype),
+            threshold=jnp.asarray(threshold, dtype),
             limit=jnp.asarray(limit, dtype),
             reference=value,
             since=jnp.zeros((), jnp.int32),
@@ -269,7 +269,7 @@ class OptaxSolver:
             num_fun_evals=state.num_fun_evals + evaluations,
             num_grad_evals=state.num_grad_evals + evaluations,
             opt_state=opt_state,
-            tolerance=state.tolerance,
+            threshold=state.threshold,
             limit=state.limit,
             reference=jnp.where(improved, value, state.reference),
             since=jnp.where(improved, 0, state.since + 1),
@@ -280,7 +280,7 @@ class OptaxSolver:
     def terminate(self, state: OptaxSolverState, *args: Any) -> tuple[jax.Array, jax.Array]:
         """Divergence first, then convergence, then a stall (see the module docstring)."""
         diverged = state.value > state.limit
-        converged = state.grad_norm <= state.tolerance
+        converged = state.grad_norm <= state.threshold
         stalled = jnp.zeros((), bool)
         if self.stall_window is not None:
             stalled = state.since >= self.stall_window

@@ -7,6 +7,7 @@
 * ``TeacherStudentMLPFamily``: fit a random teacher MLP.
 * ``SinusoidFamily``: few-shot sinusoid regression (MAML).
 * ``PoissonFamily`` / ``BurgersFamily``: physics-informed networks for 1-D PDEs.
+* ``ScaledFamily``: any family's tasks with the loss and the parameters at another scale.
 """
 
 from opifex.core.families._burgers import BurgersFamily, BurgersPoints, BurgersTask
@@ -25,6 +26,7 @@ from opifex.core.families._mlp import TeacherStudentMLPFamily, TeacherStudentTas
 from opifex.core.families._poisson import PoissonFamily, PoissonTask
 from opifex.core.families._quadratic import QuadraticFamily, QuadraticTask
 from opifex.core.families._rosenbrock import RosenbrockFamily, RosenbrockTask
+from opifex.core.families._scaled import ScaledFamily
 from opifex.core.families._sinusoid import SinusoidFamily, SinusoidTask
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "QuadraticTask",
     "RosenbrockFamily",
     "RosenbrockTask",
+    "ScaledFamily",
     "SinusoidFamily",
     "SinusoidTask",
     "TeacherStudentMLPFamily",
