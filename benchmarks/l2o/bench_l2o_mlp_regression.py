@@ -164,7 +164,7 @@ def evaluate(
                 "median_steps_to_target": _finite(np.median(steps)),
                 "fraction_reached": float(np.mean(np.isfinite(steps))),
                 "median_final_loss": float(np.median(finals[name])),
-                "num_diverged": int(np.asarray(result.diverged).sum()),
+                "num_diverged": int(np.asarray(diverged_mask(result.trace["value"])).sum()),
                 "wall_time_s": wall,
             }
         )
