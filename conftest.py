@@ -1,12 +1,45 @@
-"""Workspace-wide test hygiene: every test gives JAX's float64 switch back as it found it.
+"""Workspace-wide test set-up.
 
-Some code under test switches float64 on for the whole process (``opifex demo`` and the
-benchmarks do, as programs should); a test that runs them in-process must not change the
-default dtype of the tests that follow it in the same worker.
+* JAX's persistent compilation cache is on for the suite, in ``.cache/jax-tests`` (git-ignored),
+  so that a program compiled by one xdist worker, or by an earlier run, is read back instead of
+  compiled again; ``OPIFEX_JAX_CACHE=0`` turns it off, any other value is the directory.
+* End-to-end runs (benchmarks, the demo, meta-training, the sharding subprocess, PINN training)
+  are marked ``e2e`` and run only with ``--e2e`` (``.ci/run`` runs them as a step of their own),
+  so that ``pytest -n auto`` stays within its time budget (CONTRIBUTING.md, "Test suite").
+* Every test gives JAX's float64 switch back as it found it: some code under test switches
+  float64 on for the whole process (``opifex demo`` and the benchmarks do, as programs should).
 """
+
+import os
+from pathlib import Path
 
 import jax
 import pytest
+
+from opifex.core import enable_compilation_cache
+
+# through the environment, so that code under test that turns the cache on (the CLI) uses it too
+os.environ.setdefault(
+    "OPIFEX_JAX_CACHE", str(Path(__file__).resolve().parent / ".cache" / "jax-tests")
+)
+enable_compilation_cache()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--e2e``: also run the tests marked ``e2e``."""
+    parser.addoption(
+        "--e2e", action="store_true", help="also run the end-to-end tests (marked e2e)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the ``e2e`` tests unless ``--e2e`` was given."""
+    if config.getoption("--e2e"):
+        return
+    skipped = [item for item in items if item.get_closest_marker("e2e")]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = [item for item in items if not item.get_closest_marker("e2e")]
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@
 # runs fast.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
 
 # extras with a real use in code, each checked in its own venv ("distribution[extra]")
 EXTRAS=("opifex-core[flax]")
@@ -298,6 +299,16 @@ print(
 PY
 
 # --- one venv per member (and per extra) ------------------------------------------------------
+readme_example() {  # readme_example DIST VENV: a built member's README example, in its venv alone
+    local dir
+    dir=$(dirname "$(grep -l "^name = \"$1\"$" "$root"/packages/*/pyproject.toml \
+        "$root"/apps/*/pyproject.toml)")
+    if grep -q "Private :: Do Not Upload" "$dir/pyproject.toml"; then
+        return 0  # no code yet: its README has no example
+    fi
+    python3 "$root/.ci/readme_example.py" "$dir/README.md" "$2/bin/python"
+}
+
 failed=()
 check() {  # check DIST [EXTRA]: record a failure and go on with the others
     local name=$1 extra=${2:-} start=$SECONDS venv label
@@ -309,7 +320,8 @@ check() {  # check DIST [EXTRA]: record a failure and go on with the others
         uv pip install --quiet --python "$venv/bin/python" \
             --constraint "$work/constraints.txt" "$label" &&
         "$venv/bin/python" -I "$work/smoke.py" "$name" "${module_of[$name]}" "${extra:--}" \
-            "${member_args[@]}"); then
+            "${member_args[@]}" &&
+        readme_example "$name" "$venv"); then
         failed+=("$label")
     fi
     echo "    ($((SECONDS - start)) s)"

@@ -12,9 +12,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,11 +32,6 @@ MEMBERS = table.members(ROOT)
 BUILT = [m for m in MEMBERS if m["status"] == "built"]
 
 
-def _readme(member: dict) -> str:
-    folder = "apps" if member["name"] == "opifex-cli" else "packages"
-    return (ROOT / folder / member["name"] / "README.md").read_text("utf-8")
-
-
 def test_the_readme_table_is_the_metadata_table():
     readme = (ROOT / "README.md").read_text("utf-8")
     assert table.render(ROOT, links=False) in readme, (
@@ -57,38 +49,29 @@ def test_built_means_has_code(member):
     assert (member["status"] == "built") == has_code
 
 
-def _first_example(text: str) -> tuple[str, str]:
-    """The language and code of the first fenced block, after the title and one paragraph."""
-    blocks = re.findall(r"```(\w*)\n(.*?)```", text, re.S)
-    assert blocks, "no code block"
-    head = text[: text.index("```")]
-    paragraphs = [p for p in head.split("\n\n") if p.strip() and not p.startswith("# ")]
-    assert len(paragraphs) <= 1, "the example must follow the title and one paragraph"
-    return blocks[0]
+def _example_runner():
+    spec = importlib.util.spec_from_file_location(
+        "readme_example", ROOT / ".ci" / "readme_example.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+readme_example = _example_runner()
 
 
 @pytest.mark.parametrize("member", BUILT, ids=lambda m: m["name"])
 def test_each_readme_opens_with_a_runnable_example(member, tmp_path):
-    language, code = _first_example(_readme(member))
-    lines = [line for line in code.splitlines() if line.strip() and not line.startswith("#")]
-    assert 5 <= len(lines) <= 10, f"{len(lines)} lines"
-    if member["name"] == "opifex-cli":
-        assert language == "bash"
-        environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        for line in lines:
-            run = subprocess.run(
-                line,
-                shell=True,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                cwd=tmp_path,
-                env=environment,
-            )
-            assert run.returncode == 0, f"{line}: {run.stderr[-2000:]}"
-        return
-    assert language == "python", f"the first code block is {language or 'untyped'}, not python"
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    folder = "apps" if member["name"] == "opifex-cli" else "packages"
+    readme = ROOT / folder / member["name"] / "README.md"
+    language, _ = readme_example.first_example(readme.read_text("utf-8"))
+    assert language == ("bash" if member["name"] == "opifex-cli" else "python")
+    readme_example.run_example(readme, sys.executable, tmp_path)
+
+
+def test_a_readme_without_a_proper_example_is_refused():
+    with pytest.raises(ValueError, match="one paragraph"):
+        readme_example.first_example("# x\n\nOne.\n\nTwo.\n\n```python\nimport x\n```\n")
+    with pytest.raises(ValueError, match="not 5 to 10"):
+        readme_example.first_example("# x\n\nOne.\n\n```python\nimport x\n```\n")

@@ -60,7 +60,15 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Differentiable optimisation in JAX: demos, benchmarks, learned-optimiser training."""
+    """Differentiable optimisation in JAX: demos, benchmarks, learned-optimiser training.
+
+    Compiled programs are kept in JAX's persistent compilation cache (~/.cache/opifex/jax), so
+    a second run skips most compilation; OPIFEX_JAX_CACHE=0 turns it off, another value is the
+    directory to use.
+    """
+    from opifex.core import enable_compilation_cache
+
+    enable_compilation_cache()
 
 
 @app.command()

@@ -12,6 +12,7 @@ for unrolled inner loops and the outer training loop, shared by ``opifex.l2o`` a
 let any opifex optimiser train a Flax NNX model.
 """
 
+from opifex.core._cache import default_cache_dir, enable_compilation_cache
 from opifex.core._checkpoint import load_metadata, load_pytree, save_pytree
 from opifex.core._checks import (
     check_choice,
@@ -65,6 +66,8 @@ __all__ = [
     "check_shape",
     "check_unknown_options",
     "config_from_dict",
+    "default_cache_dir",
+    "enable_compilation_cache",
     "implicit_root",
     "load_metadata",
     "load_pytree",
