@@ -25,8 +25,8 @@ class SCFConfig:
 
     The names follow opifex's vocabulary (``max_steps`` for a budget) and PySCF's for the
     tolerances (``conv_tol``, ``conv_tol_grad``). The earlier spellings ``max_scf_iterations``
-    and ``retry_max_iterations`` still work, as keywords and attributes, with a
-    ``DeprecationWarning``, until the next release.
+    and ``retry_max_iterations`` (keywords and attributes) and the property
+    ``retry_iterations`` still work, with a ``DeprecationWarning``, until the next release.
 
     Attributes:
         conv_tol: converged when the total-energy change of the last cycle is below this (Eh).
