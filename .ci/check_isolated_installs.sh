@@ -238,7 +238,7 @@ def check_quantum():
     result = run_scf(water, "sto-3g")
     assert bool(result.converged), result.message
     # PySCF 2.14 on the same basis-set-exchange data (test_quantum_targets.py)
-    assert abs(float(result.energy) - -74.9420799540) < 1e-8, float(result.energy)
+    assert abs(float(result.value) - -74.9420799540) < 1e-8, float(result.value)
     gradient = np.asarray(nuclear_gradient(water, "sto-3g"))
     assert np.abs(gradient.sum(axis=0)).max() < 1e-8, gradient.sum(axis=0)
     try:

@@ -214,7 +214,7 @@ def _time_into(
 
 
 def _ours_scf(molecule: Any, basis: str, cfg: BenchConfig) -> Callable:
-    """``coordinates -> SCFResult`` (unjitted) for ``molecule`` and ``basis``."""
+    """``coordinates -> SolveResult`` (unjitted) for ``molecule`` and ``basis``."""
     from opifex.quantum import SCFConfig, run_scf
 
     config = SCFConfig(conv_tol=cfg.conv_tol)
@@ -268,8 +268,8 @@ def _pyscf_force(mol: Any, cfg: BenchConfig) -> tuple[float, np.ndarray]:
 
 
 def _fill_scf(run: Run, result: Any) -> None:
-    run.energy = float(result.energy)
-    run.iterations = int(result.iterations)
+    run.energy = float(result.value)
+    run.iterations = int(result.num_steps)
     run.converged = bool(result.converged)
 
 
@@ -395,8 +395,8 @@ class _Bench:
             fn = jax.jit(jax.vmap(_ours_scf(self.molecule(name), basis, cfg)))
             coordinates = jnp.asarray(geometries)
             result = _time_into(run, lambda: fn(coordinates), cfg, jitted=True, batch=True)
-            energies[OURS] = np.asarray(result.energy)
-            run.iterations = int(np.max(result.iterations))
+            energies[OURS] = np.asarray(result.value)
+            run.iterations = int(np.max(result.num_steps))
             run.num_converged = int(np.sum(result.converged))
 
         def pyscf(run: Run) -> None:

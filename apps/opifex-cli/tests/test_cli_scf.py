@@ -58,6 +58,14 @@ def test_scf_guesses_reach_the_same_energy():
 
 
 def test_scf_reports_non_convergence_with_exit_status_1():
-    result = _invoke("scf", "H2O", "--max-iterations", "2")
+    result = _invoke("scf", "H2O", "--max-steps", "2")
     assert result.exit_code == 1
-    assert "NOT converged" in result.output
+    assert "NOT converged" in result.output and "in 2 cycles" in result.output
+    rows = re.findall(r"^\s+(\d+)\s+-?\d+\.\d{10}\s", result.output, flags=re.MULTILINE)
+    assert rows == ["1", "2"]  # one convergence-table row per cycle run
+
+
+def test_scf_old_max_iterations_flag_still_works_with_a_warning():
+    result = _invoke("scf", "H2O", "--max-iterations", "2")
+    assert result.exit_code == 1 and "in 2 cycles" in result.output
+    assert "--max-iterations is deprecated" in result.stderr and "--max-steps" in result.stderr

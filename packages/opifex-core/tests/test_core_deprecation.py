@@ -84,3 +84,12 @@ def test_solve_result_forwards_named_aux_fields_with_a_warning():
     result = SolveResult(*(None,) * 8, aux=Aux((jnp.ones(2),)))
     with pytest.warns(DeprecationWarning, match="SolveResult.aux.orbital_energies"):
         assert result.orbital_energies.shape == (2,)
+
+
+def test_an_aux_type_can_name_its_methods_former_result_fields():
+    class Aux(tuple):
+        RESULT_ALIASES = {"density": "params"}  # noqa: RUF012
+
+    result = SolveResult(jnp.ones(2), *(None,) * 7, aux=Aux(()))
+    with pytest.warns(DeprecationWarning, match="SolveResult.density is deprecated.*params"):
+        assert result.density is result.params

@@ -34,11 +34,11 @@ def _reference(name):
         assert bool(result.converged)
         energy_fn = make_energy_fn(molecule, "sto-3g")
         if energy_fn.method == "rhf":
-            occupied = result.coefficients[:, : energy_fn.n_alpha]
+            occupied = result.aux.coefficients[:, : energy_fn.n_alpha]
         else:
             occupied = (
-                result.coefficients[0][:, : energy_fn.n_alpha],
-                result.coefficients[1][:, : energy_fn.n_beta],
+                result.aux.coefficients[0][:, : energy_fn.n_alpha],
+                result.aux.coefficients[1][:, : energy_fn.n_beta],
             )
     return result, energy_fn, occupied
 
@@ -74,16 +74,16 @@ def _lbfgs(energy_fn: EnergyFunction, start):
 def test_energy_of_scf_orbitals_and_density_is_the_scf_energy(water):
     result, energy_fn, occupied = water
     assert (energy_fn.method, energy_fn.n_alpha, energy_fn.n_beta) == ("rhf", 5, 5)
-    assert float(energy_fn(occupied)) == pytest.approx(float(result.energy), abs=1e-10)
-    assert float(energy_fn.from_density(result.density)) == pytest.approx(
-        float(result.energy), abs=1e-10
+    assert float(energy_fn(occupied)) == pytest.approx(float(result.value), abs=1e-10)
+    assert float(energy_fn.from_density(result.params)) == pytest.approx(
+        float(result.value), abs=1e-10
     )
 
 
 def test_energy_is_invariant_to_mixing_occupied_orbitals(water):
     result, energy_fn, occupied = water
     mixing = np.random.default_rng(0).normal(size=(5, 5)) + 3.0 * np.eye(5)
-    assert float(energy_fn(occupied @ mixing)) == pytest.approx(float(result.energy), abs=1e-10)
+    assert float(energy_fn(occupied @ mixing)) == pytest.approx(float(result.value), abs=1e-10)
 
 
 def test_gradient_matches_finite_differences_and_vanishes_at_the_scf_solution(water):
@@ -105,29 +105,29 @@ def test_gradient_matches_finite_differences_and_vanishes_at_the_scf_solution(wa
 def test_direct_minimisation_with_optax_lbfgs_reaches_the_rhf_energy(water):
     result, energy_fn, _ = water
     start = energy_fn.core_guess()
-    assert float(energy_fn(start)) > float(result.energy) + 1.0  # a real optimisation
+    assert float(energy_fn(start)) > float(result.value) + 1.0  # a real optimisation
     params, energy = _lbfgs(energy_fn, start)
-    assert float(energy) == pytest.approx(float(result.energy), abs=1e-9)
+    assert float(energy) == pytest.approx(float(result.value), abs=1e-9)
     density = (
         2.0 * params @ jnp.linalg.solve(params.T @ energy_fn.integrals.overlap @ params, params.T)
     )
-    np.testing.assert_allclose(density, result.density, atol=1e-5)
+    np.testing.assert_allclose(density, result.params, atol=1e-5)
 
 
 @pytest.mark.slow
 def test_uhf_energy_and_direct_minimisation(hydroxyl):
     result, energy_fn, occupied = hydroxyl
     assert (energy_fn.method, energy_fn.n_alpha, energy_fn.n_beta) == ("uhf", 5, 4)
-    assert float(energy_fn(occupied)) == pytest.approx(float(result.energy), abs=1e-10)
-    assert float(energy_fn.from_density(result.density)) == pytest.approx(
-        float(result.energy), abs=1e-10
+    assert float(energy_fn(occupied)) == pytest.approx(float(result.value), abs=1e-10)
+    assert float(energy_fn.from_density(result.params)) == pytest.approx(
+        float(result.value), abs=1e-10
     )
     mixed = (occupied[0] @ (np.eye(5) + 0.3), occupied[1] @ (2.0 * np.eye(4)))
-    assert float(energy_fn(mixed)) == pytest.approx(float(result.energy), abs=1e-10)
+    assert float(energy_fn(mixed)) == pytest.approx(float(result.value), abs=1e-10)
     start = energy_fn.core_guess()
-    assert float(energy_fn(start)) > float(result.energy) + 0.5
+    assert float(energy_fn(start)) > float(result.value) + 0.5
     _, energy = _lbfgs(energy_fn, start)
-    assert float(energy) == pytest.approx(float(result.energy), abs=1e-9)
+    assert float(energy) == pytest.approx(float(result.value), abs=1e-9)
 
 
 def test_wrong_coefficient_shapes_are_rejected(water):

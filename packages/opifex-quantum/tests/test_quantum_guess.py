@@ -143,8 +143,8 @@ def test_sad_and_core_guesses_reach_the_same_energy(name):
     sad = run_scf(molecule, "sto-3g", guess="sad", config=config)
     core = run_scf(molecule, "sto-3g", guess="core", config=config)
     assert bool(sad.converged) and bool(core.converged)
-    assert float(sad.energy) == pytest.approx(float(core.energy), abs=1e-9)
-    assert int(sad.iterations) <= int(core.iterations)
+    assert float(sad.value) == pytest.approx(float(core.value), abs=1e-9)
+    assert int(sad.num_steps) <= int(core.num_steps)
 
 
 def test_unconverged_atomic_scf_raises(monkeypatch):

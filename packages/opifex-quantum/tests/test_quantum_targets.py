@@ -74,8 +74,8 @@ def test_target1_energy_equals_pyscf_and_target2_iterations(name, basis):
     result = run_scf(molecule, basis)  # default SCFConfig: conv_tol 1e-9, MINAO guess, CDIIS
     expected_energy, pyscf_cycles = PYSCF[(name, basis)]
     assert bool(result.converged)
-    assert float(result.energy) == pytest.approx(expected_energy, abs=1e-8)
-    assert int(result.iterations) <= pyscf_cycles
+    assert float(result.value) == pytest.approx(expected_energy, abs=1e-8)
+    assert int(result.num_steps) <= pyscf_cycles
 
 
 @pytest.mark.parametrize(("name", "basis"), CASES)
@@ -165,7 +165,7 @@ def test_jit_vmap_over_geometries_matches_single_runs_and_gradients():
 
 def test_unconverged_energy_is_nan_and_never_reported_converged():
     molecule = molecule_from_name("H2O")
-    config = SCFConfig(max_scf_iterations=2)
+    config = SCFConfig(max_steps=2)
     result = run_scf(molecule, "sto-3g", config=config)
     assert not bool(result.converged)
     assert result.status_name == "MAX_STEPS_REACHED"
@@ -173,10 +173,10 @@ def test_unconverged_energy_is_nan_and_never_reported_converged():
     retried = run_scf(
         molecule,
         "sto-3g",
-        config=SCFConfig(max_scf_iterations=2, retry_level_shift=0.3, retry_max_iterations=60),
+        config=SCFConfig(max_steps=2, retry_level_shift=0.3, retry_max_steps=60),
     )
-    assert bool(retried.converged) and bool(retried.retried)
-    assert float(retried.energy) == pytest.approx(PYSCF[("H2O", "sto-3g")][0], abs=1e-8)
+    assert bool(retried.converged) and bool(retried.aux.retried)
+    assert float(retried.value) == pytest.approx(PYSCF[("H2O", "sto-3g")][0], abs=1e-8)
 
 
 def test_rhf_of_an_open_shell_and_bad_options_are_errors():

@@ -18,7 +18,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 
 from opifex.cli._bench import bench_app  # noqa: E402
-from opifex.cli._console import fail, progress_bar, stdout_console  # noqa: E402
+from opifex.cli._console import fail, progress_bar, stdout_console, warn  # noqa: E402
 from opifex.cli._train import train_app  # noqa: E402
 
 app = typer.Typer(name="opifex", no_args_is_help=True)
@@ -109,11 +109,14 @@ def scf(
     cartesian: Annotated[bool, typer.Option(help="Cartesian (6) d functions.")] = False,
     guess: Annotated[str, typer.Option(help="minao, sad or core.")] = "minao",
     conv_tol: Annotated[float, typer.Option(help="Energy-change tolerance (Eh).")] = 1e-9,
-    max_iterations: Annotated[int, typer.Option(help="SCF cycle budget.")] = 50,
+    max_steps: Annotated[int, typer.Option(help="SCF cycle budget.")] = 50,
+    max_iterations: Annotated[
+        int | None, typer.Option(hidden=True, help="Deprecated spelling of --max-steps.")
+    ] = None,
     forces: Annotated[bool, typer.Option(help="Also print the nuclear gradient.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write the convergence plot (PNG).")] = None,
 ) -> None:
-    """Hartree-Fock SCF of a molecule: energy, iterations and a convergence plot."""
+    """Hartree-Fock SCF of a molecule: energy, cycles and a convergence plot."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -121,9 +124,12 @@ def scf(
     from opifex.quantum import FORCE_CONV_TOL_GRAD, SCFConfig, nuclear_gradient, run_scf
 
     console = stdout_console()
+    if max_iterations is not None:
+        warn("--max-iterations is deprecated (removed in the next release); use --max-steps")
+        max_steps = max_iterations
     try:
         mol = _scf.load_molecule(molecule, charge, multiplicity)
-        config = SCFConfig(conv_tol=conv_tol, max_scf_iterations=max_iterations)
+        config = SCFConfig(conv_tol=conv_tol, max_steps=max_steps)
         options = {"method": method, "config": config, "guess": guess, "cartesian": cartesian}
         with progress_bar("compiling and solving", console) as progress:
             result = jax.jit(lambda m: run_scf(m, basis, **options))(mol)

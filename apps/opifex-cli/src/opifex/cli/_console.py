@@ -52,6 +52,18 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """Print ``warning: message`` to stderr (the command goes on).
+
+    Args:
+        message: what the user should change (printed verbatim, no markup).
+
+    Example:
+        >>> warn("--old is deprecated; use --new")
+    """
+    Console(stderr=True).print(Text.assemble(("warning: ", "bold yellow"), message))
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, console: Console | None = None) -> Iterator[ProgressCallback]:
     """A rich progress bar, driven by the callback it yields: ``callback(done, total, label)``.

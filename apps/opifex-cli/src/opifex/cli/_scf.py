@@ -54,18 +54,23 @@ def load_molecule(spec: str, charge: int | None, multiplicity: int | None) -> An
 def convergence_rows(result: Any) -> list[tuple[int, float, float, float]]:
     """``(cycle, energy, energy change, orbital-gradient norm)`` for every cycle run.
 
+    Read from the ``SolveResult``'s ``trace``, whose entry 0 is the guess and entry ``k`` cycle
+    ``k``.
+
     Example:
         >>> import numpy as np
         >>> from types import SimpleNamespace
-        >>> history = {k: np.array([1.0, 2.0, np.nan]) for k in ("energy", "energy_change",
-        ...            "residual")}
-        >>> convergence_rows(SimpleNamespace(history=history, iterations=2))
+        >>> trace = {k: np.array([0.5, 1.0, 2.0, np.nan]) for k in ("value", "energy_change",
+        ...          "grad_norm")}
+        >>> convergence_rows(SimpleNamespace(trace=trace, num_steps=2))
         [(1, 1.0, 1.0, 1.0), (2, 2.0, 2.0, 2.0)]
     """
-    count = int(result.iterations)
-    columns = [[float(v) for v in result.history[k][:count]] for k in ("energy", "energy_change")]
-    residuals = [float(v) for v in result.history["residual"][:count]]
-    return [(i + 1, columns[0][i], columns[1][i], residuals[i]) for i in range(count)]
+    count = int(result.num_steps)
+    columns = [
+        [float(v) for v in result.trace[k][1 : count + 1]]
+        for k in ("value", "energy_change", "grad_norm")
+    ]
+    return [(i + 1, *(column[i] for column in columns)) for i in range(count)]
 
 
 def _bar(residual: float, floor: float, top: float) -> str:
@@ -81,14 +86,14 @@ def render(molecule: Any, basis: str, result: Any, gradient: Any, console: Conso
     status = "converged" if bool(result.converged) else f"NOT converged ({result.message})"
     console.print(
         f"[bold]{' '.join(molecule.symbols)}[/bold]  basis {basis}  charge {molecule.charge}  "
-        f"multiplicity {molecule.multiplicity}: {status} in {int(result.iterations)} cycles"
-        + ("  (retried with level shift / damping)" if bool(result.retried) else "")
+        f"multiplicity {molecule.multiplicity}: {status} in {int(result.num_steps)} cycles"
+        + ("  (retried with level shift / damping)" if bool(result.aux.retried) else "")
     )
-    console.print(f"total energy  {float(result.energy):.10f} Eh")
+    console.print(f"total energy  {float(result.value):.10f} Eh")
     parts = Table(box=box.SIMPLE, title="energy components (Eh)")
     parts.add_column("component")
     parts.add_column("value", justify="right")
-    for name, value in result.components._asdict().items():
+    for name, value in result.aux.components._asdict().items():
         parts.add_row(name.replace("_", " "), f"{float(value):.10f}")
     console.print(parts)
 

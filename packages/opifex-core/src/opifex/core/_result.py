@@ -64,7 +64,11 @@ class SolveResult(NamedTuple):
         return SolveStatus(int(self.status)).name
 
     def __getattr__(self, name: str) -> Any:
-        """Old field spellings and ``aux`` fields, with a ``DeprecationWarning`` (one release)."""
+        """Old field spellings and ``aux`` fields, with a ``DeprecationWarning`` (one release).
+
+        Besides the table of renamed fields, an ``aux`` type may declare a class attribute
+        ``RESULT_ALIASES`` (old name -> ``SolveResult`` field) for its method's former names.
+        """
         if name.startswith("_"):
             raise AttributeError(name)
         if name in _RENAMED:
@@ -76,6 +80,15 @@ class SolveResult(NamedTuple):
             )
             return getattr(self, new)
         aux = tuple.__getitem__(self, len(SolveResult._fields) - 1)
+        # an aux type may name its method's former result fields that are now SolveResult's
+        renamed = getattr(type(aux), "RESULT_ALIASES", {})
+        if name in renamed:
+            warnings.warn(
+                f"SolveResult.{name} is deprecated; use SolveResult.{renamed[name]}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(self, renamed[name])
         if aux is not None and name in getattr(type(aux), "_fields", ()):
             warnings.warn(
                 f"SolveResult.{name} is deprecated; use SolveResult.aux.{name}",

@@ -3,9 +3,12 @@
 Build a ``Molecule`` (``create_molecular_system`` or ``molecule_from_name``), then
 ``run_scf(molecule, "6-31g")``: integrals (McMurchie-Davidson, 8-fold ERI symmetry), a MINAO
 guess (projected atomic natural orbitals; SAD and core guesses on request), and a jit-compiled
-SCF loop with DIIS / ADIIS / EDIIS, level shifting, damping and automatic retries.
-``result.energy`` is differentiable in the nuclear coordinates through the converged SCF
-(``opifex.core.implicit_root``), so ``nuclear_gradient`` is ``jax.grad`` of ``scf_energy``.
+SCF solver with DIIS / ADIIS / EDIIS, level shifting, damping and automatic retries, driven by
+``opifex.core.run_solver``. It returns ``opifex.core``'s ``SolveResult``: ``value`` (the total
+energy), ``params`` (the density), ``num_steps`` (SCF cycles), ``converged`` / ``status``,
+``trace`` and ``aux`` (an ``SCFOutputs``: energy components and orbitals). ``result.value`` is
+differentiable in the nuclear coordinates through the converged SCF (the driver's implicit
+adjoint), so ``nuclear_gradient`` is ``jax.grad`` of ``scf_energy``.
 ``make_energy_fn`` exports the energy as a plain function of orbital coefficients or densities
 for outside optimisers. Everything runs in float64: call
 ``jax.config.update("jax_enable_x64", True)`` first.
@@ -20,6 +23,7 @@ from opifex.quantum._basis import (
     known_basis_sets,
 )
 from opifex.quantum._elements import ELEMENT_SYMBOLS, atomic_number, element_symbol
+from opifex.quantum._energy_components import EnergyComponents
 from opifex.quantum._energy_function import EnergyFunction, make_energy_fn
 from opifex.quantum._fock import coulomb_matrix, exchange_matrix
 from opifex.quantum._geometries import known_molecules, molecule_from_name
@@ -44,7 +48,7 @@ from opifex.quantum._scf import (
     scf_energy,
 )
 from opifex.quantum._scf_config import FORCE_CONV_TOL_GRAD, SCFConfig
-from opifex.quantum._scf_result import EnergyComponents, SCFResult
+from opifex.quantum._scf_solver import SCFOutputs
 from opifex.quantum._uhf import run_uhf, uhf_energy, uhf_energy_components, uhf_fock
 
 __all__ = [
@@ -58,7 +62,7 @@ __all__ = [
     "Integrals",
     "Molecule",
     "SCFConfig",
-    "SCFResult",
+    "SCFOutputs",
     "Shell",
     "atomic_density",
     "atomic_number",

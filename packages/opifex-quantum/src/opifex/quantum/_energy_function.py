@@ -22,7 +22,7 @@ from opifex.quantum._molecule import Molecule
 from opifex.quantum._precision import require_x64
 from opifex.quantum._rhf import rhf_energy
 from opifex.quantum._scf import molecular_integrals, resolve_method
-from opifex.quantum._scf_loop import orthogonalizer
+from opifex.quantum._scf_model import orthogonalizer
 from opifex.quantum._uhf import uhf_energy
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from opifex.quantum._basis import BasisSet, build_basis
 from opifex.quantum._integrals import compute_integrals
 from opifex.quantum._rhf import rhf_fock
-from opifex.quantum._scf_loop import orthogonalizer
+from opifex.quantum._scf_model import orthogonalizer
 
 _DEGENERATE = 1e-4  # Eh: orbitals this close share the electrons of a partly filled level
 _MAX_ITERATIONS = 200

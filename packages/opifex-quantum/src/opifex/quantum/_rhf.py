@@ -5,12 +5,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from opifex.core import SolveResult
+from opifex.quantum._energy_components import EnergyComponents
 from opifex.quantum._fock import coulomb_matrix, exchange_matrix
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._precision import require_x64
 from opifex.quantum._scf_config import SCFConfig
-from opifex.quantum._scf_loop import SpinModel, check_scf_inputs, solve_scf
-from opifex.quantum._scf_result import EnergyComponents, SCFResult
+from opifex.quantum._scf_model import SpinModel
+from opifex.quantum._scf_solver import check_scf_inputs, solve_scf
 
 
 def rhf_fock(density: jax.Array, integrals: Integrals) -> jax.Array:
@@ -71,17 +73,29 @@ def _rhf_component_blocks(density: jax.Array, integrals: Integrals) -> EnergyCom
     return rhf_energy_components(density[0], integrals)
 
 
+def rhf_model(n_electrons: int) -> SpinModel:
+    """The RHF ``SpinModel`` of ``n_electrons`` (even) electrons, for ``SCFSolver``.
+
+    Example:
+        >>> rhf_model(10).n_occupied, rhf_model(10).occupation
+        ((5,), 2.0)
+    """
+    return SpinModel((n_electrons // 2,), 2.0, _rhf_fock_blocks, _rhf_component_blocks)
+
+
 def run_rhf(
     integrals: Integrals,
     n_electrons: int,
     config: SCFConfig = SCFConfig(),  # noqa: B008 - frozen, immutable default
     initial_density: jax.Array | None = None,
-) -> SCFResult:
+) -> SolveResult:
     """Restricted Hartree-Fock SCF of a closed-shell system.
 
-    Runs one jit-compiled ``lax.while_loop`` (see ``opifex.quantum._scf_loop``); vmap it over a
-    leading batch axis of ``integrals`` for a batch of geometries. Never raises for a failed
-    SCF: read ``result.converged`` / ``result.status``.
+    Runs the SCF solver on ``opifex.core.run_solver``, jit-compiled (see
+    ``opifex.quantum._scf_solver``); vmap it over a leading batch axis of ``integrals`` for a
+    batch of geometries. Never raises for a failed SCF: read ``result.converged`` /
+    ``result.status``. The density and energy are differentiable with respect to
+    ``integrals`` by implicit differentiation at the converged density.
 
     Args:
         integrals: the ``Integrals`` of the basis (float64).
@@ -91,7 +105,12 @@ def run_rhf(
             core-Hamiltonian guess.
 
     Returns:
-        An ``SCFResult`` with ``(n, n)`` total density and ``(n,)`` orbital energies.
+        A ``SolveResult``: ``params`` the ``(n, n)`` total density, ``value`` its total energy
+        (Eh), ``grad_norm`` its orbital-gradient norm, ``num_steps`` the SCF cycles,
+        ``converged`` / ``status`` (``SolveStatus``), ``trace`` the per-cycle ``"value"``,
+        ``"grad_norm"`` and ``"energy_change"`` (entry 0: the guess; length
+        ``config.total_max_steps + 1``, NaN-padded) and ``aux`` an ``SCFOutputs``
+        (energy components, ``(n,)`` orbital energies, coefficients, occupations).
 
     Raises:
         RuntimeError: if 64-bit floats are disabled.
@@ -106,8 +125,8 @@ def run_rhf(
         ...     one = jnp.ones((1, 1))
         ...     ints = Integrals(one, 0.5 * one, -one, 0.6 * one.reshape(1, 1, 1, 1), jnp.zeros(()))
         ...     result = run_rhf(ints, 2)
-        >>> bool(result.converged), round(float(result.energy), 6)
-        (True, -0.4)
+        >>> bool(result.converged), round(float(result.value), 6), int(result.num_steps)
+        (True, -0.4, 1)
     """
     require_x64("run_rhf")
     n = check_scf_inputs(integrals, config, initial_density, n_spin=1)
@@ -118,21 +137,5 @@ def run_rhf(
             f"n_electrons must be even, positive and at most {2 * n} for RHF in {n} basis "
             f"functions, got {n_electrons}"
         )
-    blocks = None if initial_density is None else jnp.asarray(initial_density)[None]
-    model = SpinModel((n_electrons // 2,), 2.0, _rhf_fock_blocks, _rhf_component_blocks)
-    out = solve_scf(integrals, blocks, model, config)
-    return SCFResult(
-        energy=out.components.total,
-        components=out.components,
-        orbital_energies=out.orbital_energies[0],
-        coefficients=out.coefficients[0],
-        density=out.density[0],
-        occupations=out.occupations[0],
-        converged=out.status == 0,
-        status=out.status,
-        iterations=out.iterations,
-        residual=out.residual,
-        energy_change=out.energy_change,
-        history=out.history,
-        retried=out.retried,
-    )
+    density = None if initial_density is None else jnp.asarray(initial_density)
+    return solve_scf(integrals, density, rhf_model(n_electrons), config)

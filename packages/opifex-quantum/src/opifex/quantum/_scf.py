@@ -1,10 +1,11 @@
 """Hartree-Fock for a molecule: integrals, guess, SCF, and energies differentiable in geometry.
 
-``run_scf`` runs the SCF loop (never unrolled for derivatives) and then re-attaches the
-converged density to the integrals with ``opifex.core.implicit_root`` on the fixed-point
-condition ``D = aufbau(F[D])``. Derivatives of ``result.energy`` and ``result.density`` with
-respect to the nuclear coordinates (or anything else the integrals depend on) then follow the
-implicit function theorem: one linear solve with ``I - d aufbau(F[D]) / dD`` at the solution.
+``run_scf`` builds the integrals and the guess and runs ``run_rhf`` / ``run_uhf``: the SCF
+solver on ``opifex.core.run_solver``, whose implicit adjoint differentiates the converged
+density and energy through the fixed-point condition ``D = aufbau(F[D])`` (never through the
+cycles). Derivatives with respect to the nuclear coordinates (or anything else the integrals
+depend on) then follow the implicit function theorem: one linear solve with
+``I - d aufbau(F[D]) / dD`` at the solution.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from opifex.core import check_choice, implicit_root
+from opifex.core import SolveResult, check_choice
 from opifex.quantum._basis import BasisSet, build_basis
 from opifex.quantum._guess import superposition_of_atomic_densities
 from opifex.quantum._integrals import compute_integrals
@@ -22,46 +23,12 @@ from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._minao import minao_guess
 from opifex.quantum._molecule import Molecule
 from opifex.quantum._precision import require_x64
-from opifex.quantum._projector import aufbau_density
-from opifex.quantum._rhf import rhf_energy, rhf_fock, run_rhf
+from opifex.quantum._rhf import run_rhf
 from opifex.quantum._scf_config import FORCE_CONV_TOL_GRAD, SCFConfig
-from opifex.quantum._scf_result import SCFResult
-from opifex.quantum._uhf import run_uhf, uhf_energy, uhf_fock
+from opifex.quantum._uhf import run_uhf
 
 METHODS = ("rhf", "uhf")
 GUESSES = ("minao", "sad", "core")
-
-
-def _symmetric(density: jax.Array) -> jax.Array:
-    return 0.5 * (density + jnp.swapaxes(density, -1, -2))
-
-
-def _rhf_residual(n_occupied: int):
-    def residual(density: jax.Array, integrals: Integrals) -> jax.Array:
-        fock = rhf_fock(_symmetric(density), integrals)
-        return density - 2.0 * aufbau_density(fock, integrals.overlap, n_occupied)
-
-    return residual
-
-
-def _uhf_residual(n_alpha: int, n_beta: int):
-    def residual(densities: jax.Array, integrals: Integrals) -> jax.Array:
-        focks = uhf_fock(_symmetric(densities), integrals)
-        updated = jnp.stack(
-            [
-                aufbau_density(focks[0], integrals.overlap, n_alpha),
-                aufbau_density(focks[1], integrals.overlap, n_beta),
-            ]
-        )
-        return densities - updated
-
-    return residual
-
-
-def _attach(residual, converged_density: jax.Array, integrals: Integrals) -> jax.Array:
-    """The converged density, differentiable in ``integrals`` by the implicit function theorem."""
-    root = implicit_root(residual, lambda init, _: init)
-    return root(jax.lax.stop_gradient(converged_density), integrals)
 
 
 def resolve_method(molecule: Molecule, method: str | None) -> str:
@@ -139,8 +106,8 @@ def run_scf(
     config: SCFConfig = SCFConfig(),  # noqa: B008 - frozen, immutable default
     guess: str = "minao",
     cartesian: bool = False,
-) -> SCFResult:
-    """Hartree-Fock SCF of a molecule; ``result.energy`` is differentiable in the geometry.
+) -> SolveResult:
+    """Hartree-Fock SCF of a molecule; ``result.value`` is differentiable in the geometry.
 
     Works under ``jit`` (everything but the coordinates is static) and ``vmap`` over a batch
     of geometries. A failed SCF is never raised: read ``result.converged`` and
@@ -157,8 +124,10 @@ def run_scf(
         cartesian: cartesian d functions when ``basis`` is a name.
 
     Returns:
-        An ``SCFResult``. Its ``energy`` and ``density`` carry implicit derivatives with
-        respect to the coordinates (through the converged SCF, not its iterations).
+        The ``SolveResult`` of ``run_rhf`` / ``run_uhf``: ``value`` the total energy (Eh),
+        ``params`` the density, ``num_steps`` the SCF cycles, ``aux`` an ``SCFOutputs``
+        (energy components, orbitals). ``value`` and ``params`` carry implicit derivatives
+        with respect to the coordinates (through the converged SCF, not its cycles).
 
     Raises:
         ValueError: for an unknown method, guess or basis set, or RHF of an open shell.
@@ -169,8 +138,8 @@ def run_scf(
         >>> from opifex.quantum._geometries import molecule_from_name
         >>> with jax.enable_x64(True):
         ...     result = run_scf(molecule_from_name("H2O"), "sto-3g")
-        >>> bool(result.converged), round(float(result.energy), 8)
-        (True, -74.94207995)
+        >>> bool(result.converged), round(float(result.value), 8), int(result.num_steps)
+        (True, -74.94207995, 7)
     """
     require_x64("run_scf")
     method = resolve_method(molecule, method)
@@ -183,16 +152,8 @@ def run_scf(
     elif guess == "sad":
         initial = jnp.asarray(superposition_of_atomic_densities(basis_set))
     if method == "rhf":
-        result = run_rhf(integrals, molecule.n_electrons, config, initial)
-        residual = _rhf_residual(molecule.n_electrons // 2)
-        density = _attach(residual, result.density, integrals)
-        energy = rhf_energy(density, integrals)
-    else:
-        result = run_uhf(integrals, molecule.n_alpha, molecule.n_beta, config, initial)
-        residual = _uhf_residual(molecule.n_alpha, molecule.n_beta)
-        density = _attach(residual, result.density, integrals)
-        energy = uhf_energy(density, integrals)
-    return result._replace(energy=energy, density=density)
+        return run_rhf(integrals, molecule.n_electrons, config, initial)
+    return run_uhf(integrals, molecule.n_alpha, molecule.n_beta, config, initial)
 
 
 def scf_energy(
@@ -230,7 +191,7 @@ def scf_energy(
     result = run_scf(
         molecule, basis, method=method, config=config, guess=guess, cartesian=cartesian
     )
-    return jnp.where(result.converged, result.energy, jnp.nan)
+    return jnp.where(result.converged, result.value, jnp.nan)
 
 
 def nuclear_gradient(

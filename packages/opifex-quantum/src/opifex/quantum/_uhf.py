@@ -5,12 +5,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from opifex.core import SolveResult
+from opifex.quantum._energy_components import EnergyComponents
 from opifex.quantum._fock import coulomb_matrix, exchange_matrix
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._precision import require_x64
 from opifex.quantum._scf_config import SCFConfig
-from opifex.quantum._scf_loop import SpinModel, check_scf_inputs, solve_scf
-from opifex.quantum._scf_result import EnergyComponents, SCFResult
+from opifex.quantum._scf_model import SpinModel
+from opifex.quantum._scf_solver import check_scf_inputs, solve_scf
 
 
 def _exchange_blocks(densities: jax.Array, eri: jax.Array) -> jax.Array:
@@ -67,11 +69,11 @@ def run_uhf(
     n_beta: int,
     config: SCFConfig = SCFConfig(),  # noqa: B008 - frozen, immutable default
     initial_density: jax.Array | None = None,
-) -> SCFResult:
+) -> SolveResult:
     """Unrestricted Hartree-Fock SCF with ``n_alpha`` alpha and ``n_beta`` beta electrons.
 
-    Same loop, jit and vmap behaviour as ``run_rhf``; the convergence residual joins the alpha
-    and beta orbital gradients.
+    Same solver, jit, vmap and implicit-derivative behaviour as ``run_rhf``; the convergence
+    residual joins the alpha and beta orbital gradients.
 
     Args:
         integrals: the ``Integrals`` of the basis (float64).
@@ -82,8 +84,8 @@ def run_uhf(
             split in equal halves; ``None`` occupies the core-Hamiltonian orbitals.
 
     Returns:
-        An ``SCFResult`` whose density, orbital energies, coefficients and occupations have a
-        leading alpha/beta axis of 2.
+        A ``SolveResult`` as for ``run_rhf``, whose density (``params``) and orbital energies,
+        coefficients and occupations (``aux``) have a leading alpha/beta axis of 2.
 
     Raises:
         RuntimeError: if 64-bit floats are disabled.
@@ -97,7 +99,7 @@ def run_uhf(
         ...     one = jnp.ones((1, 1))
         ...     ints = Integrals(one, 0.5 * one, -one, 0.6 * one.reshape(1, 1, 1, 1), jnp.zeros(()))
         ...     result = run_uhf(ints, 1, 0)
-        >>> bool(result.converged), round(float(result.energy), 6)
+        >>> bool(result.converged), round(float(result.value), 6)
         (True, -0.5)
     """
     require_x64("run_uhf")
@@ -113,19 +115,4 @@ def run_uhf(
         if densities.ndim == 2:
             densities = jnp.stack([0.5 * densities, 0.5 * densities])
     model = SpinModel((n_alpha, n_beta), 1.0, uhf_fock, uhf_energy_components)
-    out = solve_scf(integrals, densities, model, config)
-    return SCFResult(
-        energy=out.components.total,
-        components=out.components,
-        orbital_energies=out.orbital_energies,
-        coefficients=out.coefficients,
-        density=out.density,
-        occupations=out.occupations,
-        converged=out.status == 0,
-        status=out.status,
-        iterations=out.iterations,
-        residual=out.residual,
-        energy_change=out.energy_change,
-        history=out.history,
-        retried=out.retried,
-    )
+    return solve_scf(integrals, densities, model, config)
