@@ -25,12 +25,12 @@ import re
 import sys
 from pathlib import Path
 
-NAMES = (
-    "Misra1a", "Chwirut2", "Chwirut1", "Lanczos3", "Gauss1", "Gauss2", "DanWood", "Misra1b",
-    "Kirby2", "Hahn1", "Nelson", "MGH17", "Lanczos1", "Lanczos2", "Gauss3", "Misra1c",
-    "Misra1d", "Roszman1", "ENSO",
-    "MGH09", "Thurber", "BoxBOD", "Rat42", "MGH10", "Eckerle4", "Rat43", "Bennett5",
-)  # fmt: skip  (NIST's order: lower, average, then higher difficulty)
+# NIST's order: lower, average, then higher difficulty
+LOWER = ("Misra1a", "Chwirut2", "Chwirut1", "Lanczos3", "Gauss1", "Gauss2", "DanWood", "Misra1b")
+AVERAGE = ("Kirby2", "Hahn1", "Nelson", "MGH17", "Lanczos1", "Lanczos2", "Gauss3", "Misra1c")
+AVERAGE += ("Misra1d", "Roszman1", "ENSO")
+HIGHER = ("MGH09", "Thurber", "BoxBOD", "Rat42", "MGH10", "Eckerle4", "Rat43", "Bennett5")
+NAMES = LOWER + AVERAGE + HIGHER
 OUT = Path(__file__).resolve().parents[1] / "src" / "opifex" / "second_order" / "data"
 SOURCE = (
     "NIST Statistical Reference Datasets (StRD), nonlinear regression, NIST Information"

@@ -29,13 +29,13 @@ from opifex.second_order._lbfgs import (
     minimize,
 )
 from opifex.second_order._mgh import LeastSquaresProblem, get_mgh_problem, mgh_problems
-from opifex.second_order._nist import NistProblem, get_nist_problem, nist_problems
 from opifex.second_order._more_thuente import (
     MoreThuenteInfo,
     MoreThuenteStatus,
     ScaleByMoreThuenteState,
     scale_by_more_thuente_linesearch,
 )
+from opifex.second_order._nist import NistProblem, get_nist_problem, nist_problems
 
 __all__ = [
     "GaussNewtonConfig",

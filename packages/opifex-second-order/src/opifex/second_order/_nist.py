@@ -265,7 +265,7 @@ class NistProblem:
         Example:
             >>> problem = get_nist_problem("Misra1a")
             >>> problem.log_relative_errors([2.3894212918e2, 5.5015e-4]).round(2).tolist()
-            [11.0, 4.97]
+            [11.0, 4.93]
         """
         b = np.asarray(b, dtype=np.float64)
         c = np.asarray(self.certified_params, dtype=np.float64)
@@ -310,8 +310,9 @@ def _make(name: str, entry: dict) -> NistProblem:
 
 @functools.cache
 def nist_problems() -> tuple[NistProblem, ...]:
-    """The 27 NIST StRD nonlinear regression problems, in NIST's order (lower, average, then
-    higher difficulty); the same objects on every call.
+    """The 27 NIST StRD nonlinear regression problems, in NIST's order of difficulty.
+
+    Lower, then average, then higher difficulty; the same objects on every call.
 
     Example:
         >>> from opifex.second_order import nist_problems
