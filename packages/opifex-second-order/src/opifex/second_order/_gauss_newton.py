@@ -43,7 +43,9 @@ a stated tolerance asks. With ``eps`` the machine epsilon of the parameters' dty
 ``x`` (the size of the model's terms times ``eps``):
 
 * Attainable precision (dense path, tested before every iteration at no extra cost): the
-  Gauss-Newton correction would change ``r`` by at most ``100 rho``.
+  Gauss-Newton correction would change ``r`` by at most ``10 rho``, and so would a step along
+  any one parameter (``max_j |J_j^T r| / ||J_j|| <= 10 rho``, which also sees the directions
+  that the SVD's rank cutoff drops).
 * MINPACK's tests: ``ftol`` (actual and predicted relative reductions of ``||r||^2`` by an
   accepted step), ``xtol`` (relative scaled step, or trust radius, at a point stationary to the
   same precision, see below), ``gtol`` (the largest cosine between ``r`` and a column of
@@ -61,10 +63,13 @@ method returns) is rejected as a leap, at the cost of its Jacobian. When no step
 progress any more (a trial rejected at rounding level, ``max_inner_steps`` rejections, or a
 step at rounding level that reduces neither ``||J^T r||`` nor the Gauss-Newton correction),
 the status is ``SUCCESS`` if ``x`` is stationary as far as values of ``||r||^2`` can tell (the
-largest cosine between ``r`` and a column of ``J`` at most ``10 (sqrt(delta) + xtol
-(||J diag(x)||_F + ||r||) / ||r||)``, ``delta`` the relative rounding error of ``||r||^2``:
-where ``J`` is nearly singular at a minimum with a large residual the attainable precision
-of ``x`` is about ``sqrt(eps)``), and ``STALLED`` otherwise (a kink, a wrong Jacobian).
+largest cosine between ``r`` and a column of ``J`` at most ``10 (min(sqrt(delta), eps**0.25)
++ xtol (||J diag(x)||_F + ||r||) / ||r||)``, ``delta`` the relative rounding error of
+``||r||^2``: where ``J`` is nearly singular at a minimum with a large residual the attainable
+precision of ``x`` is about ``sqrt(eps)``; and no column of ``J`` explains more of ``r`` than
+the Gauss-Newton correction, which would mean that the SVD's rank cutoff hides a direction of
+progress), and ``STALLED`` otherwise (a kink, a wrong Jacobian, a direction the arithmetic
+cannot resolve, or a residual too small for its values to tell).
 
 ``least_squares`` differentiates the solution with respect to ``args`` through
 ``opifex.core.implicit_root`` on the optimality condition ``J^T r = 0``.
@@ -115,12 +120,9 @@ _ACCEPT_RATIO = 1e-4
 _GN_TRIAL_RATIO = 0.25
 # ... and is tried after an iteration whose accepted ratio was at least this
 _GOOD_MODEL_RATIO = 0.75
-# the rounding error of a computed residual vector, in units of
-# eps (||J diag(x)||_F + ||r||): the size of the model's terms times the dtype's precision
-_NOISE = 1.0
 # attainable precision: the Gauss-Newton correction changes r by at most this many times
 # eps (||J diag(x)||_F + ||r||)
-_ATTAINABLE = 100.0
+_ATTAINABLE = 10.0
 # stationary to the resolution of ||r||^2: MINPACK's cosine at most this many times the square
 # root of the relative rounding error of ||r||^2
 _STATIONARY = 10.0
@@ -589,15 +591,23 @@ class GaussNewtonSolver:
             gn_change = jnp.asarray(jnp.inf, dtype)
             cosine = _safe_div(state.grad_norm, jnp.sqrt(scale[0]) * r_norm)
         rounding_error = eps * (model_size + r_norm)
-        attained = gn_change <= _ATTAINABLE * rounding_error
+        # the Gauss-Newton correction, and the part of r along any one column of J (which also
+        # sees directions the SVD truncates), within a small multiple of that error
+        attained = (gn_change <= _ATTAINABLE * rounding_error) & (
+            cosine * r_norm <= _ATTAINABLE * rounding_error
+        )
         no_progress_at_rounding = state.flat & (gn_change >= state.gauss_newton_change)
-        noise = _NOISE * rounding_error
-        resolution = _safe_div(2.0 * r_norm * noise + noise * noise, rr)
+        # relative change of ||r||^2 that the rounding error of r accounts for
+        resolution = _safe_div((2.0 * r_norm + rounding_error) * rounding_error, rr)
         # stationary as far as comparing values of ||r||^2 (a step along the gradient would
         # change it by about cosine^2, relative, below its resolution) or steps of relative
         # size xtol can tell
-        precision = jnp.sqrt(resolution) + _safe_div(xtol * (model_size + r_norm), r_norm)
-        stationary = cosine <= _STATIONARY * precision
+        precision = jnp.minimum(jnp.sqrt(resolution), eps**0.25)
+        precision += _safe_div(xtol * (model_size + r_norm), r_norm)
+        # ... and the Gauss-Newton model is not blind to it: a column explains no more of r
+        # than the correction does (more only where the SVD's rank cutoff drops a direction)
+        seen = cosine * r_norm <= 2.0 * gn_change + _ATTAINABLE * rounding_error
+        stationary = (cosine <= _STATIONARY * precision) & seen
 
         def confirm(candidate: jax.Array, x_try: jax.Array) -> tuple[jax.Array, jax.Array]:
             """The Jacobian at an acceptable ``x_try``, and whether the step is a leap.
