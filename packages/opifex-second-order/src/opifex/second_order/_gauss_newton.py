@@ -580,7 +580,7 @@ class GaussNewtonSolver:
 
         # ---- rounding: the error of r at x, the change of ||r||^2 it can account for, and
         # whether x is already at attainable precision (the Gauss-Newton correction would
-        # change r by no more than a few hundred times that error)
+        # change r by no more than ten times that error)
         if self._dense:
             col_sq = jnp.sum(state.jacobian * state.jacobian, axis=0)
             model_size = jnp.sqrt(col_sq @ (x * x))  # ||J diag(x)||_F
