@@ -257,6 +257,35 @@ def test_solver_protocol_and_failure_statuses(mode, status):
 
 
 _PROTOCOL_SOLVER = create_gauss_newton_solver(GaussNewtonConfig(), _tricky)
+
+
+def _curve(x):
+    return jnp.stack([x[0] ** 2 - 2.0, x[1] - 1.0, x[0] * x[1]])
+
+
+@jax.custom_jvp
+def _wrong_sign(x):
+    return _curve(x)
+
+
+@_wrong_sign.defjvp
+def _wrong_sign_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return _curve(x), -jax.jvp(_curve, (x,), (dx,))[1]  # every model step goes uphill
+
+
+@pytest.mark.parametrize(
+    "residual",
+    [_wrong_sign, lambda x: jnp.stack([jnp.abs(x[0]) + 1.0, x[1] - 3.0])],
+    ids=["wrong_jacobian", "kink"],
+)
+def test_small_steps_away_from_a_stationary_point_are_no_success(residual):
+    """MINPACK's xtol test passes once the trust radius has collapsed, also where no step can
+    decrease ||r|| (a Jacobian that does not match the residual; the minimum of a kink, where
+    J^T r does not vanish): that is STALLED here, never SUCCESS."""
+    result = least_squares(residual, jnp.array([0.7, 2.0]), implicit_diff=False)
+    assert result.status_name == "STALLED" and not bool(result.converged)
+    assert float(result.grad_norm) > 0.5  # far from stationary
 _run = jax.jit(lambda solver, x0, mode: run_solver(solver, x0, mode, max_steps=3), static_argnums=0)
 
 
@@ -311,6 +340,9 @@ def test_bad_input_raises_clear_errors():
         ({"damping": 0.0}, ValueError, "damping"),
         ({"tolerance": -1.0}, ValueError, "tolerance"),
         ({"ftol": float("inf")}, ValueError, "ftol"),
+        ({"xtol": -1e-8}, ValueError, "xtol"),
+        ({"gtol": "1e-8"}, TypeError, "gtol"),
+        ({"max_iterations": -1}, ValueError, "max_iterations"),
         ({"max_iterations": 1.5}, TypeError, "max_iterations"),
         ({"max_inner_steps": 0}, ValueError, "max_inner_steps"),
         ({"cg_max_iterations": 0}, ValueError, "cg_max_iterations"),

@@ -310,6 +310,7 @@ def test_bad_input_raises_clear_errors():
         ("max_iterations", -1, ValueError),
         ("tolerance", -1e-3, ValueError),
         ("tolerance", float("nan"), ValueError),
+        ("tolerance", "1e-3", TypeError),
         ("line_search", "hager-zhang", ValueError),
         ("max_linesearch_steps", 0, ValueError),
     ],
