@@ -286,6 +286,8 @@ def test_small_steps_away_from_a_stationary_point_are_no_success(residual):
     result = least_squares(residual, jnp.array([0.7, 2.0]), implicit_diff=False)
     assert result.status_name == "STALLED" and not bool(result.converged)
     assert float(result.grad_norm) > 0.5  # far from stationary
+
+
 _run = jax.jit(lambda solver, x0, mode: run_solver(solver, x0, mode, max_steps=3), static_argnums=0)
 
 
