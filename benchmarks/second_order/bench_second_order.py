@@ -10,7 +10,13 @@ Two parts, every solver on the same problems in one process, float64 throughout:
 * **Least squares** — the Moré, Garbow & Hillstrom (1981) test set
   (``opifex.second_order.mgh_problems``; problems 1-20 by default, ``--all-mgh`` for all 35): our
   Levenberg-Marquardt against ``scipy.optimize.least_squares(method="lm")`` (MINPACK's lmder),
-  ``optimistix.LevenbergMarquardt`` and ``jaxopt.LevenbergMarquardt``.
+  ``optimistix.LevenbergMarquardt`` and ``jaxopt.LevenbergMarquardt``, all at MINPACK's
+  tolerances ``1e-8``.
+* **Certified** — the 27 NIST StRD nonlinear regression problems
+  (``opifex.second_order.nist_problems``) from both of NIST's starts, at *default* settings:
+  our Levenberg-Marquardt against scipy's ``lm``; per run the correct digits (log relative
+  error against NIST's certified parameters), the status and the evaluation counts
+  (``nist_certified.py``).
 
 What is measured, per solver and problem: iterations, function / derivative evaluations,
 wall time after compilation (median over repeats, the jit warm-up excluded,
@@ -21,12 +27,14 @@ the JAX baselines' own state / step counters. On the first problem of each part 
 function (``jax.debug.callback`` counters inside a ``custom_jvp``); timed runs are never
 instrumented.
 
-Two targets are evaluated and written to the JSON:
+Three targets are evaluated and written to the JSON:
 
 1. on each Rosenbrock size, our L-BFGS uses no more function evaluations than scipy's L-BFGS-B;
 2. on at least 80% of the MGH problems our LM takes no more iterations than scipy's ``lm``
    (MINPACK: one Jacobian per iteration, so ``njev``) *and* ends at the same optimum
-   (``f`` equal to relative 1e-6 or absolute 1e-10).
+   (``f`` equal to relative 1e-6 or absolute 1e-10);
+3. at default settings our LM reaches at least 6 correct digits with ``SUCCESS`` from every
+   NIST start (and never reports ``SUCCESS`` with fewer).
 
 Run ``python benchmarks/second_order/bench_second_order.py [--quick]``; ``opifex bench
 second-order`` calls ``main(argv, progress)``. Output: a table on stdout,
@@ -65,6 +73,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402  (after the BLAS thread setting)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared modules
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # nist_certified
+import nist_certified  # noqa: E402
 from bench_common import (  # noqa: E402
     cpu_model,
     print_progress,
@@ -118,6 +128,9 @@ class BenchConfig:
     same_rtol: float = 1e-6
     same_atol: float = 1e-10
     mgh_target_fraction: float = 0.8
+    # certified part: NIST StRD problems (None: all 27), both starts, default settings
+    nist_problems: tuple[str, ...] | None = None
+    certified_digits: float = 6.0
     # evaluations of the JAX baselines come from their state / step counters; an extra,
     # untimed run on an instrumented function checks them: on the "first" problem of each part,
     # on "all" problems, or "none"
@@ -126,13 +139,15 @@ class BenchConfig:
 
 def quick_config() -> BenchConfig:
     """``--quick``: no 1000-D, one timed run, three MGH problems (a local minimum, an easy and
-    a badly scaled one), no instrumented count checks."""
+    a badly scaled one), two NIST problems (a leap into a flat region, a long valley), no
+    instrumented count checks."""
     return BenchConfig(
         quick=True,
         rosenbrock_sizes=(2, 100),
         repeats=1,
         count_check="none",
         mgh_problems=("freudenstein_roth", "bard", "meyer"),
+        nist_problems=("BoxBOD", "MGH09"),
     )
 
 
@@ -725,9 +740,10 @@ def _availability(solvers: dict[str, tuple[str, Callable]]) -> dict[str, str | N
     return out
 
 
-def _run_one(bench: Callable, problem: Any, cfg: BenchConfig, row: Row, check: bool) -> Row:
+def _run_one(run: Callable[[], None], row: Any) -> Any:
+    """``run()`` fills ``row``; an exception (other than an interrupt) is recorded in it."""
     try:
-        bench(problem, cfg, row, check)
+        run()
     except Exception as exc:  # a crashing solver is a result, not a benchmark failure
         row.status = "error"
         row.error = _error_text(exc)
@@ -748,7 +764,12 @@ def run_benchmark(cfg: BenchConfig, progress: Progress | None = None) -> dict[st
     unc_problems = list(cfg.rosenbrock_sizes)
     unc_avail = _availability(UNCONSTRAINED_SOLVERS)
     lsq_avail = _availability(LSQ_SOLVERS)
-    total = len(unc_problems) * len(UNCONSTRAINED_SOLVERS) + len(lsq_problems) * len(LSQ_SOLVERS)
+    certified = nist_certified.new_rows(cfg.nist_problems)
+    total = (
+        len(unc_problems) * len(UNCONSTRAINED_SOLVERS)
+        + len(lsq_problems) * len(LSQ_SOLVERS)
+        + len(certified)
+    )
     done = 0
     rows: list[Row] = []
     started = time.perf_counter()
@@ -785,16 +806,35 @@ def run_benchmark(cfg: BenchConfig, progress: Progress | None = None) -> dict[st
             row.status, row.error = "not run", "benchmark interrupted"
         elif row.status == "ok":
             try:
-                _run_one(bench, problem, cfg, row, checked)
+                _run_one(lambda: bench(problem, cfg, row, checked), row)  # noqa: B023
             except KeyboardInterrupt:  # keep what was measured; the JSON says it is partial
                 interrupted = True
                 row.status, row.error = "not run", "benchmark interrupted"
                 LOG.warning("interrupted: writing the partial results")
         rows.append(row)
         tick(f"{row.solver} on {row.problem}")
+    certified_rows = []
+    for row, problem in certified:
+        module, bench = nist_certified.SOLVERS[row.solver]
+        unavailable = _try_import(module)[1]
+        if interrupted:
+            row.status, row.error = "not run", "benchmark interrupted"
+        elif unavailable is not None:
+            row.status, row.error = "unavailable", unavailable
+        else:
+            try:
+                _run_one(lambda: bench(problem, row, cfg.repeats), row)  # noqa: B023
+            except KeyboardInterrupt:
+                interrupted = True
+                row.status, row.error = "not run", "benchmark interrupted"
+        certified_rows.append(row)
+        tick(f"{row.solver} on {row.problem} from start {row.start}")
 
     elapsed = time.perf_counter() - started
     targets = evaluate_targets(rows, cfg)
+    targets["nist_defaults_certified_digits"] = nist_certified.evaluate_target(
+        certified_rows, cfg.certified_digits
+    )
     profile = performance_profiles(rows, cfg)
     device = jax.devices()[0]
     return {
@@ -828,6 +868,8 @@ def run_benchmark(cfg: BenchConfig, progress: Progress | None = None) -> dict[st
                 " instrumented (jax.debug.callback) re-run where one was made",
                 "scipy lm iterations = Jacobian evaluations (MINPACK lmder computes one per"
                 " outer iteration)",
+                "certified: default settings for both solvers; digits = min over parameters of"
+                " -log10(|b - c| / |c|) against NIST's certified c, at most 11",
             ],
         },
         "availability": {
@@ -836,6 +878,7 @@ def run_benchmark(cfg: BenchConfig, progress: Progress | None = None) -> dict[st
         },
         "unconstrained": [dataclasses.asdict(r) for r in rows if r.part == "unconstrained"],
         "least_squares": [dataclasses.asdict(r) for r in rows if r.part == "least_squares"],
+        "certified": [dataclasses.asdict(r) for r in certified_rows],
         "performance_profiles": profile,
         "targets": targets,
     }
@@ -1002,6 +1045,13 @@ def render_tables(results: dict[str, Any], stream: Any = None) -> None:
             ("Least squares: Moré-Garbow-Hillstrom", "least_squares"),
         )
     ]
+    sections.append(
+        (
+            "Certified: NIST StRD at default settings",
+            nist_certified.TABLE_COLUMNS,
+            nist_certified.table_rows(results["certified"]),
+        )
+    )
     stream = stream if stream is not None else sys.stdout
     print_tables(sections, target_lines(results), stream, left_columns=2)
 
@@ -1026,6 +1076,17 @@ def target_lines(results: dict[str, Any]) -> list[str]:
         )
     if t2["not_compared"]:
         lines.append(f"  not compared (a solver did not run): {', '.join(t2['not_compared'])}")
+    t3 = results["targets"]["nist_defaults_certified_digits"]
+    lines.append(
+        f"Target 3 (our LM at defaults: SUCCESS with >= {t3['digits']:g} digits from every NIST"
+        f" start): met={t3['met']}"
+    )
+    for label, key in (("ours", "ours"), ("scipy lm", "scipy")):
+        s = t3[key]
+        lines.append(
+            f"  {label}: {s['reached']} / {s['runs']} starts reach it;"
+            f" successes below it: {', '.join(s['converged_below']) or 'none'}"
+        )
     return lines
 
 
@@ -1107,6 +1168,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--all-mgh", action="store_true", help="all 35 MGH problems (adds ~1.5 minutes)"
     )
     parser.add_argument(
+        "--nist", default=None, help="comma-separated NIST StRD problem names (default: all 27)"
+    )
+    parser.add_argument(
         "--count-check",
         choices=("none", "first", "all"),
         default=None,
@@ -1135,6 +1199,8 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
         cfg = dataclasses.replace(cfg, mgh_problems=tuple(args.problems.split(",")))
     if args.all_mgh:
         cfg = dataclasses.replace(cfg, all_mgh=True)
+    if args.nist:
+        cfg = dataclasses.replace(cfg, nist_problems=tuple(args.nist.split(",")))
     if args.count_check is not None:
         cfg = dataclasses.replace(cfg, count_check=args.count_check)
 

@@ -91,6 +91,7 @@ def _run_info(meta: dict[str, Any]) -> str:
 def _targets(targets: dict[str, Any], unconstrained: list[dict[str, Any]]) -> str:
     evals = targets["rosenbrock_fun_evals_le_scipy"]
     mgh = targets["mgh_lm_iterations_le_scipy_same_optimum"]
+    nist = targets["nist_defaults_certified_digits"]
     fraction = mgh["fraction"]
     counted = mgh["num_problems"]
     mgh_result = _met(mgh["met"])
@@ -109,6 +110,12 @@ def _targets(targets: dict[str, Any], unconstrained: list[dict[str, Any]]) -> st
                 f"2. MGH: opifex LM needs no more iterations than scipy `lm` and ends at the "
                 f"same optimum on at least {100 * mgh['threshold']:.0f} % of the problems",
                 mgh_result,
+            ],
+            [
+                f"3. NIST StRD, default settings: opifex LM reports `SUCCESS` with at least "
+                f"{nist['digits']:g} correct digits from every start",
+                _met(nist["met"])
+                + f" ({nist['ours']['reached_and_converged']} / {nist['ours']['runs']} starts)",
             ],
         ],
     )
@@ -204,8 +211,44 @@ def _least_squares(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
     return table(["problem", "n", "m", *solvers, "best f", "not at the best f"], body)
 
 
+def _digits(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _certified(rows: list[dict[str, Any]], target: dict[str, Any]) -> str:
+    """Ours beside scipy's ``lm`` per NIST problem and start, and who claims missing digits."""
+    by = {(r["problem"], r["start"], r["solver"]): r for r in rows}
+    solvers = list(dict.fromkeys(r["solver"] for r in rows))
+    body = []
+    for problem, start in dict.fromkeys((r["problem"], r["start"]) for r in rows):
+        cells: list[Any] = [problem, start]
+        for solver in solvers:
+            r = by.get((problem, start, solver))
+            if r is None or r["status"] != "ok":
+                cells += ["—", "not run" if r is None else r["status"], "—"]
+                continue
+            counts = [r["fun_evals"], r["deriv_evals"]]
+            if solver == solvers[0]:
+                counts.insert(0, r["iterations"])
+            cells += [_digits(r["digits"]), r["solver_status"], " / ".join(map(str, counts))]
+        body.append(cells)
+    header = ["problem", "start"]
+    for i, solver in enumerate(solvers):
+        counts = "iterations / f-evals / J-evals" if i == 0 else "f-evals / J-evals"
+        header += [f"{solver} digits", f"{solver} status", f"{solver} {counts}"]
+    sentences = []
+    for key, name in (("ours", "opifex LM"), ("scipy", "scipy `lm`")):
+        s = target[key]
+        below = ", ".join(s["converged_below"]) or "none"
+        sentences.append(
+            f"{name}: {s['reached']} of {s['runs']} starts reach {target['digits']:g} digits; "
+            f"reported converged with fewer: {below}."
+        )
+    return "\n\n".join([table(header, body), " ".join(sentences)])
+
+
 def render_second_order(data: dict[str, Any]) -> str:
-    """Markdown for the second-order benchmark: run info, targets, both result tables."""
+    """Markdown for the second-order benchmark: run info, targets, the result tables."""
     meta, config = data["meta"], data["meta"]["config"]
     return "\n\n".join(
         [
@@ -223,6 +266,14 @@ def render_second_order(data: dict[str, Any]) -> str:
             f"`f = sum r²` differs from the best any solver reached (relative "
             f"{config['same_rtol']:g}, absolute {config['same_atol']:g}).",
             _least_squares(data["least_squares"], config),
+            "#### Certified problems: NIST StRD at default settings",
+            "Every NIST StRD nonlinear regression problem from both of NIST's starts, each "
+            "solver at its default settings (scipy: `ftol = xtol = gtol = 1e-8`, "
+            "`max_nfev = 100 n`). *Digits*: the fewest correct significant digits of a "
+            "parameter, `min -log10(|b - c| / |c|)` against NIST's certified `c` (at most 11, "
+            "the digits NIST prints). Status: opifex's `SolveStatus`, scipy's `status` and its "
+            "reason.",
+            _certified(data["certified"], data["targets"]["nist_defaults_certified_digits"]),
         ]
     )
 

@@ -48,6 +48,31 @@ def _row(part, problem, solver, **values):
     return row
 
 
+def _certified(problem, start, solver, **values):
+    row = {
+        "problem": problem,
+        "start": start,
+        "n": 2,
+        "m": 6,
+        "difficulty": "higher",
+        "solver": solver,
+        "status": "ok",
+        "error": None,
+        "solver_status": "SUCCESS",
+        "converged": True,
+        "digits": 11.0,
+        "iterations": 20,
+        "fun_evals": 22,
+        "deriv_evals": 21,
+        "rss": 1168.0,
+        "compile_s": 1.5,
+        "time_s": 0.002,
+    }
+    row.update(values)
+    return row
+
+
+OURS_NIST, SCIPY_NIST = "opifex LM (defaults)", "scipy lm (defaults)"
 SMALL = {
     "benchmark": "second_order",
     "meta": {
@@ -98,7 +123,40 @@ SMALL = {
             solver_converged=False,
         ),
     ],
+    "certified": [
+        _certified("BoxBOD", 1, OURS_NIST, iterations=32, fun_evals=39, deriv_evals=34),
+        _certified(
+            "BoxBOD",
+            1,
+            SCIPY_NIST,
+            solver_status="2: ftol",
+            digits=0.0,
+            iterations=6,
+            fun_evals=10,
+            deriv_evals=6,
+        ),
+        _certified("BoxBOD", 2, OURS_NIST, digits=10.96),
+        _certified("BoxBOD", 2, SCIPY_NIST, solver_status="2: ftol", digits=5.13),
+    ],
     "targets": {
+        "nist_defaults_certified_digits": {
+            "digits": 6.0,
+            "met": True,
+            "ours": {
+                "runs": 2,
+                "reached": 2,
+                "reached_and_converged": 2,
+                "converged_below": [],
+                "not_reached": [],
+            },
+            "scipy": {
+                "runs": 2,
+                "reached": 0,
+                "reached_and_converged": 0,
+                "converged_below": ["BoxBOD/1", "BoxBOD/2"],
+                "not_reached": ["BoxBOD/1", "BoxBOD/2"],
+            },
+        },
         "rosenbrock_fun_evals_le_scipy": {
             "met": False,
             "per_size": {
@@ -148,6 +206,28 @@ def test_targets_are_shown_as_recorded(results_dir):
     assert "at least 80 % of the problems | **not met** (1 / 2 = 50.0 %) |" in text
     assert "| rosenbrock_2d | 46 | 45 | 1e-08 | 4e-08 | **not met** |" in text
     assert "| bard | 5 | 2000 | 0.008215 | 17.43 | no |" in text
+
+
+def test_certified_table_puts_scipy_at_its_defaults_beside_ours(results_dir):
+    text = hook.render_benchmark("second_order", results_dir)
+    assert "#### Certified problems: NIST StRD at default settings" in text
+    assert (
+        "| 3. NIST StRD, default settings: opifex LM reports `SUCCESS` with at least 6 correct "
+        "digits from every start | met (2 / 2 starts) |"
+    ) in text
+    header = (
+        "| problem | start | opifex LM (defaults) digits | opifex LM (defaults) status "
+        "| opifex LM (defaults) iterations / f-evals / J-evals | scipy lm (defaults) digits "
+        "| scipy lm (defaults) status | scipy lm (defaults) f-evals / J-evals |"
+    )
+    assert header in text
+    assert "| BoxBOD | 1 | 11.0 | SUCCESS | 32 / 39 / 34 | 0.0 | 2: ftol | 10 / 6 |" in text
+    assert "| BoxBOD | 2 | 11.0 | SUCCESS | 20 / 22 / 21 | 5.1 | 2: ftol | 22 / 21 |" in text
+    assert (
+        "opifex LM: 2 of 2 starts reach 6 digits; reported converged with fewer: none. "
+        "scipy `lm`: 0 of 2 starts reach 6 digits; reported converged with fewer: "
+        "BoxBOD/1, BoxBOD/2."
+    ) in text
 
 
 def test_unconstrained_table_rows(results_dir):

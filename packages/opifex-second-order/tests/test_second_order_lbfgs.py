@@ -221,6 +221,54 @@ def test_failures_are_status_codes_never_converged(mode, line_search, status):
         assert int(result.num_steps) == 10
 
 
+# ------------------------------------------------------------------ attainable precision
+
+_Q = np.linalg.qr(np.random.default_rng(0).standard_normal((10, 10)))[0]
+_A = _Q @ np.diag(np.logspace(0, 3, 10)) @ _Q.T  # condition number 1e3
+_C = np.random.default_rng(1).standard_normal(10)
+
+
+def _quadratic(x):
+    """``0.5 (x - c)^T A (x - c)``: minimiser ``c`` (closed form), minimum 0."""
+    d = x - jnp.asarray(_C, x.dtype)
+    return 0.5 * d @ jnp.asarray(_A, x.dtype) @ d
+
+
+@pytest.mark.parametrize("line_search", ["more_thuente", "zoom"])
+@pytest.mark.parametrize("tolerance", [None, 1e-15])
+def test_a_stop_at_rounding_level_is_success(line_search, tolerance):
+    """Solved to rounding, no line search can decrease f: a success, not a failure."""
+    x0 = jnp.zeros(10)
+    config = LBFGSConfig(tolerance=tolerance, line_search=line_search, max_iterations=2000)
+    result = minimize(_quadratic, x0, config=config)
+    assert result.status_name == "SUCCESS" and bool(result.converged)
+    # within rounding of the closed-form minimiser (|c| ~ 1, condition number 1e3)
+    np.testing.assert_allclose(np.asarray(result.params), _C, rtol=0, atol=1e-12)
+    assert float(result.value) < 1e-24
+    if tolerance is not None:  # unattainable: the run ended on the line search
+        assert float(result.grad_norm) > tolerance
+        grad0 = float(jnp.linalg.norm(jax.grad(_quadratic)(x0)))
+        assert float(result.grad_norm) <= np.sqrt(np.finfo(float).eps) * grad0
+
+
+def test_float32_stops_where_float32_can():
+    x0 = jnp.zeros(10, jnp.float32)
+    result = minimize(_quadratic, x0, tolerance=1e-12, max_iterations=2000)  # unattainable
+    assert result.params.dtype == jnp.float32
+    assert result.status_name == "SUCCESS"
+    # float32 resolves x to about condition number * eps32 ~ 1e-4 here
+    np.testing.assert_allclose(np.asarray(result.params, np.float64), _C, rtol=0, atol=1e-4)
+
+
+def test_a_real_failure_stays_a_failure():
+    """A non-smooth objective (|.|, minimum at a kink): the line search fails with the
+    gradient norm where it started, which is no stop at attainable precision."""
+    result = minimize(lambda x: jnp.sum(jnp.abs(x - jnp.asarray(_C))), jnp.zeros(10))
+    assert result.status_name in ("LINE_SEARCH_FAILED", "STALLED")
+    assert not bool(result.converged)
+    assert float(result.grad_norm) == pytest.approx(np.sqrt(10.0))  # |sign| = 1 everywhere
+
+
 # ------------------------------------------------------------------ bad input
 
 
@@ -262,6 +310,7 @@ def test_bad_input_raises_clear_errors():
         ("max_iterations", -1, ValueError),
         ("tolerance", -1e-3, ValueError),
         ("tolerance", float("nan"), ValueError),
+        ("tolerance", "1e-3", TypeError),
         ("line_search", "hager-zhang", ValueError),
         ("max_linesearch_steps", 0, ValueError),
     ],
@@ -273,6 +322,7 @@ def test_config_validation(field, value, error):
 
 def test_config_is_frozen_and_hashable():
     config = LBFGSConfig()
+    assert config.tolerance is None  # eps of the dtype times the initial gradient norm
     assert hash(config) == hash(LBFGSConfig())
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.tolerance = 1.0

@@ -3,7 +3,8 @@
 ``scale_by_more_thuente_linesearch`` (More & Thuente's strong Wolfe line search, L-BFGS's
 default) is an optax transformation usable in any optax chain.
 
-The More-Garbow-Hillstrom least-squares test set (``mgh_problems``) ships with the package
+The More-Garbow-Hillstrom least-squares test set (``mgh_problems``) and the NIST StRD
+nonlinear regression problems with certified answers (``nist_problems``) ship with the package
 so that users can check a solver against published optima.
 """
 
@@ -34,6 +35,7 @@ from opifex.second_order._more_thuente import (
     ScaleByMoreThuenteState,
     scale_by_more_thuente_linesearch,
 )
+from opifex.second_order._nist import NistProblem, get_nist_problem, nist_problems
 
 __all__ = [
     "GaussNewtonConfig",
@@ -48,13 +50,16 @@ __all__ = [
     "LeastSquaresProblem",
     "MoreThuenteInfo",
     "MoreThuenteStatus",
+    "NistProblem",
     "ScaleByMoreThuenteState",
     "create_gauss_newton_solver",
     "create_lbfgs_optimizer",
     "get_mgh_problem",
+    "get_nist_problem",
     "hybrid_optimizer",
     "least_squares",
     "mgh_problems",
     "minimize",
+    "nist_problems",
     "scale_by_more_thuente_linesearch",
 ]

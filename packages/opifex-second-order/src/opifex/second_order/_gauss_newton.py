@@ -4,7 +4,7 @@ Every method shares one outer iteration, modelled on MINPACK's ``lmder`` (Moré 
 iteration starts with the Jacobian ``J`` at the current point, tries steps until one is
 accepted (actual over predicted reduction of ``||r||^2`` at least ``1e-4``), then evaluates
 ``J`` at the new point. Rejected trials cost one residual evaluation each, so ``num_steps``
-counts Jacobians exactly as MINPACK's ``njev`` does.
+counts Jacobians as MINPACK's ``njev`` does (plus one per rejected leap, see below).
 
 * ``levenberg_marquardt`` (the default) solves ``(J^T J + mu D) dx = -J^T r`` with
   Marquardt's scaling ``D = diag(J^T J)``, kept as a running maximum over iterations as in
@@ -37,11 +37,39 @@ rank-deficient ``J``. Matrix-free path (``linear_solver="cg"``): Jacobian-vector
 equations; the scaling is then a scalar (a running maximum of the Rayleigh quotient
 ``||J g||^2 / ||g||^2`` at the gradient ``g``).
 
-Convergence tests are MINPACK's (``ftol``: actual and predicted relative reductions of
-``||r||^2``; ``xtol``: relative scaled step, or trust radius; ``gtol``: the largest cosine
-between ``r`` and a column of ``J``) plus an absolute ``tolerance`` on ``||J^T r||``. When no
-trial step reduces ``||r||`` any more and no test is met (rounding level, damping overflow, or
-``max_inner_steps`` rejections), the status is ``STALLED``.
+Convergence: ``SUCCESS`` means that ``params`` is as accurate as the arithmetic allows, or as
+a stated tolerance asks. With ``eps`` the machine epsilon of the parameters' dtype and
+``rho = eps (||J diag(x)||_F + ||r||)`` the rounding error of a residual vector computed at
+``x`` (the size of the model's terms times ``eps``):
+
+* Attainable precision (dense path, tested before every iteration at no extra cost): the
+  Gauss-Newton correction would change ``r`` by at most ``10 rho``, and so would a step along
+  any one parameter (``max_j |J_j^T r| / ||J_j|| <= 10 rho``, which also sees the directions
+  that the SVD's rank cutoff drops).
+* MINPACK's tests: ``ftol`` (actual and predicted relative reductions of ``||r||^2`` by an
+  accepted step), ``xtol`` (relative scaled step, or trust radius, at a point stationary to the
+  same precision, see below), ``gtol`` (the largest cosine between ``r`` and a column of
+  ``J``). Their defaults follow the dtype and lie at rounding level (``xtol = gtol = eps``,
+  ``ftol = eps**2``), so that by default the iteration runs to attainable precision; MINPACK's
+  own ``1e-8`` gives only 3-6 correct digits on hard problems such as NIST's.
+* An absolute ``tolerance`` on ``||J^T r||`` (off by default).
+
+A trial step whose predicted and actual changes of ``||r||^2`` are both within its rounding
+error (``2 ||r|| rho + rho^2``) cannot be checked and is taken as exact, so that the iteration
+still progresses where ``||r||^2`` is noisy (small residuals, ill-conditioned ``J``). A step
+after which a column of ``J`` falls below ``eps`` times its norm (a parameter carried to where
+the residual no longer depends on it, such as ``exp(-b t)`` underflowing, from where no local
+method returns) is rejected as a leap, at the cost of its Jacobian. When no step can make
+progress any more (a trial rejected at rounding level, ``max_inner_steps`` rejections, or a
+step at rounding level that reduces neither ``||J^T r||`` nor the Gauss-Newton correction),
+the status is ``SUCCESS`` if ``x`` is stationary as far as values of ``||r||^2`` can tell (the
+largest cosine between ``r`` and a column of ``J`` at most ``10 (min(sqrt(delta), eps**0.25)
++ xtol (||J diag(x)||_F + ||r||) / ||r||)``, ``delta`` the relative rounding error of
+``||r||^2``: where ``J`` is nearly singular at a minimum with a large residual the attainable
+precision of ``x`` is about ``sqrt(eps)``; and no column of ``J`` explains more of ``r`` than
+the Gauss-Newton correction, which would mean that the SVD's rank cutoff hides a direction of
+progress), and ``STALLED`` otherwise (a kink, a wrong Jacobian, a direction the arithmetic
+cannot resolve, or a residual too small for its values to tell).
 
 ``least_squares`` differentiates the solution with respect to ``args`` through
 ``opifex.core.implicit_root`` on the optimality condition ``J^T r = 0``.
@@ -92,8 +120,15 @@ _ACCEPT_RATIO = 1e-4
 _GN_TRIAL_RATIO = 0.25
 # ... and is tried after an iteration whose accepted ratio was at least this
 _GOOD_MODEL_RATIO = 0.75
-# predicted and actual relative changes of ||r||^2 below this many eps are rounding noise
-_FLAT = 100.0
+# attainable precision: the Gauss-Newton correction changes r by at most this many times
+# eps (||J diag(x)||_F + ||r||)
+_ATTAINABLE = 10.0
+# stationary to the resolution of ||r||^2: MINPACK's cosine at most this many times the square
+# root of the relative rounding error of ||r||^2
+_STATIONARY = 10.0
+# default budget: max_iterations = _ITERATIONS_PER_UNKNOWN * (n + 1), the form of MINPACK's
+# 100 (n + 1) function evaluations
+_ITERATIONS_PER_UNKNOWN = 500
 # Moré's lmpar: at most this many Newton iterations for the damping, 10 % accuracy on delta
 _LMPAR_ITERATIONS = 10
 
@@ -108,15 +143,24 @@ class GaussNewtonConfig:
         damping: initial damping ``mu`` of the Nielsen rule, relative to the Marquardt
             scaling ``D = diag(J^T J)`` (> 0; unused by the trust-region rule, which starts
             from the Gauss-Newton step as MINPACK does).
-        max_iterations: budget of outer iterations (Jacobian evaluations after ``x0``).
-        tolerance: converged when ``||J^T r|| <= tolerance`` (>= 0).
+        max_iterations: budget of outer iterations (Jacobian evaluations after ``x0``);
+            ``None`` (default): ``500 (n + 1)`` for ``n`` unknowns, resolved at call time.
+        tolerance: converged when ``||J^T r|| <= tolerance`` (>= 0; an absolute test, so
+            off by default: the relative tests below do not depend on the problem's scale).
         linear_solver: ``"dense"`` (materialised Jacobian, SVD) or ``"cg"`` (matrix-free).
-        ftol: converged when the actual and predicted relative reductions of ``||r||^2`` are
-            both at most ``ftol`` (MINPACK's ``ftol``; >= 0).
+        ftol: converged when the actual and predicted relative reductions of ``||r||^2`` by
+            an accepted step are both at most ``ftol`` (MINPACK's ``ftol``; >= 0).
         xtol: converged when the scaled step (trust region: the trust radius) is at most
             ``xtol`` times the scaled ``x`` (MINPACK's ``xtol``; >= 0).
         gtol: converged when every column of ``J`` is within ``gtol`` of orthogonal to ``r``
             (MINPACK's ``gtol``; >= 0).
+
+            ``None`` (the default for all three) follows the parameters' dtype, with ``eps``
+            its machine epsilon (``2.2e-16`` in float64, ``1.2e-7`` in float32):
+            ``xtol = gtol = eps`` and ``ftol = eps**2`` (a change of ``||r||^2`` resolves the
+            parameters only to about ``sqrt(ftol)``), so that these tests pass only at
+            rounding level; the iteration then stops at attainable precision (see the module
+            docstring). See ``tolerances``.
         jacobian: ``"jacfwd"`` or ``"jacrev"`` for the dense Jacobian.
         max_inner_steps: rejected trial steps allowed in one iteration before ``STALLED``.
         cg_max_iterations: CG iterations per linear solve (``None``: the number of unknowns).
@@ -134,12 +178,12 @@ class GaussNewtonConfig:
 
     method: str = "levenberg_marquardt"
     damping: float = 1e-3
-    max_iterations: int = 200
-    tolerance: float = 1e-10
+    max_iterations: int | None = None
+    tolerance: float = 0.0
     linear_solver: str = "dense"
-    ftol: float = 1e-8
-    xtol: float = 1e-8
-    gtol: float = 1e-8
+    ftol: float | None = None
+    xtol: float | None = None
+    gtol: float | None = None
     jacobian: str = "jacfwd"
     max_inner_steps: int = 40
     cg_max_iterations: int | None = None
@@ -150,12 +194,13 @@ class GaussNewtonConfig:
     def __post_init__(self) -> None:
         check_choice(self.method, METHODS, "method")
         check_positive(self.damping, "damping")
-        check_int_at_least(self.max_iterations, 0, "max_iterations")
+        if self.max_iterations is not None:
+            check_int_at_least(self.max_iterations, 0, "max_iterations")
         check_positive(self.tolerance, "tolerance", allow_zero=True)
         check_choice(self.linear_solver, LINEAR_SOLVERS, "linear_solver")
-        check_positive(self.ftol, "ftol", allow_zero=True)
-        check_positive(self.xtol, "xtol", allow_zero=True)
-        check_positive(self.gtol, "gtol", allow_zero=True)
+        for name in ("ftol", "xtol", "gtol"):
+            if getattr(self, name) is not None:
+                check_positive(getattr(self, name), name, allow_zero=True)
         check_choice(self.jacobian, JACOBIANS, "jacobian")
         check_int_at_least(self.max_inner_steps, 1, "max_inner_steps")
         if self.cg_max_iterations is not None:
@@ -172,6 +217,30 @@ class GaussNewtonConfig:
                 'damping_update="trust_region" needs linear_solver="dense", got'
                 f" linear_solver={self.linear_solver!r}"
             )
+
+    def tolerances(self, dtype: Any) -> tuple[float, float, float]:
+        """``(ftol, xtol, gtol)`` for parameters of ``dtype`` (``None``: ``eps**2, eps, eps``).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> GaussNewtonConfig(xtol=1e-8).tolerances(jnp.float32)
+            (1.4210854715202004e-14, 1e-08, 1.1920928955078125e-07)
+        """
+        eps = float(jnp.finfo(dtype).eps)
+        defaults = (eps * eps, eps, eps)
+        given = (self.ftol, self.xtol, self.gtol)
+        return tuple(d if v is None else v for v, d in zip(given, defaults, strict=True))
+
+    def budget(self, num_params: int) -> int:
+        """``max_iterations``, or ``500 (num_params + 1)`` when it is ``None``.
+
+        Example:
+            >>> GaussNewtonConfig().budget(3), GaussNewtonConfig(max_iterations=10).budget(3)
+            (2000, 10)
+        """
+        if self.max_iterations is not None:
+            return self.max_iterations
+        return _ITERATIONS_PER_UNKNOWN * (num_params + 1)
 
 
 class GaussNewtonState(NamedTuple):
@@ -194,6 +263,12 @@ class GaussNewtonState(NamedTuple):
         good_model: Nielsen path: the last accepted ratio was at least 0.75.
         status: ``SolveStatus`` code, meaningful once ``done``.
         done: whether a convergence or stall test has stopped the iteration.
+        flat: the last accepted step changed ``||r||^2`` by no more than rounding can
+            resolve (on the cg path: and did not reduce ``||J^T r||``).
+        gauss_newton_change: ``||J dx||`` of the Gauss-Newton step at the previous iterate
+            (dense path; ``inf`` before the first step and on the cg path). After a ``flat``
+            step that did not make it smaller (cg path: after any ``flat`` step), the
+            iteration stops: ``SUCCESS`` at attainable precision, ``STALLED`` elsewhere.
     """
 
     params: Any
@@ -212,6 +287,8 @@ class GaussNewtonState(NamedTuple):
     good_model: jax.Array
     status: jax.Array
     done: jax.Array
+    flat: jax.Array
+    gauss_newton_change: jax.Array
 
 
 class _Inner(NamedTuple):
@@ -229,6 +306,8 @@ class _Inner(NamedTuple):
     status: jax.Array
     x: jax.Array
     r: jax.Array
+    jac: jax.Array
+    jac_evals: jax.Array
 
 
 class _Step(NamedTuple):
@@ -449,7 +528,9 @@ class GaussNewtonSolver:
             radius=jnp.where(x_norm > 0, factor * x_norm, factor).astype(dtype),
             good_model=jnp.zeros((), bool),
             status=jnp.asarray(SolveStatus.SUCCESS, jnp.int32),
-            done=gnorm <= self.config.gtol,
+            done=gnorm <= self.config.tolerances(dtype)[2],
+            flat=jnp.zeros((), bool),
+            gauss_newton_change=jnp.asarray(jnp.inf, dtype),
         )
 
     def step(self, state: GaussNewtonState, *args: Any) -> GaussNewtonState:
@@ -460,6 +541,7 @@ class GaussNewtonSolver:
         fn = _flat_residual(self._residual_fn(), unravel, args)
         dtype = x.dtype
         eps = jnp.finfo(dtype).eps
+        ftol, xtol, gtol = cfg.tolerances(dtype)
         r = state.residual
         rr = r @ r
         r_norm = jnp.sqrt(rr)
@@ -496,13 +578,63 @@ class GaussNewtonSolver:
 
             gauss_newton = solved(self._cg(normal_matvec, -g)) if rule == "gauss_newton" else None
 
-        # ---- one trial: evaluate, compare actual and predicted reduction, MINPACK's tests
-        def evaluate(step: _Step, prered: jax.Array) -> tuple:
-            """Residual at ``x + dx``; actual relative reduction and its ratio to ``prered``.
+        # ---- rounding: the error of r at x, the change of ||r||^2 it can account for, and
+        # whether x is already at attainable precision (the Gauss-Newton correction would
+        # change r by no more than ten times that error)
+        if self._dense:
+            col_sq = jnp.sum(state.jacobian * state.jacobian, axis=0)
+            model_size = jnp.sqrt(col_sq @ (x * x))  # ||J diag(x)||_F
+            gn_change = jnp.sqrt(gauss_newton.jdx_sq)
+            cosine = _gtol_measure(state.gradient, jnp.sqrt(col_sq), r_norm)
+        else:
+            model_size = jnp.sqrt(scale[0]) * jnp.linalg.norm(x)
+            gn_change = jnp.asarray(jnp.inf, dtype)
+            cosine = _safe_div(state.grad_norm, jnp.sqrt(scale[0]) * r_norm)
+        rounding_error = eps * (model_size + r_norm)
+        # the Gauss-Newton correction, and the part of r along any one column of J (which also
+        # sees directions the SVD truncates), within a small multiple of that error
+        attained = (gn_change <= _ATTAINABLE * rounding_error) & (
+            cosine * r_norm <= _ATTAINABLE * rounding_error
+        )
+        no_progress_at_rounding = state.flat & (gn_change >= state.gauss_newton_change)
+        # relative change of ||r||^2 that the rounding error of r accounts for
+        resolution = _safe_div((2.0 * r_norm + rounding_error) * rounding_error, rr)
+        # stationary as far as comparing values of ||r||^2 (a step along the gradient would
+        # change it by about cosine^2, relative, below its resolution) or steps of relative
+        # size xtol can tell
+        precision = jnp.minimum(jnp.sqrt(resolution), eps**0.25)
+        precision += _safe_div(xtol * (model_size + r_norm), r_norm)
+        # ... and the Gauss-Newton model is not blind to it: a column explains no more of r
+        # than the correction does (more only where the SVD's rank cutoff drops a direction)
+        seen = cosine * r_norm <= 2.0 * gn_change + _ATTAINABLE * rounding_error
+        stationary = (cosine <= _STATIONARY * precision) & seen
 
-            When the predicted and the actual change of ``||r||^2`` are both at rounding
-            level the model cannot be checked: the step is then taken as exact (ratio 1), so
-            the iteration can still drive ``J^T r`` down when ``ftol`` is below rounding.
+        def confirm(candidate: jax.Array, x_try: jax.Array) -> tuple[jax.Array, jax.Array]:
+            """The Jacobian at an acceptable ``x_try``, and whether the step is a leap.
+
+            A leap carries a parameter to where the residual no longer depends on it (a
+            column of ``J`` falls below ``eps`` times its norm at ``x``, e.g. ``exp(-b t)``
+            underflowing), from where no local method returns: it is rejected.
+            """
+            if not self._dense:
+                return state.jacobian, jnp.zeros((), bool)
+            jac_try = lax.cond(
+                candidate, lambda z: self._jacobian(fn, z), lambda z: state.jacobian, x_try
+            )
+            col_try = jnp.sum(jac_try * jac_try, axis=0)
+            collapsed = jnp.any((col_try < eps * eps * col_sq) & (col_sq > 0))
+            return jac_try, candidate & collapsed
+
+        # ---- one trial: evaluate, compare actual and predicted reduction, MINPACK's tests
+        def evaluate(step: _Step, prered: jax.Array, threshold: jax.Array) -> tuple:
+            """Residual (and, if acceptable, Jacobian) at ``x + dx``, and the reduction.
+
+            Returns the actual relative reduction of ``||r||^2`` and its ratio to ``prered``
+            (both ``-1`` for a leap, see ``confirm``). When the predicted and the actual
+            change of ``||r||^2`` are both within what the rounding error of ``r`` accounts
+            for, the model cannot be checked: the step is then taken as exact (ratio 1), so
+            the iteration can still reach attainable precision on small-residual problems
+            whose ``||r||^2`` is noisy.
             """
             x_try = x + step.dx
             r_try = fn(x_try)
@@ -510,9 +642,21 @@ class GaussNewtonSolver:
             finite = jnp.isfinite(rr_try) & jnp.all(jnp.isfinite(x_try))
             shrank = finite & (0.1 * jnp.sqrt(jnp.where(finite, rr_try, 0.0)) < r_norm)
             actred = jnp.where(shrank, 1.0 - _safe_div(rr_try, rr), -1.0)
-            flat = finite & (prered <= _FLAT * eps) & (jnp.abs(actred) <= _FLAT * eps)
+            flat = finite & (prered <= resolution) & (jnp.abs(actred) <= resolution)
             ratio = jnp.where(flat, 1.0, _safe_div(actred, prered))
-            return x_try, r_try, finite, shrank, actred, ratio, flat
+            candidate = finite & (ratio >= threshold)
+            jac_try, leap = confirm(candidate, x_try)
+            return (
+                x_try,
+                r_try,
+                jac_try,
+                candidate.astype(jnp.int32) if self._dense else 0,
+                finite,
+                shrank & ~leap,
+                jnp.where(leap, -1.0, actred),
+                jnp.where(leap, -1.0, ratio),
+                flat & ~leap,
+            )
 
         def model_reduction(step: _Step, par: jax.Array) -> jax.Array:
             """MINPACK's ``prered``: ``(||J dx||^2 + 2 par ||D^1/2 dx||^2) / ||r||^2``."""
@@ -531,23 +675,21 @@ class GaussNewtonSolver:
             Unlike MINPACK, the ``ftol`` test needs an accepted step: a rejected step whose
             predicted reduction is small only because the damping has grown says nothing
             about convergence (the radius keeps shrinking until the step is at rounding
-            level, accepted as such, or the ``xtol`` test passes).
+            level, accepted as such, or the ``xtol`` test passes). And the ``xtol`` test
+            needs ``x`` to be stationary to the same precision: steps also become small
+            where no step can decrease ``||r||`` (a kink, a wrong Jacobian), which is not
+            convergence.
             """
-            ftol_ok = accept & (jnp.abs(actred) <= cfg.ftol) & (prered <= cfg.ftol) & (ratio <= 2.0)
-            xtol_ok = size <= cfg.xtol * x_norm
-            rounding = ((jnp.abs(actred) <= eps) & (prered <= eps)) | (size <= eps * x_norm)
+            ftol_ok = accept & (jnp.abs(actred) <= ftol) & (prered <= ftol) & (ratio <= 2.0)
+            xtol_ok = (size <= xtol * x_norm) & stationary
+            rounding = ((jnp.abs(actred) <= resolution) & (prered <= resolution)) | (
+                size <= eps * x_norm
+            )
             return ftol_ok | xtol_ok, rounding
 
-        def finish(
-            carry: _Inner,
-            accept: jax.Array,
-            converged: jax.Array,
-            stalled: jax.Array,
-            x_try: jax.Array,
-            r_try: jax.Array,
-            flat: jax.Array,
-            **updates: jax.Array,
-        ) -> _Inner:
+        def finish(carry: _Inner, trial: tuple, accept: jax.Array, **updates: jax.Array) -> _Inner:
+            """The carry after a trial: ``updates`` are the damping rule's new values."""
+            x_try, r_try, jac_try, jac_evals, flat, converged, stalled = trial
             status = jnp.where(converged, SolveStatus.SUCCESS, SolveStatus.STALLED)
             return carry._replace(
                 trials=carry.trials + 1,
@@ -557,6 +699,8 @@ class GaussNewtonSolver:
                 status=status.astype(jnp.int32),
                 x=jnp.where(accept, x_try, carry.x),
                 r=jnp.where(accept, r_try, carry.r),
+                jac=jnp.where(accept, jac_try, carry.jac),
+                jac_evals=carry.jac_evals + jac_evals,
                 **updates,
             )
 
@@ -573,19 +717,17 @@ class GaussNewtonSolver:
                 alpha * gauss_newton.slope,
             )
             prered = _safe_div(-2.0 * step.slope - step.jdx_sq, rr)  # linear-model reduction
-            x_try, r_try, finite, _, actred, ratio, flat = evaluate(step, prered)
+            x_try, r_try, jac_try, jac_evals, finite, _, actred, ratio, flat = evaluate(
+                step, prered, _ACCEPT_RATIO
+            )
             accept = finite & (ratio >= _ACCEPT_RATIO)
             x_norm = jnp.linalg.norm(sqrt_d * jnp.where(accept, x_try, x))
             converged, rounding = tests(actred, prered, ratio, step.pnorm, x_norm, accept)
             stalled = ~converged & no_progress(carry, accept, rounding)
             return finish(
                 carry,
+                (x_try, r_try, jac_try, jac_evals, flat, converged, stalled),
                 accept,
-                converged,
-                stalled,
-                x_try,
-                r_try,
-                flat,
                 damping=jnp.where(accept, alpha, 0.5 * alpha),
             )
 
@@ -598,8 +740,11 @@ class GaussNewtonSolver:
                 step = jax.tree.map(lambda a, b: jnp.where(use_gn, a, b), gauss_newton, step)
             par = jnp.where(use_gn, 0.0, mu)
             prered = model_reduction(step, par)
-            x_try, r_try, finite, _, actred, ratio, flat = evaluate(step, prered)
-            accept = finite & (ratio >= jnp.where(use_gn, _GN_TRIAL_RATIO, _ACCEPT_RATIO))
+            threshold = jnp.where(use_gn, _GN_TRIAL_RATIO, _ACCEPT_RATIO)
+            x_try, r_try, jac_try, jac_evals, finite, _, actred, ratio, flat = evaluate(
+                step, prered, threshold
+            )
+            accept = finite & (ratio >= threshold)
             gn_missed = use_gn & ~accept  # not a rejection: fall back to the damped step
             factor = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
             new_mu = jnp.where(accept, mu * factor, jnp.where(gn_missed, mu, mu * nu))
@@ -614,12 +759,8 @@ class GaussNewtonSolver:
             )
             return finish(
                 carry,
+                (x_try, r_try, jac_try, jac_evals, flat, converged, stalled),
                 accept,
-                converged,
-                stalled,
-                x_try,
-                r_try,
-                flat,
                 damping=new_mu,
                 nu=new_nu,
                 tried_gn=carry.tried_gn | use_gn,
@@ -631,7 +772,9 @@ class GaussNewtonSolver:
             step = model.step(c)
             delta = jnp.where(first_iteration, jnp.minimum(carry.radius, step.pnorm), carry.radius)
             prered = model_reduction(step, par)
-            x_try, r_try, finite, shrank, actred, ratio, flat = evaluate(step, prered)
+            x_try, r_try, jac_try, jac_evals, finite, shrank, actred, ratio, flat = evaluate(
+                step, prered, _ACCEPT_RATIO
+            )
             dirder = -_safe_div(step.jdx_sq + par * step.pnorm**2, rr)
             poor = ratio <= 0.25
             temp = jnp.where(actred >= 0, 0.5, _safe_div(0.5 * dirder, dirder + 0.5 * actred))
@@ -649,12 +792,8 @@ class GaussNewtonSolver:
             stalled = ~converged & no_progress(carry, accept, rounding)
             return finish(
                 carry,
+                (x_try, r_try, jac_try, jac_evals, flat, converged, stalled),
                 accept,
-                converged,
-                stalled,
-                x_try,
-                r_try,
-                flat,
                 damping=new_par,
                 radius=new_delta,
             )
@@ -664,33 +803,37 @@ class GaussNewtonSolver:
             "nielsen": nielsen_trial,
             "trust_region": trust_region_trial,
         }[rule]
-        false = jnp.zeros((), bool)
+        # x at attainable precision: done (SUCCESS) before any trial; after a step at
+        # rounding level that made no progress: SUCCESS if stationary to rounding, else STALLED
+        stop = attained | no_progress_at_rounding
         carry = _Inner(
             damping=jnp.ones((), dtype) if rule == "gauss_newton" else state.damping,
             nu=state.nu,
             radius=state.radius,
             good_model=state.good_model,
-            tried_gn=false,
+            tried_gn=jnp.zeros((), bool),
             trials=jnp.zeros((), jnp.int32),
-            accepted=false,
-            flat=false,
-            done=false,
-            status=jnp.asarray(SolveStatus.SUCCESS, jnp.int32),
+            accepted=jnp.zeros((), bool),
+            flat=jnp.zeros((), bool),
+            done=stop,
+            status=jnp.asarray(SolveStatus.STALLED, jnp.int32),
             x=x,
             r=r,
+            jac=state.jacobian,
+            jac_evals=jnp.zeros((), jnp.int32),
         )
         out = lax.while_loop(lambda c: ~c.accepted & ~c.done, trial, carry)
         x_new, r_new = out.x, out.r
 
-        # ---- the Jacobian at the new point, the running-max scaling and MINPACK's gtol test
+        # ---- the Jacobian at the new point (dense: computed by the accepted trial), the
+        # running-max scaling and MINPACK's gtol test
         if self._dense:
 
             def refresh(_: None) -> tuple:
-                jac = self._jacobian(fn, x_new)
-                gradient = jac.T @ r_new
-                col_sq = jnp.sum(jac * jac, axis=0)
-                gnorm = _gtol_measure(gradient, jnp.sqrt(col_sq), jnp.linalg.norm(r_new))
-                return jac, gradient, jnp.maximum(scale, col_sq), gnorm
+                gradient = out.jac.T @ r_new
+                col_sq_new = jnp.sum(out.jac * out.jac, axis=0)
+                gnorm = _gtol_measure(gradient, jnp.sqrt(col_sq_new), jnp.linalg.norm(r_new))
+                return out.jac, gradient, jnp.maximum(scale, col_sq_new), gnorm
 
         else:
 
@@ -704,19 +847,24 @@ class GaussNewtonSolver:
             return state.jacobian, state.gradient, scale, jnp.asarray(jnp.inf, dtype)
 
         jac, gradient, scale, gnorm = lax.cond(out.accepted, refresh, keep, None)
-        gtol_ok = out.accepted & (gnorm <= cfg.gtol)
+        gtol_ok = out.accepted & (gnorm <= gtol)
         grad_norm = jnp.linalg.norm(gradient)
-        # a step taken at rounding level must at least reduce ||J^T r||, else we are done
-        flat_stall = out.accepted & out.flat & ~gtol_ok & (grad_norm >= state.grad_norm)
+        # a step taken at rounding level must make progress: reduce ||J^T r|| or (checked by
+        # the next step) the Gauss-Newton correction
+        flat = out.accepted & out.flat & ~gtol_ok & (grad_norm >= state.grad_norm)
+        # no further progress is possible: at attainable precision if stationary to rounding
+        stalled = out.done & (out.status == SolveStatus.STALLED)
         status = jnp.where(out.done, out.status, SolveStatus.SUCCESS)
-        status = jnp.where(flat_stall & ~out.done, SolveStatus.STALLED, status).astype(jnp.int32)
+        status = jnp.where(attained | (stalled & stationary), SolveStatus.SUCCESS, status)
+        status = status.astype(jnp.int32)
+        jac_evals = out.jac_evals + (0 if self._dense else out.accepted.astype(jnp.int32))
         return GaussNewtonState(
             params=unravel(x_new),
             value=0.5 * (r_new @ r_new),
             grad_norm=grad_norm,
-            num_steps=state.num_steps + 1,
+            num_steps=state.num_steps + (~stop).astype(jnp.int32),
             num_fun_evals=state.num_fun_evals + out.trials,
-            num_jac_evals=(state.num_jac_evals + out.accepted.astype(jnp.int32) + extra_jac_evals),
+            num_jac_evals=state.num_jac_evals + jac_evals + extra_jac_evals * (~stop),
             residual=r_new,
             jacobian=jac,
             gradient=gradient,
@@ -726,7 +874,9 @@ class GaussNewtonSolver:
             radius=out.radius,
             good_model=out.good_model,
             status=status,
-            done=out.done | gtol_ok | flat_stall,
+            done=out.done | gtol_ok,
+            flat=flat,
+            gauss_newton_change=gn_change,
         )
 
     def terminate(self, state: GaussNewtonState, *args: Any) -> tuple[jax.Array, jax.Array]:
@@ -783,9 +933,10 @@ def _least_squares(
     residual_fn: Callable, config: GaussNewtonConfig, implicit_diff: bool, x0: Any, args: tuple
 ) -> SolveResult:
     solver = GaussNewtonSolver(config, residual_fn)
+    max_steps = config.budget(ravel_pytree(x0)[0].size)
     if not implicit_diff:
-        return run_solver(solver, x0, *args, max_steps=config.max_iterations)
-    result = run_solver(solver, x0, *lax.stop_gradient(args), max_steps=config.max_iterations)
+        return run_solver(solver, x0, *args, max_steps=max_steps)
+    result = run_solver(solver, x0, *lax.stop_gradient(args), max_steps=max_steps)
 
     def objective(x: Any, theta: tuple) -> jax.Array:
         return _half_squared_norm(residual_fn(x, *theta))
@@ -820,7 +971,9 @@ def least_squares(
         residual_fn: ``residual_fn(params, *args) -> residual pytree`` (float leaves).
         x0: initial parameters (finite; any pytree of float arrays).
         *args: problem data (arrays; traced, so new values do not recompile).
-        config: a ``GaussNewtonConfig`` (default ``GaussNewtonConfig()``).
+        config: a ``GaussNewtonConfig`` (default ``GaussNewtonConfig()``: Levenberg-Marquardt
+            run to attainable precision in the parameters' dtype, at most ``500 (n + 1)``
+            iterations for ``n`` unknowns).
         implicit_diff: make ``result.params`` (and ``result.value``) differentiable w.r.t.
             ``args`` by the implicit function theorem on ``J^T r = 0`` (forward and reverse
             mode); the iterations themselves are never differentiated.

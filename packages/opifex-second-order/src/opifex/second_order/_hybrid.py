@@ -35,7 +35,13 @@ from opifex.core import (
     run_solver,
     tree_l2_norm,
 )
-from opifex.second_order._lbfgs import _APPROX_DECREASE_RTOL, LBFGSConfig, create_lbfgs_optimizer
+from opifex.second_order._lbfgs import (
+    _APPROX_DECREASE_RTOL,
+    LBFGSConfig,
+    create_lbfgs_optimizer,
+    gradient_tolerance,
+    stop_status,
+)
 from opifex.second_order._validation import check_objective, check_params
 
 
@@ -50,8 +56,10 @@ class HybridOptimizerConfig:
             the gradient).
         max_adam_steps: switch after this many Adam steps at the latest (>= 0).
         lbfgs_config: the L-BFGS phase's ``LBFGSConfig``; its ``tolerance`` is also the
-            convergence test of ``HybridOptimizer.minimize`` and its ``max_iterations`` the
-            L-BFGS part of that method's default budget.
+            convergence test of ``HybridOptimizer.minimize`` (``None``: ``eps`` times the
+            gradient norm at ``x0``, and a line-search failure at attainable precision is a
+            success, as for ``minimize``) and its ``max_iterations`` the L-BFGS part of that
+            method's default budget.
 
     Example:
         >>> HybridOptimizerConfig(switch_threshold=1e-2).max_adam_steps
@@ -303,7 +311,8 @@ class HybridOptimizer:
             max_steps: step budget (default ``max_adam_steps + lbfgs_config.max_iterations``).
 
         Returns:
-            A ``SolveResult``; converged iff ``||grad|| <= lbfgs_config.tolerance``. ``stats``
+            A ``SolveResult``; converged iff ``||grad|| <= lbfgs_config.tolerance`` or the
+            L-BFGS phase stopped at attainable precision (see ``minimize``). ``stats``
             has ``num_fun_evals``, ``num_grad_evals``, ``num_adam_steps`` and ``switch_step``
             (-1 if it never switched).
         """
@@ -324,6 +333,7 @@ class _HybridSolverState(NamedTuple):
     num_fun_evals: jax.Array
     num_grad_evals: jax.Array
     hybrid: HybridState
+    initial_grad_norm: jax.Array
 
 
 class _HybridSolver:
@@ -337,15 +347,17 @@ class _HybridSolver:
     def init(self, params: Any, *args: Any) -> _HybridSolverState:
         value, grad = jax.value_and_grad(self.fun)(params, *args)
         one = jnp.ones((), jnp.int32)
+        grad_norm = tree_l2_norm(grad)
         return _HybridSolverState(
             params,
             value,
             grad,
-            tree_l2_norm(grad),
+            grad_norm,
             jnp.zeros((), jnp.int32),
             one,
             one,
             self.optimizer.init(params),
+            grad_norm,
         )
 
     def step(self, state: _HybridSolverState, *args: Any) -> _HybridSolverState:
@@ -369,14 +381,19 @@ class _HybridSolver:
             num_fun_evals=state.num_fun_evals + out.fun_evals + fresh,
             num_grad_evals=state.num_grad_evals + out.fun_evals + fresh,
             hybrid=out.state,
+            initial_grad_norm=state.initial_grad_norm,
         )
 
     def terminate(self, state: _HybridSolverState, *args: Any) -> tuple[jax.Array, jax.Array]:
-        converged = state.grad_norm <= self.config.lbfgs_config.tolerance
+        tolerance = gradient_tolerance(self.config.lbfgs_config.tolerance, state.initial_grad_norm)
+        converged = state.grad_norm <= tolerance
+        failure = jnp.where(
+            state.hybrid.failed, SolveStatus.LINE_SEARCH_FAILED, SolveStatus.SUCCESS
+        ).astype(jnp.int32)
         status = jnp.where(
             converged,
             SolveStatus.SUCCESS,
-            jnp.where(state.hybrid.failed, SolveStatus.LINE_SEARCH_FAILED, SolveStatus.SUCCESS),
+            stop_status(failure, state.grad_norm, state.initial_grad_norm),
         )
         return converged | state.hybrid.failed, status.astype(jnp.int32)
 
