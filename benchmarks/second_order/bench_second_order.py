@@ -379,7 +379,7 @@ def _unc_opifex(prob: _Unconstrained, cfg: BenchConfig, row: Row, check: bool) -
 def _opifex_minimize_kwargs(so: Any, cfg: BenchConfig) -> dict[str, Any]:
     """``opifex.second_order.minimize`` settings: L-BFGS, memory 10, More-Thuente line search."""
     config = so.LBFGSConfig(
-        memory_size=10, max_iterations=cfg.max_iter, tolerance=cfg.gtol, line_search="more_thuente"
+        memory_size=10, max_steps=cfg.max_iter, atol=cfg.gtol, line_search="more_thuente"
     )
     return {"config": config}
 
@@ -601,7 +601,7 @@ def _opifex_lm_kwargs(so: Any, cfg: BenchConfig) -> dict[str, Any]:
     """``opifex.second_order.least_squares`` settings: LM with MINPACK's ftol / xtol / gtol."""
     config = so.GaussNewtonConfig(
         method="levenberg_marquardt",
-        max_iterations=cfg.lm_max_iter,
+        max_steps=cfg.lm_max_iter,
         ftol=cfg.lm_tol,
         xtol=cfg.lm_tol,
         gtol=cfg.lm_tol,

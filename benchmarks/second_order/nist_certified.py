@@ -76,7 +76,7 @@ def run_ours(problem: Any, row: CertifiedRow, repeats: int) -> None:
     from opifex.second_order import least_squares
 
     x0 = problem.initial_params(row.start)
-    solve = jax.jit(lambda x: least_squares(problem.residual_fn, x, implicit_diff=False))
+    solve = jax.jit(lambda x: least_squares(problem.residual_fn, x))
     start = time.perf_counter()
     jax.block_until_ready(solve(x0))
     row.compile_s = time.perf_counter() - start

@@ -55,11 +55,11 @@ ADAM_STEPS = 200  # the hybrid switches to L-BFGS after this many Adam steps
 LBFGS_STEPS = 400
 TOTAL_STEPS = ADAM_STEPS + LBFGS_STEPS
 HYBRID_CONFIG = HybridOptimizerConfig(
-    adam_lr=ADAM_LR,
+    learning_rate=ADAM_LR,
     max_adam_steps=ADAM_STEPS,
-    lbfgs_config=LBFGSConfig(memory_size=20, tolerance=1e-10),
+    lbfgs_config=LBFGSConfig(memory_size=20, atol=1e-10),
 )
-LM_CONFIG = GaussNewtonConfig(max_iterations=200)
+LM_CONFIG = GaussNewtonConfig(max_steps=200)
 
 
 def exact_solution(x: np.ndarray) -> np.ndarray:
@@ -207,9 +207,7 @@ def adam_params(problem: Problem) -> dict:
 def finetuned(problem: Problem, hybrid: HybridRun) -> Any:
     # implicit_diff=False: nothing differentiates the fine-tuned parameters here, so skip the
     # implicit-function wrapper (and its compile time)
-    return least_squares(
-        problem.residual, hybrid.params, problem.x, config=LM_CONFIG, implicit_diff=False
-    )
+    return least_squares(problem.residual, hybrid.params, problem.x, config=LM_CONFIG)
 
 
 def test_task_encodes_the_closed_form_problem(problem):
@@ -314,9 +312,7 @@ def test_least_squares_reuses_its_compilation_for_new_data(problem, adam_params,
     del finetuned  # the first call (compilation) happened there
     before = problem.traces["residual"]
     shifted = problem.x + 0.25 / NUM_COLLOCATION
-    result = least_squares(
-        problem.residual, adam_params, shifted, config=LM_CONFIG, implicit_diff=False
-    )
+    result = least_squares(problem.residual, adam_params, shifted, config=LM_CONFIG)
     assert problem.traces["residual"] == before
     # and it solves the new problem: from Adam's parameters, on the shifted points
     assert 2.0 * float(result.value) < float(problem.loss(adam_params, shifted)) / 100.0

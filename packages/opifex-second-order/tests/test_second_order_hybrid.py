@@ -40,7 +40,7 @@ def bowl(x, curvature):
 
 LOSS_T, GRAD_T, MAX_ADAM = 0.01, 0.1, 30
 CONFIG = HybridOptimizerConfig(
-    adam_lr=0.1, switch_threshold=LOSS_T, grad_norm_threshold=GRAD_T, max_adam_steps=MAX_ADAM
+    learning_rate=0.1, switch_threshold=LOSS_T, grad_norm_threshold=GRAD_T, max_adam_steps=MAX_ADAM
 )
 
 
@@ -94,11 +94,11 @@ def test_each_switching_criterion_fires_under_jit_and_vmap():
 def test_minimize_runs_adam_then_lbfgs_to_convergence():
     config = dataclasses.replace(
         CONFIG,
-        adam_lr=1e-2,
+        learning_rate=1e-2,
         switch_threshold=None,
         grad_norm_threshold=None,
         max_adam_steps=20,
-        lbfgs_config=LBFGSConfig(tolerance=1e-8),
+        lbfgs_config=LBFGSConfig(atol=1e-8),
     )
     rosenbrock = lambda x: 100.0 * (x[1] - x[0] ** 2) ** 2 + (1.0 - x[0]) ** 2  # noqa: E731
     result = HybridOptimizer(config).minimize(rosenbrock, jnp.array([-1.2, 1.0]))
@@ -138,12 +138,12 @@ def test_optax_gradient_transformation_interface():
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"adam_lr": 0.0}, ValueError, "adam_lr"),
+        ({"learning_rate": 0.0}, ValueError, "learning_rate"),
         ({"switch_threshold": float("nan")}, ValueError, "switch_threshold"),
         ({"switch_threshold": "low"}, TypeError, "switch_threshold"),
         ({"grad_norm_threshold": -1.0}, ValueError, "grad_norm_threshold"),
         ({"max_adam_steps": -1}, ValueError, "max_adam_steps"),
-        ({"lbfgs_config": {"tolerance": 1e-3}}, TypeError, "lbfgs_config"),
+        ({"lbfgs_config": {"atol": 1e-3}}, TypeError, "lbfgs_config"),
     ],
 )
 def test_config_validation(options, error, match):
@@ -164,4 +164,9 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="max_steps"):
         opt.minimize(bowl, jnp.ones(2), 1.0, max_steps=-3)
     with pytest.raises(TypeError, match="HybridOptimizerConfig"):
-        HybridOptimizer({"adam_lr": 0.1})
+        HybridOptimizer({"learning_rate": 0.1})
+
+
+def test_adam_lr_is_the_deprecated_spelling_of_learning_rate():
+    with pytest.warns(DeprecationWarning, match="'adam_lr' is deprecated"):
+        assert HybridOptimizerConfig(adam_lr=0.05) == HybridOptimizerConfig(learning_rate=0.05)

@@ -43,7 +43,7 @@ def _start(n):
     return jnp.asarray([-1.2 if i % 2 == 0 else 1.0 for i in range(n)])
 
 
-TIGHT = LBFGSConfig(tolerance=1e-8, max_iterations=1000)
+TIGHT = LBFGSConfig(atol=1e-8, max_steps=1000)
 
 
 @pytest.mark.parametrize("n", [2, 100])
@@ -123,7 +123,7 @@ def test_pytree_params_and_traced_args():
         )
 
     x0 = {"w": jnp.zeros(3), "b": jnp.asarray(5.0)}
-    config = LBFGSConfig(tolerance=1e-10)
+    config = LBFGSConfig(atol=1e-10)
     first = minimize(fun, x0, jnp.array([1.0, -2.0, 0.5]), 2.0, config=config)
     assert bool(first.converged)
     assert jax.tree.structure(first.params) == jax.tree.structure(x0)
@@ -208,7 +208,7 @@ def _tricky(x, mode):
     ],
 )
 def test_failures_are_status_codes_never_converged(mode, line_search, status):
-    config = LBFGSConfig(max_iterations=10, tolerance=1e-8, line_search=line_search)
+    config = LBFGSConfig(max_steps=10, atol=1e-8, line_search=line_search)
     x0 = jnp.asarray(_X0)
     assert x0.dtype == jnp.float64
     result = minimize(_tricky, x0, mode, config=config)
@@ -239,7 +239,7 @@ def _quadratic(x):
 def test_a_stop_at_rounding_level_is_success(line_search, tolerance):
     """Solved to rounding, no line search can decrease f: a success, not a failure."""
     x0 = jnp.zeros(10)
-    config = LBFGSConfig(tolerance=tolerance, line_search=line_search, max_iterations=2000)
+    config = LBFGSConfig(atol=tolerance, line_search=line_search, max_steps=2000)
     result = minimize(_quadratic, x0, config=config)
     assert result.status_name == "SUCCESS" and bool(result.converged)
     # within rounding of the closed-form minimiser (|c| ~ 1, condition number 1e3)
@@ -253,7 +253,7 @@ def test_a_stop_at_rounding_level_is_success(line_search, tolerance):
 
 def test_float32_stops_where_float32_can():
     x0 = jnp.zeros(10, jnp.float32)
-    result = minimize(_quadratic, x0, tolerance=1e-12, max_iterations=2000)  # unattainable
+    result = minimize(_quadratic, x0, atol=1e-12, max_steps=2000)  # unattainable
     assert result.params.dtype == jnp.float32
     assert result.status_name == "SUCCESS"
     # float32 resolves x to about condition number * eps32 ~ 1e-4 here
@@ -299,7 +299,7 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match=r"unknown options.*tol"):
         minimize(fun, jnp.ones(3), tol=1e-3)
     with pytest.raises(TypeError, match="LBFGSConfig"):
-        minimize(fun, jnp.ones(3), config={"tolerance": 1e-3})
+        minimize(fun, jnp.ones(3), config={"atol": 1e-3})
 
 
 @pytest.mark.parametrize(
@@ -307,10 +307,11 @@ def test_bad_input_raises_clear_errors():
     [
         ("memory_size", 0, ValueError),
         ("memory_size", 2.5, TypeError),
-        ("max_iterations", -1, ValueError),
-        ("tolerance", -1e-3, ValueError),
-        ("tolerance", float("nan"), ValueError),
-        ("tolerance", "1e-3", TypeError),
+        ("max_steps", -1, ValueError),
+        ("atol", -1e-3, ValueError),
+        ("atol", float("nan"), ValueError),
+        ("atol", "1e-3", TypeError),
+        ("rtol", -1.0, ValueError),
         ("line_search", "hager-zhang", ValueError),
         ("max_linesearch_steps", 0, ValueError),
     ],
@@ -322,7 +323,60 @@ def test_config_validation(field, value, error):
 
 def test_config_is_frozen_and_hashable():
     config = LBFGSConfig()
-    assert config.tolerance is None  # eps of the dtype times the initial gradient norm
+    assert config.atol is None and config.rtol is None  # eps of the dtype times ||grad f(x0)||
     assert hash(config) == hash(LBFGSConfig())
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.tolerance = 1.0
+        config.atol = 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# the one solver contract: implicit derivatives, a traced budget, old spellings
+
+
+def test_minimize_is_differentiable_in_its_data_like_the_closed_form():
+    # ridge regression: x*(lam) = (A^T A + lam I)^-1 A^T b, dx*/dlam = -(A^T A + lam I)^-1 x*
+    rng = np.random.default_rng(3)
+    A, b = jnp.asarray(rng.normal(size=(8, 4))), jnp.asarray(rng.normal(size=8))
+
+    def ridge(x, lam):
+        return 0.5 * jnp.sum((A @ x - b) ** 2) + 0.5 * lam * jnp.sum(x**2)
+
+    def solution(lam):
+        return minimize(ridge, jnp.zeros(4), lam).params
+
+    lam = 0.7
+    H = np.asarray(A.T @ A) + lam * np.eye(4)
+    x_star = np.linalg.solve(H, np.asarray(A.T @ b))
+    # a line search resolves x* to about sqrt(eps) (f is flat there): derivatives at that x*
+    np.testing.assert_allclose(solution(lam), x_star, rtol=1e-7)
+    expected = -np.linalg.solve(H, x_star)
+    np.testing.assert_allclose(jax.jacobian(solution)(lam), expected, rtol=1e-6)
+    np.testing.assert_allclose(jax.jacfwd(solution)(lam), expected, rtol=1e-6)
+    # the value's derivative is the envelope theorem's: dF/dlam = 0.5 ||x*||^2
+    value = jax.grad(lambda lam: minimize(ridge, jnp.zeros(4), lam).value)(lam)
+    np.testing.assert_allclose(value, 0.5 * x_star @ x_star, rtol=1e-6)
+
+
+def test_a_new_budget_does_not_recompile_with_a_fixed_trace_length():
+    traced = []
+
+    def counted(x):
+        traced.append(1)
+        return _quadratic(x)
+
+    x0 = jnp.zeros(10)
+    results = [minimize(counted, x0, max_steps=n, trace_length=64, atol=0.0) for n in (2, 5, 9)]
+    first = len(traced)
+    results.append(minimize(counted, x0, max_steps=12, trace_length=64, atol=0.0))
+    assert len(traced) == first  # no retrace for a new budget
+    assert [int(r.num_steps) for r in results] == [2, 5, 9, 12]
+    assert all(r.trace["value"].shape == (65,) for r in results)
+
+
+def test_old_spellings_still_work_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'max_iterations' is deprecated"):
+        config = LBFGSConfig(max_iterations=7, tolerance=1e-3)
+    assert (config.max_steps, config.atol) == (7, 1e-3)
+    with pytest.warns(DeprecationWarning, match="'tolerance' is deprecated"):
+        result = minimize(lambda x: jnp.sum(x**2), jnp.ones(2), tolerance=1e-6)
+    assert result.converged

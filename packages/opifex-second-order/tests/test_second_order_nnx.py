@@ -37,7 +37,7 @@ def test_lbfgs_fine_tunes_an_nnx_model():
     fun = opifex.core.nnx_objective(_mse, graphdef, rest)
     initial = float(fun(params, x, y))
 
-    result = minimize(fun, params, x, y, tolerance=1e-3, max_iterations=300)
+    result = minimize(fun, params, x, y, atol=1e-3, max_steps=300)
 
     assert jax.tree.structure(result.params) == jax.tree.structure(params)
     assert result.status_name in ("SUCCESS", "MAX_STEPS_REACHED", "STALLED")

@@ -44,9 +44,9 @@ from opifex import second_order
 
 ROSENBROCK_SIZES = (2, 100)
 MGH_PROBLEMS = ("bard", "meyer", "freudenstein_roth")
-LBFGS_CONFIG = second_order.LBFGSConfig(memory_size=10, max_iterations=10_000, tolerance=1e-6)
+LBFGS_CONFIG = second_order.LBFGSConfig(memory_size=10, max_steps=10_000, atol=1e-6)
 LM_CONFIG = second_order.GaussNewtonConfig(
-    method="levenberg_marquardt", max_iterations=2_000, ftol=1e-8, xtol=1e-8, gtol=1e-8
+    method="levenberg_marquardt", max_steps=2_000, ftol=1e-8, xtol=1e-8, gtol=1e-8
 )
 SAME_OPTIMUM_RTOL = 1e-6  # two least-squares costs are "the same optimum" to this relative tol
 PUBLISHED_RTOL = 1e-5  # MGH publishes about six significant digits
@@ -202,10 +202,10 @@ def _rosenbrock_runs(n: int) -> tuple[SolverRun, SolverRun]:
     )
     options = {
         "maxcor": LBFGS_CONFIG.memory_size,
-        "gtol": LBFGS_CONFIG.tolerance,
+        "gtol": LBFGS_CONFIG.atol,
         "ftol": 1e-15,  # leave termination to gtol, as for ours
-        "maxiter": LBFGS_CONFIG.max_iterations,
-        "maxfun": 10 * LBFGS_CONFIG.max_iterations,
+        "maxiter": LBFGS_CONFIG.max_steps,
+        "maxfun": 10 * LBFGS_CONFIG.max_steps,
     }
     time_s, ref = _timed(
         lambda: scipy.optimize.minimize(
@@ -241,11 +241,7 @@ def _least_squares_runs(name: str) -> tuple[SolverRun, SolverRun]:
         return 0.5 * float(r @ r), float(np.linalg.norm(jac.T @ r))
 
     x0 = np.asarray(problem.x0, dtype=np.float64)
-    solve = jax.jit(
-        lambda x: second_order.least_squares(
-            problem.residual_fn, x, config=LM_CONFIG, implicit_diff=False
-        )
-    )
+    solve = jax.jit(lambda x: second_order.least_squares(problem.residual_fn, x, config=LM_CONFIG))
     jax.block_until_ready(solve(x0))  # compile
     time_s, result = _timed(lambda: jax.block_until_ready(solve(x0)))
     ours = _row(
@@ -270,7 +266,7 @@ def _least_squares_runs(name: str) -> tuple[SolverRun, SolverRun]:
             ftol=LM_CONFIG.ftol,
             xtol=LM_CONFIG.xtol,
             gtol=LM_CONFIG.gtol,
-            max_nfev=100 * LM_CONFIG.max_iterations,
+            max_nfev=100 * LM_CONFIG.max_steps,
         )
     )
     theirs = _row(

@@ -98,7 +98,7 @@ def _adam_tail(loss, guards, length, learning_rate, params, stream_key, start, a
 
 @functools.partial(jax.jit, static_argnames=("loss", "atol", "length"))
 def _lbfgs_tail(loss, atol, length, params, key, args, budget):
-    solver = LBFGSSolver(loss, LBFGSConfig(tolerance=atol))
+    solver = LBFGSSolver(loss, LBFGSConfig(atol=atol))
     return run_solver(solver, params, key, *args, max_steps=budget, trace_length=length)
 
 

@@ -126,15 +126,14 @@ def solve_with(
     info = EngineInfo(algorithm, None, -1, task)
     if algorithm == "lbfgs":
         key0 = jax.random.fold_in(stream_key, 0)
-        solved = minimize(loss, params, key0, task, max_iterations=num_steps, tolerance=config.atol)
+        solved = minimize(loss, params, key0, task, max_steps=num_steps, atol=config.atol)
     elif algorithm == "gauss_newton":
         solved = least_squares(
             problem.residual_fn(),
             params,
             task,
-            max_iterations=num_steps,
-            tolerance=config.atol,
-            implicit_diff=False,
+            max_steps=num_steps,
+            atol=config.atol,
         )
     else:  # FISTA runs its iterations: the l1 term has no gradient-norm test
         solved = fista(task.matrix, task.target, family.l1_penalty, num_steps, params)

@@ -52,7 +52,7 @@ a stated tolerance asks. With ``eps`` the machine epsilon of the parameters' dty
   ``J``). Their defaults follow the dtype and lie at rounding level (``xtol = gtol = eps``,
   ``ftol = eps**2``), so that by default the iteration runs to attainable precision; MINPACK's
   own ``1e-8`` gives only 3-6 correct digits on hard problems such as NIST's.
-* An absolute ``tolerance`` on ``||J^T r||`` (off by default).
+* An absolute ``atol`` on ``||J^T r||`` (off by default).
 
 A trial step whose predicted and actual changes of ``||r||^2`` are both within its rounding
 error (``2 ||r|| rho + rho^2``) cannot be checked and is taken as exact, so that the iteration
@@ -72,7 +72,7 @@ progress), and ``STALLED`` otherwise (a kink, a wrong Jacobian, a direction the 
 cannot resolve, or a residual too small for its values to tell).
 
 ``least_squares`` differentiates the solution with respect to ``args`` through
-``opifex.core.implicit_root`` on the optimality condition ``J^T r = 0``.
+``opifex.core.run_solver``'s implicit adjoint on the optimality condition ``J^T r = 0``.
 
 References:
     Moré, J. J. (1978), "The Levenberg-Marquardt algorithm: implementation and theory",
@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -100,8 +101,9 @@ from opifex.core import (
     check_choice,
     check_int_at_least,
     check_positive,
-    implicit_root,
+    renamed_fields,
     run_solver,
+    tree_where,
 )
 from opifex.second_order._validation import (
     check_callable,
@@ -126,13 +128,19 @@ _ATTAINABLE = 10.0
 # stationary to the resolution of ||r||^2: MINPACK's cosine at most this many times the square
 # root of the relative rounding error of ||r||^2
 _STATIONARY = 10.0
-# default budget: max_iterations = _ITERATIONS_PER_UNKNOWN * (n + 1), the form of MINPACK's
+# default budget: max_steps = _ITERATIONS_PER_UNKNOWN * (n + 1), the form of MINPACK's
 # 100 (n + 1) function evaluations
 _ITERATIONS_PER_UNKNOWN = 500
 # Moré's lmpar: at most this many Newton iterations for the damping, 10 % accuracy on delta
 _LMPAR_ITERATIONS = 10
 
 
+@renamed_fields(
+    max_iterations="max_steps",
+    tolerance="atol",
+    cg_max_iterations="cg_max_steps",
+    cg_tolerance="cg_rtol",
+)
 @dataclasses.dataclass(frozen=True)
 class GaussNewtonConfig:
     """Settings of the Gauss-Newton / Levenberg-Marquardt solver (frozen, validated).
@@ -143,10 +151,12 @@ class GaussNewtonConfig:
         damping: initial damping ``mu`` of the Nielsen rule, relative to the Marquardt
             scaling ``D = diag(J^T J)`` (> 0; unused by the trust-region rule, which starts
             from the Gauss-Newton step as MINPACK does).
-        max_iterations: budget of outer iterations (Jacobian evaluations after ``x0``);
-            ``None`` (default): ``500 (n + 1)`` for ``n`` unknowns, resolved at call time.
-        tolerance: converged when ``||J^T r|| <= tolerance`` (>= 0; an absolute test, so
-            off by default: the relative tests below do not depend on the problem's scale).
+        max_steps: budget of outer iterations (Jacobian evaluations after ``x0``);
+            ``None`` (default): ``500 (n + 1)`` for ``n`` unknowns, resolved at call time
+            (``max_iterations`` is its deprecated spelling).
+        atol: converged when ``||J^T r|| <= atol`` (>= 0; an absolute test, so off by
+            default: the relative tests below do not depend on the problem's scale;
+            ``tolerance`` is its deprecated spelling).
         linear_solver: ``"dense"`` (materialised Jacobian, SVD) or ``"cg"`` (matrix-free).
         ftol: converged when the actual and predicted relative reductions of ``||r||^2`` by
             an accepted step are both at most ``ftol`` (MINPACK's ``ftol``; >= 0).
@@ -163,8 +173,10 @@ class GaussNewtonConfig:
             docstring). See ``tolerances``.
         jacobian: ``"jacfwd"`` or ``"jacrev"`` for the dense Jacobian.
         max_inner_steps: rejected trial steps allowed in one iteration before ``STALLED``.
-        cg_max_iterations: CG iterations per linear solve (``None``: the number of unknowns).
-        cg_tolerance: relative residual tolerance of CG.
+        cg_max_steps: CG iterations per linear solve (``None``: the number of unknowns;
+            ``cg_max_iterations`` is its deprecated spelling).
+        cg_rtol: relative residual tolerance of CG (``cg_tolerance`` is its deprecated
+            spelling).
         damping_update: Levenberg-Marquardt's damping rule: ``"trust_region"`` (Moré /
             MINPACK; needs ``linear_solver="dense"``), ``"nielsen"``, or ``"auto"``
             (``"trust_region"`` when dense, ``"nielsen"`` for cg).
@@ -178,34 +190,34 @@ class GaussNewtonConfig:
 
     method: str = "levenberg_marquardt"
     damping: float = 1e-3
-    max_iterations: int | None = None
-    tolerance: float = 0.0
+    max_steps: int | None = None
+    atol: float = 0.0
     linear_solver: str = "dense"
     ftol: float | None = None
     xtol: float | None = None
     gtol: float | None = None
     jacobian: str = "jacfwd"
     max_inner_steps: int = 40
-    cg_max_iterations: int | None = None
-    cg_tolerance: float = 1e-10
+    cg_max_steps: int | None = None
+    cg_rtol: float = 1e-10
     damping_update: str = "auto"
     initial_radius_factor: float = 100.0
 
     def __post_init__(self) -> None:
         check_choice(self.method, METHODS, "method")
         check_positive(self.damping, "damping")
-        if self.max_iterations is not None:
-            check_int_at_least(self.max_iterations, 0, "max_iterations")
-        check_positive(self.tolerance, "tolerance", allow_zero=True)
+        if self.max_steps is not None:
+            check_int_at_least(self.max_steps, 0, "max_steps")
+        check_positive(self.atol, "atol", allow_zero=True)
         check_choice(self.linear_solver, LINEAR_SOLVERS, "linear_solver")
         for name in ("ftol", "xtol", "gtol"):
             if getattr(self, name) is not None:
                 check_positive(getattr(self, name), name, allow_zero=True)
         check_choice(self.jacobian, JACOBIANS, "jacobian")
         check_int_at_least(self.max_inner_steps, 1, "max_inner_steps")
-        if self.cg_max_iterations is not None:
-            check_int_at_least(self.cg_max_iterations, 1, "cg_max_iterations")
-        check_positive(self.cg_tolerance, "cg_tolerance")
+        if self.cg_max_steps is not None:
+            check_int_at_least(self.cg_max_steps, 1, "cg_max_steps")
+        check_positive(self.cg_rtol, "cg_rtol")
         check_choice(self.damping_update, DAMPING_UPDATES, "damping_update")
         check_positive(self.initial_radius_factor, "initial_radius_factor")
         if (
@@ -232,14 +244,14 @@ class GaussNewtonConfig:
         return tuple(d if v is None else v for v, d in zip(given, defaults, strict=True))
 
     def budget(self, num_params: int) -> int:
-        """``max_iterations``, or ``500 (num_params + 1)`` when it is ``None``.
+        """``max_steps``, or ``500 (num_params + 1)`` when it is ``None``.
 
         Example:
-            >>> GaussNewtonConfig().budget(3), GaussNewtonConfig(max_iterations=10).budget(3)
+            >>> GaussNewtonConfig().budget(3), GaussNewtonConfig(max_steps=10).budget(3)
             (2000, 10)
         """
-        if self.max_iterations is not None:
-            return self.max_iterations
+        if self.max_steps is not None:
+            return self.max_steps
         return _ITERATIONS_PER_UNKNOWN * (num_params + 1)
 
 
@@ -476,10 +488,8 @@ class GaussNewtonSolver:
         return jnp.reshape(jac(x), (-1, x.shape[0]))
 
     def _cg(self, matvec: Callable, b: jax.Array) -> jax.Array:
-        maxiter = self.config.cg_max_iterations or b.shape[0]
-        return jax.scipy.sparse.linalg.cg(matvec, b, tol=self.config.cg_tolerance, maxiter=maxiter)[
-            0
-        ]
+        maxiter = self.config.cg_max_steps or b.shape[0]
+        return jax.scipy.sparse.linalg.cg(matvec, b, tol=self.config.cg_rtol, maxiter=maxiter)[0]
 
     @staticmethod
     def _rayleigh(jvp: Callable, gradient: jax.Array, scale: jax.Array) -> jax.Array:
@@ -737,7 +747,7 @@ class GaussNewtonSolver:
             use_gn = jnp.zeros((), bool)
             if self._dense:  # the undamped Gauss-Newton trial after a very good iteration
                 use_gn = carry.good_model & ~carry.tried_gn
-                step = jax.tree.map(lambda a, b: jnp.where(use_gn, a, b), gauss_newton, step)
+                step = tree_where(use_gn, gauss_newton, step)
             par = jnp.where(use_gn, 0.0, mu)
             prered = model_reduction(step, par)
             threshold = jnp.where(use_gn, _GN_TRIAL_RATIO, _ACCEPT_RATIO)
@@ -880,14 +890,30 @@ class GaussNewtonSolver:
         )
 
     def terminate(self, state: GaussNewtonState, *args: Any) -> tuple[jax.Array, jax.Array]:
-        """Stop on a MINPACK test or stall recorded by ``step``, or ``||J^T r|| <= tolerance``."""
-        small = state.grad_norm <= self.config.tolerance
+        """Stop on a MINPACK test or stall recorded by ``step``, or ``||J^T r|| <= atol``."""
+        small = state.grad_norm <= self.config.atol
         status = jnp.where(small, SolveStatus.SUCCESS, state.status)
         return state.done | small, status.astype(jnp.int32)
 
     def trace_fields(self, state: GaussNewtonState) -> dict[str, jax.Array]:
         """Per-step extra trace entries: the damping (or the Gauss-Newton step length)."""
         return {"damping": state.damping}
+
+    # the solution solves J^T r = grad (0.5 ||r||^2) = 0, a symmetric Jacobian
+    implicit_symmetric = True
+
+    @property
+    def implicit_linear_solver(self) -> str:
+        """The linear solve of implicit derivatives: dense, or CG on the matrix-free path."""
+        return self.config.linear_solver
+
+    def value_fn(self, params: Any, *args: Any) -> jax.Array:
+        """``0.5 ||r(params, *args)||^2``."""
+        return _half_squared_norm(self._residual_fn()(params, *args))
+
+    def optimality_fn(self, params: Any, *args: Any) -> Any:
+        """``J^T r``, the gradient of ``0.5 ||r||^2``: zero at a solution."""
+        return jax.grad(self.value_fn)(params, *args)
 
     # ------------------------------------------------------------------ driver
 
@@ -928,33 +954,24 @@ def _half_squared_norm(residual: Any) -> jax.Array:
     return 0.5 * sum(jnp.sum(leaf * leaf) for leaf in leaves)
 
 
-@functools.partial(jax.jit, static_argnames=("residual_fn", "config", "implicit_diff"))
+@functools.partial(jax.jit, static_argnames=("residual_fn", "config", "trace_length", "adjoint"))
 def _least_squares(
-    residual_fn: Callable, config: GaussNewtonConfig, implicit_diff: bool, x0: Any, args: tuple
+    residual_fn: Callable,
+    config: GaussNewtonConfig,
+    trace_length: int,
+    adjoint: str | None,
+    x0: Any,
+    args: tuple,
+    max_steps: jax.Array,
 ) -> SolveResult:
-    solver = GaussNewtonSolver(config, residual_fn)
-    max_steps = config.budget(ravel_pytree(x0)[0].size)
-    if not implicit_diff:
-        return run_solver(solver, x0, *args, max_steps=max_steps)
-    result = run_solver(solver, x0, *lax.stop_gradient(args), max_steps=max_steps)
-
-    def objective(x: Any, theta: tuple) -> jax.Array:
-        return _half_squared_norm(residual_fn(x, *theta))
-
-    def optimality(x: Any, theta: tuple) -> Any:  # J^T r = grad of 0.5 ||r||^2
-        return jax.grad(objective)(x, theta)
-
-    # the solution is already known: "solve" returns it, implicit_root supplies the derivative
-    root = implicit_root(
-        optimality,
-        lambda init, theta: init,
-        linear_solver=config.linear_solver,
-        symmetric=True,
+    return run_solver(
+        GaussNewtonSolver(config, residual_fn),
+        x0,
+        *args,
+        max_steps=max_steps,
+        trace_length=trace_length,
+        adjoint=adjoint,
     )
-    params = root(lax.stop_gradient(result.params), args)
-    # the differentiable value costs one more residual evaluation: count it
-    stats = {**result.stats, "num_fun_evals": result.stats["num_fun_evals"] + 1}
-    return result._replace(params=params, value=objective(params, args), stats=stats)
 
 
 def least_squares(
@@ -962,10 +979,16 @@ def least_squares(
     x0: Any,
     *args: Any,
     config: GaussNewtonConfig | None = None,
-    implicit_diff: bool = True,
+    trace_length: int | None = None,
+    adjoint: str | None = None,
+    implicit_diff: bool | None = None,
     **config_overrides: Any,
 ) -> SolveResult:
     """Minimise ``0.5 ||residual_fn(params, *args)||^2`` from ``x0``.
+
+    The solution (and ``value``) is differentiable with respect to ``args`` by the implicit
+    function theorem on ``J^T r = 0``, in forward and reverse mode; the iterations are never
+    differentiated.
 
     Args:
         residual_fn: ``residual_fn(params, *args) -> residual pytree`` (float leaves).
@@ -974,9 +997,12 @@ def least_squares(
         config: a ``GaussNewtonConfig`` (default ``GaussNewtonConfig()``: Levenberg-Marquardt
             run to attainable precision in the parameters' dtype, at most ``500 (n + 1)``
             iterations for ``n`` unknowns).
-        implicit_diff: make ``result.params`` (and ``result.value``) differentiable w.r.t.
-            ``args`` by the implicit function theorem on ``J^T r = 0`` (forward and reverse
-            mode); the iterations themselves are never differentiated.
+        trace_length: the trace's length minus one (default: the budget). The budget is a
+            traced value: with ``trace_length`` fixed, a new budget does not recompile.
+        adjoint: ``None`` / ``"implicit"`` (the default, above) or ``"unrolled"`` (forward
+            mode through the iterations; see ``opifex.core.run_solver``).
+        implicit_diff: deprecated: ``True`` is the default adjoint, ``False`` is
+            ``adjoint="unrolled"``.
         **config_overrides: ``GaussNewtonConfig`` fields overriding ``config``'s.
 
     Returns:
@@ -998,9 +1024,22 @@ def least_squares(
         [2.0, -1.5]
     """
     config = resolve_config(GaussNewtonConfig, config, config_overrides)
-    if not isinstance(implicit_diff, bool):
-        raise TypeError(f"implicit_diff must be a bool, got {type(implicit_diff).__name__}")
+    if implicit_diff is not None:
+        if not isinstance(implicit_diff, bool):
+            raise TypeError(f"implicit_diff must be a bool, got {type(implicit_diff).__name__}")
+        warnings.warn(
+            "least_squares(implicit_diff=) is deprecated and will be removed in the next "
+            "release; the implicit adjoint is the default, adjoint='unrolled' the other choice",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        adjoint = adjoint if implicit_diff else "unrolled"
     check_callable(residual_fn, "residual_fn")
     x0 = check_params(x0)
     check_residual(residual_fn, x0, args)
-    return _least_squares(residual_fn, config, implicit_diff, x0, args)
+    budget = config.budget(ravel_pytree(x0)[0].size)
+    length = budget if trace_length is None else trace_length
+    check_int_at_least(length, 0, "trace_length")
+    static = dataclasses.replace(config, max_steps=0)  # the budget is traced
+    budget = jnp.asarray(budget, jnp.int32)
+    return _least_squares(residual_fn, static, length, adjoint, x0, args, budget)

@@ -32,8 +32,10 @@ from opifex.core import (
     SolveStatus,
     check_int_at_least,
     check_positive,
+    renamed_fields,
     run_solver,
     tree_l2_norm,
+    tree_where,
 )
 from opifex.second_order._lbfgs import (
     _APPROX_DECREASE_RTOL,
@@ -45,35 +47,36 @@ from opifex.second_order._lbfgs import (
 from opifex.second_order._validation import check_objective, check_params
 
 
+@renamed_fields(adam_lr="learning_rate")
 @dataclasses.dataclass(frozen=True)
 class HybridOptimizerConfig:
     """Settings of ``HybridOptimizer`` (frozen, validated, hashable).
 
     Attributes:
-        adam_lr: Adam's learning rate (> 0).
+        learning_rate: Adam's learning rate (> 0; ``adam_lr`` is its deprecated spelling).
         switch_threshold: switch once the loss is at most this (``None``: never on the loss).
         grad_norm_threshold: switch once the gradient norm is at most this (``None``: never on
             the gradient).
         max_adam_steps: switch after this many Adam steps at the latest (>= 0).
-        lbfgs_config: the L-BFGS phase's ``LBFGSConfig``; its ``tolerance`` is also the
-            convergence test of ``HybridOptimizer.minimize`` (``None``: ``eps`` times the
-            gradient norm at ``x0``, and a line-search failure at attainable precision is a
-            success, as for ``minimize``) and its ``max_iterations`` the L-BFGS part of that
-            method's default budget.
+        lbfgs_config: the L-BFGS phase's ``LBFGSConfig``; its tolerance is also the
+            convergence test of ``HybridOptimizer.minimize`` (``atol`` / ``rtol``; both ``None``:
+            ``eps`` times the gradient norm at ``x0``, and a line-search failure at attainable
+            precision is a success, as for ``minimize``) and its ``max_steps`` the L-BFGS part
+            of that method's default budget.
 
     Example:
         >>> HybridOptimizerConfig(switch_threshold=1e-2).max_adam_steps
         1000
     """
 
-    adam_lr: float = 1e-3
+    learning_rate: float = 1e-3
     switch_threshold: float | None = None
     grad_norm_threshold: float | None = None
     max_adam_steps: int = 1000
     lbfgs_config: LBFGSConfig = dataclasses.field(default_factory=LBFGSConfig)
 
     def __post_init__(self) -> None:
-        check_positive(self.adam_lr, "adam_lr")
+        check_positive(self.learning_rate, "learning_rate")
         if self.switch_threshold is not None:
             if isinstance(self.switch_threshold, bool) or not isinstance(
                 self.switch_threshold, int | float | np.number
@@ -135,7 +138,7 @@ class HybridOptimizer:
     Example:
         >>> import jax, jax.numpy as jnp
         >>> fun = lambda x: jnp.sum((x - 1.0) ** 2)
-        >>> opt = HybridOptimizer(HybridOptimizerConfig(adam_lr=0.1, max_adam_steps=5))
+        >>> opt = HybridOptimizer(HybridOptimizerConfig(learning_rate=0.1, max_adam_steps=5))
         >>> params, state = jnp.zeros(3), opt.init(jnp.zeros(3))
         >>> step = jax.jit(opt.step, static_argnums=2)
         >>> for _ in range(8):
@@ -150,7 +153,7 @@ class HybridOptimizer:
             raise TypeError(
                 f"config must be a HybridOptimizerConfig, got {type(self.config).__name__}"
             )
-        self._adam = optax.adam(self.config.adam_lr)
+        self._adam = optax.adam(self.config.learning_rate)
         self._lbfgs = create_lbfgs_optimizer(self.config.lbfgs_config)
 
     # ------------------------------------------------------------------ functional core
@@ -219,11 +222,8 @@ class HybridOptimizer:
             finite = jnp.isfinite(new_value) & jnp.isfinite(tree_l2_norm(new_grad))
             accepted = finite & (new_value <= value + _APPROX_DECREASE_RTOL * jnp.abs(value))
 
-            def pick(a: Any, b: Any) -> Any:
-                return jax.tree.map(lambda u, v: jnp.where(accepted, u, v), a, b)
-
             new_state = state._replace(
-                lbfgs_state=pick(lbfgs_state, self._lbfgs.init(params)),
+                lbfgs_state=tree_where(accepted, lbfgs_state, self._lbfgs.init(params)),
                 switched=jnp.ones((), bool),
                 lbfgs_steps=state.lbfgs_steps + 1,
                 switch_step=jnp.where(state.switched, state.switch_step, step_index),
@@ -231,10 +231,10 @@ class HybridOptimizer:
                 failed=state.failed | (~accepted & state.restarted),
             )
             return _Advance(
-                pick(new_params, params),
+                tree_where(accepted, new_params, params),
                 new_state,
                 jnp.where(accepted, new_value, infinite),
-                pick(new_grad, grad),
+                tree_where(accepted, new_grad, grad),
                 accepted,
                 evals,
             )
@@ -308,16 +308,16 @@ class HybridOptimizer:
             fun: objective returning a floating-point scalar.
             x0: initial parameters (finite; any pytree of float arrays).
             *args: extra arguments of ``fun``.
-            max_steps: step budget (default ``max_adam_steps + lbfgs_config.max_iterations``).
+            max_steps: step budget (default ``max_adam_steps + lbfgs_config.max_steps``).
 
         Returns:
-            A ``SolveResult``; converged iff ``||grad|| <= lbfgs_config.tolerance`` or the
+            A ``SolveResult``; converged iff ``||grad||`` meets ``lbfgs_config``'s tolerance or the
             L-BFGS phase stopped at attainable precision (see ``minimize``). ``stats``
             has ``num_fun_evals``, ``num_grad_evals``, ``num_adam_steps`` and ``switch_step``
             (-1 if it never switched).
         """
         if max_steps is None:
-            max_steps = self.config.max_adam_steps + self.config.lbfgs_config.max_iterations
+            max_steps = self.config.max_adam_steps + self.config.lbfgs_config.max_steps
         check_int_at_least(max_steps, 0, "max_steps")
         x0 = check_params(x0)
         check_objective(fun, x0, args)
@@ -385,7 +385,8 @@ class _HybridSolver:
         )
 
     def terminate(self, state: _HybridSolverState, *args: Any) -> tuple[jax.Array, jax.Array]:
-        tolerance = gradient_tolerance(self.config.lbfgs_config.tolerance, state.initial_grad_norm)
+        lbfgs = self.config.lbfgs_config
+        tolerance = gradient_tolerance(lbfgs.atol, lbfgs.rtol, state.initial_grad_norm)
         converged = state.grad_norm <= tolerance
         failure = jnp.where(
             state.hybrid.failed, SolveStatus.LINE_SEARCH_FAILED, SolveStatus.SUCCESS
@@ -427,7 +428,7 @@ def hybrid_optimizer(
     Example:
         >>> import jax.numpy as jnp, optax
         >>> fun = lambda x: jnp.sum((x - 1.0) ** 2)
-        >>> opt = hybrid_optimizer(HybridOptimizerConfig(adam_lr=0.1, max_adam_steps=3))
+        >>> opt = hybrid_optimizer(HybridOptimizerConfig(learning_rate=0.1, max_adam_steps=3))
         >>> params = jnp.zeros(2)
         >>> state = opt.init(params)
         >>> value_and_grad = optax.value_and_grad_from_state(fun)

@@ -8,11 +8,12 @@ an ``init / step / terminate`` solver for ``opifex.core.run_solver``: the value 
 found by the line search are reused through ``optax.value_and_grad_from_state``, so an
 iteration costs exactly the line search's evaluations. ``minimize`` validates its arguments
 and runs the solver under ``jit`` (the objective and the config are static, so a second call
-does not recompile).
+does not recompile; the step budget is traced, so a new budget does not either when the trace
+length is fixed), with the solution differentiable by the implicit function theorem.
 
-Converged means ``||grad|| <= tolerance``; the default ``tolerance=None`` follows the dtype
-of the parameters: ``eps * ||grad f(x0)||`` (``eps`` the machine epsilon, ``2.2e-16`` in float64,
-``1.2e-7`` in float32), i.e. as far as the arithmetic allows.
+Converged means ``||grad|| <= atol + rtol * ||grad f(x0)||``; the default (both ``None``)
+follows the dtype of the parameters: ``eps * ||grad f(x0)||`` (``eps`` the machine epsilon,
+``2.2e-16`` in float64, ``1.2e-7`` in float32), i.e. as far as the arithmetic allows.
 
 A step whose line search ends at a non-finite value, with the objective increased or with a
 zero step (no trial decreased the objective) is rejected; the L-BFGS memory is then reset once
@@ -44,8 +45,10 @@ from opifex.core import (
     check_choice,
     check_int_at_least,
     check_positive,
+    renamed_fields,
     run_solver,
     tree_l2_norm,
+    tree_where,
 )
 from opifex.second_order._more_thuente import scale_by_more_thuente_linesearch
 from opifex.second_order._validation import (
@@ -76,11 +79,22 @@ def attainable_decrease(dtype: Any) -> float:
     return math.sqrt(float(jnp.finfo(dtype).eps))
 
 
-def gradient_tolerance(tolerance: float | None, initial_grad_norm: jax.Array) -> jax.Array:
-    """The gradient-norm tolerance: ``tolerance``, or ``eps * initial_grad_norm`` if ``None``."""
-    if tolerance is not None:
-        return jnp.asarray(tolerance, initial_grad_norm.dtype)
-    return jnp.finfo(initial_grad_norm.dtype).eps * initial_grad_norm
+def gradient_tolerance(
+    atol: float | None, rtol: float | None, initial_grad_norm: jax.Array
+) -> jax.Array:
+    """The gradient-norm tolerance ``atol + rtol * initial_grad_norm``.
+
+    ``None`` counts as 0, except that with both ``None`` the tolerance follows the dtype:
+    ``eps * initial_grad_norm``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> round(float(gradient_tolerance(1e-3, 0.5, jnp.asarray(2.0))), 6)
+        1.001
+    """
+    if atol is None and rtol is None:
+        return jnp.finfo(initial_grad_norm.dtype).eps * initial_grad_norm
+    return (atol or 0.0) + (rtol or 0.0) * initial_grad_norm
 
 
 def stop_status(
@@ -96,37 +110,44 @@ def stop_status(
     return jnp.where(stopped & attained, SolveStatus.SUCCESS, failure).astype(jnp.int32)
 
 
+@renamed_fields(max_iterations="max_steps", tolerance="atol")
 @dataclasses.dataclass(frozen=True)
 class LBFGSConfig:
     """Settings of the L-BFGS solver (frozen, validated, hashable).
 
     Attributes:
         memory_size: number of stored curvature pairs (>= 1).
-        max_iterations: iteration budget of ``minimize`` (>= 0).
-        tolerance: converged when the gradient's Euclidean norm is at most this (>= 0);
-            ``None`` (default): ``eps * ||grad f(x0)||`` with ``eps`` of the parameters'
-            dtype. A stop at attainable precision is also a success (module docstring).
+        max_steps: iteration budget of ``minimize`` (>= 0; ``max_iterations`` is its
+            deprecated spelling).
+        atol: converged when ``||grad f|| <= atol + rtol * ||grad f(x0)||`` (>= 0;
+            ``tolerance`` is its deprecated spelling). With ``atol`` and ``rtol`` both
+            ``None`` (the default) the tolerance follows the dtype: ``eps * ||grad f(x0)||``
+            with ``eps`` of the parameters' dtype; otherwise ``None`` counts as 0. A stop at
+            attainable precision is also a success (module docstring).
+        rtol: the relative part of the gradient-norm tolerance (>= 0).
         line_search: ``"more_thuente"`` (strong Wolfe, More & Thuente 1994, as L-BFGS-B),
             ``"zoom"`` (strong Wolfe, optax's zoom line search) or ``"backtracking"``
             (Armijo backtracking).
         max_linesearch_steps: evaluation budget of one line search (>= 1).
 
     Example:
-        >>> LBFGSConfig(tolerance=1e-8).line_search
+        >>> LBFGSConfig(atol=1e-8).line_search
         'more_thuente'
     """
 
     memory_size: int = 10
-    max_iterations: int = 500
-    tolerance: float | None = None
+    max_steps: int = 500
+    atol: float | None = None
+    rtol: float | None = None
     line_search: str = "more_thuente"
     max_linesearch_steps: int = 20
 
     def __post_init__(self) -> None:
         check_int_at_least(self.memory_size, 1, "memory_size")
-        check_int_at_least(self.max_iterations, 0, "max_iterations")
-        if self.tolerance is not None:
-            check_positive(self.tolerance, "tolerance", allow_zero=True)
+        check_int_at_least(self.max_steps, 0, "max_steps")
+        for name in ("atol", "rtol"):
+            if getattr(self, name) is not None:
+                check_positive(getattr(self, name), name, allow_zero=True)
         check_choice(self.line_search, LINE_SEARCHES, "line_search")
         check_int_at_least(self.max_linesearch_steps, 1, "max_linesearch_steps")
 
@@ -304,23 +325,20 @@ class LBFGSSolver:
         decreased = value < state.value
         stall_count = jnp.where(decreased, 0, state.stall_count + 1)
 
-        def pick(new: Any, old: Any) -> Any:
-            return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), new, old)
-
         failure = jnp.where(
             failed,
             SolveStatus.LINE_SEARCH_FAILED,
             jnp.where(accepted & (stall_count >= STALL_STEPS), SolveStatus.STALLED, state.failure),
         ).astype(jnp.int32)
         return LBFGSState(
-            params=pick(params, state.params),
+            params=tree_where(accepted, params, state.params),
             value=jnp.where(accepted, value, state.value),
-            grad=pick(grad, state.grad),
+            grad=tree_where(accepted, grad, state.grad),
             grad_norm=jnp.where(accepted, grad_norm, state.grad_norm),
             num_steps=state.num_steps + accepted.astype(jnp.int32),
             num_fun_evals=num_fun_evals,
             num_grad_evals=num_grad_evals,
-            opt_state=pick(opt_state, fresh),
+            opt_state=tree_where(accepted, opt_state, fresh),
             failure=failure,
             stall_count=jnp.where(accepted, stall_count, state.stall_count),
             restarted=~accepted,
@@ -329,11 +347,11 @@ class LBFGSSolver:
         )
 
     def terminate(self, state: LBFGSState, *args: Any) -> tuple[jax.Array, jax.Array]:
-        """Converged when ``||grad|| <= tolerance``; stop on a recorded failure.
+        """Converged when ``||grad|| <= atol + rtol * ||grad_0||``; stop on a recorded failure.
 
         A failure at attainable precision is a success (see the module docstring).
         """
-        tolerance = gradient_tolerance(self.config.tolerance, state.initial_grad_norm)
+        tolerance = gradient_tolerance(self.config.atol, self.config.rtol, state.initial_grad_norm)
         converged = state.grad_norm <= tolerance
         done = converged | (state.failure != SolveStatus.SUCCESS)
         stopped = stop_status(state.failure, state.grad_norm, state.initial_grad_norm)
@@ -344,14 +362,40 @@ class LBFGSSolver:
         """Per-step extra trace entries: the accepted line-search step size."""
         return {"step_size": state.step_size}
 
+    # the minimiser solves grad f = 0: its derivatives by the implicit function theorem
+    implicit_symmetric = True
+
+    def optimality_fn(self, params: Any, *args: Any) -> Any:
+        """``grad f(params, *args)``: zero at a minimiser."""
+        return jax.grad(self.fun)(params, *args)
+
+    def value_fn(self, params: Any, *args: Any) -> jax.Array:
+        """The objective ``f(params, *args)``."""
+        return self.fun(params, *args)
+
     def run(self, x0: Any, *args: Any) -> SolveResult:
         """Minimise from ``x0`` (same as ``minimize(self.fun, x0, *args, config=...)``)."""
         return minimize(self.fun, x0, *args, config=self.config)
 
 
-@functools.partial(jax.jit, static_argnames=("fun", "config"))
-def _minimize(fun: Callable[..., jax.Array], config: LBFGSConfig, x0: Any, args: tuple) -> Any:
-    return run_solver(LBFGSSolver(fun, config), x0, *args, max_steps=config.max_iterations)
+@functools.partial(jax.jit, static_argnames=("fun", "config", "trace_length", "adjoint"))
+def _minimize(
+    fun: Callable[..., jax.Array],
+    config: LBFGSConfig,
+    trace_length: int,
+    adjoint: str | None,
+    x0: Any,
+    args: tuple,
+    max_steps: jax.Array,
+) -> SolveResult:
+    return run_solver(
+        LBFGSSolver(fun, config),
+        x0,
+        *args,
+        max_steps=max_steps,
+        trace_length=trace_length,
+        adjoint=adjoint,
+    )
 
 
 def minimize(
@@ -359,20 +403,32 @@ def minimize(
     x0: Any,
     *args: Any,
     config: LBFGSConfig | None = None,
+    trace_length: int | None = None,
+    adjoint: str | None = None,
     **config_overrides: Any,
 ) -> SolveResult:
     """Minimise ``fun(params, *args)`` with L-BFGS from ``x0``.
+
+    The solution is differentiable with respect to ``args`` by the implicit function theorem
+    on ``grad f = 0`` (``jax.grad`` / ``jax.jvp`` of anything computed from ``result.params``
+    or ``result.value``; the iterations are not differentiated).
 
     Args:
         fun: objective returning a floating-point scalar; params any pytree of float arrays.
         x0: initial parameters (finite).
         *args: extra arguments of ``fun`` (arrays; traced, so new values do not recompile).
         config: an ``LBFGSConfig`` (default ``LBFGSConfig()``).
+        trace_length: the trace's length minus one (default ``config.max_steps``). The budget
+            ``max_steps`` is a traced value: with ``trace_length`` fixed, a new budget does not
+            recompile.
+        adjoint: ``None`` or ``"implicit"`` (the default, above) or ``"unrolled"`` (forward-mode
+            derivatives through the iterations; the line search is a ``while_loop``, which
+            reverse mode cannot differentiate). See ``opifex.core.run_solver``.
         **config_overrides: ``LBFGSConfig`` fields overriding ``config``'s.
 
     Returns:
-        A ``SolveResult``; ``converged`` iff ``||grad fun|| <= config.tolerance`` (default:
-        ``eps * ||grad fun(x0)||``) or the run stopped at attainable precision.
+        A ``SolveResult``; ``converged`` iff ``||grad fun|| <= atol + rtol * ||grad fun(x0)||``
+        (default: ``eps * ||grad fun(x0)||``) or the run stopped at attainable precision.
         ``stats["num_fun_evals"]`` / ``stats["num_grad_evals"]`` count every evaluation
         (the one at ``x0`` and each line-search trial).
 
@@ -381,13 +437,21 @@ def minimize(
         TypeError: non-float ``x0`` leaves or objective.
 
     Example:
-        >>> import jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp
         >>> rosen = lambda x: 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
-        >>> result = minimize(rosen, jnp.array([-1.2, 1.0]), tolerance=1e-5)
+        >>> result = minimize(rosen, jnp.array([-1.2, 1.0]), atol=1e-5)
         >>> bool(result.converged), [round(float(v), 3) for v in result.params]
         (True, [1.0, 1.0])
+        >>> ridge = lambda x, lam: jnp.sum((x - 1.0) ** 2) + lam * jnp.sum(x**2)  # x* = 1/(1+lam)
+        >>> dx = jax.grad(lambda lam: minimize(ridge, jnp.zeros(2), lam).params[0])(1.0)
+        >>> round(float(dx), 4)  # -1 / (1 + lam)^2
+        -0.25
     """
     config = resolve_config(LBFGSConfig, config, config_overrides)
     x0 = check_params(x0)
     check_objective(fun, x0, args)
-    return _minimize(fun, config, x0, args)
+    length = config.max_steps if trace_length is None else trace_length
+    check_int_at_least(length, 0, "trace_length")
+    static = dataclasses.replace(config, max_steps=0)  # the budget is traced
+    budget = jnp.asarray(config.max_steps, jnp.int32)
+    return _minimize(fun, static, length, adjoint, x0, args, budget)

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from opifex.core import check_int_at_least, check_positive
+from opifex.core import check_int_at_least, check_positive, tree_where
 
 # extrapolation range beyond the best step while no minimiser is bracketed
 _EXTRAPOLATE_MIN = 1.1
@@ -351,9 +351,6 @@ def scale_by_more_thuente_linesearch(
             too_far = (offset * bad_offset > 0.0) & (jnp.abs(offset) >= jnp.abs(bad_offset))
             new = jnp.where(too_far, nb.stx + 0.5 * bad_offset, new)
 
-            def keep(a: Any, b_: Any) -> Any:
-                return jax.tree.map(lambda x, y: jnp.where(finite, x, y), a, b_)
-
             take = (status == MoreThuenteStatus.CONVERGED) | (finite & (f < s.out_value))
             status = jnp.where(
                 (status == _RUNNING) & (count >= max_linesearch_steps),
@@ -364,16 +361,16 @@ def scale_by_more_thuente_linesearch(
                 stp=jnp.where(finite, new, back),
                 count=count,
                 status=status,
-                stage2=keep(stage2, s.stage2),
-                bracket=keep(nb, b),
-                width=keep(width, s.width),
-                width1=keep(width1, s.width1),
-                stmin=keep(stmin, s.stmin),
-                stmax=keep(stmax, s.stmax),
+                stage2=tree_where(finite, stage2, s.stage2),
+                bracket=tree_where(finite, nb, b),
+                width=tree_where(finite, width, s.width),
+                width1=tree_where(finite, width1, s.width1),
+                stmin=tree_where(finite, stmin, s.stmin),
+                stmax=tree_where(finite, stmax, s.stmax),
                 bad=bad,
                 out_stp=jnp.where(take, stp, s.out_stp),
                 out_value=jnp.where(take, f, s.out_value),
-                out_grad=jax.tree.map(lambda x, y: jnp.where(take, x, y), g_tree, s.out_grad),
+                out_grad=tree_where(take, g_tree, s.out_grad),
             )
 
         zero = jnp.zeros((), dtype)

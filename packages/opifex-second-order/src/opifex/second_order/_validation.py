@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,7 +13,7 @@ from opifex.core import (
     check_finite,
     check_float_pytree,
     check_scalar_output,
-    check_unknown_options,
+    replace_config,
 )
 
 ConfigT = TypeVar("ConfigT")
@@ -23,16 +22,15 @@ ConfigT = TypeVar("ConfigT")
 def resolve_config(
     config_class: type[ConfigT], config: ConfigT | None, overrides: dict[str, Any]
 ) -> ConfigT:
-    """``config`` (or the default config) with ``overrides`` applied and validated."""
+    """``config`` (or the default config) with ``overrides`` applied and validated.
+
+    Deprecated field spellings are accepted with a warning (``opifex.core.replace_config``).
+    """
     if config is None:
         config = config_class()
     elif not isinstance(config, config_class):
         raise TypeError(f"config must be a {config_class.__name__}, got {type(config).__name__}")
-    if overrides:
-        names = [field.name for field in dataclasses.fields(config_class)]
-        check_unknown_options(overrides, names, f"options for {config_class.__name__}")
-        config = dataclasses.replace(config, **overrides)
-    return config
+    return replace_config(config, overrides)
 
 
 def check_params(x0: Any, name: str = "x0") -> Any:
