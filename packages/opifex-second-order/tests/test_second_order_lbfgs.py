@@ -380,3 +380,11 @@ def test_old_spellings_still_work_with_a_warning():
     with pytest.warns(DeprecationWarning, match="'tolerance' is deprecated"):
         result = minimize(lambda x: jnp.sum(x**2), jnp.ones(2), tolerance=1e-6)
     assert result.converged
+
+
+def test_the_default_budget_scales_with_the_number_of_unknowns():
+    assert [LBFGSConfig().budget(n) for n in (1, 50, 51, 1000)] == [500, 500, 510, 10_000]
+    assert LBFGSConfig(max_steps=3).budget(1000) == 3
+    # minimize resolves it at call time: the trace holds budget + 1 entries
+    result = minimize(lambda x: jnp.sum(x**2), jnp.ones(60), atol=1e30)
+    assert result.trace["value"].shape == (601,)

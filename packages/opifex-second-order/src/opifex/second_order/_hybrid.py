@@ -61,8 +61,8 @@ class HybridOptimizerConfig:
         lbfgs_config: the L-BFGS phase's ``LBFGSConfig``; its tolerance is also the
             convergence test of ``HybridOptimizer.minimize`` (``atol`` / ``rtol``; both ``None``:
             ``eps`` times the gradient norm at ``x0``, and a line-search failure at attainable
-            precision is a success, as for ``minimize``) and its ``max_steps`` the L-BFGS part
-            of that method's default budget.
+            precision is a success, as for ``minimize``) and its budget the L-BFGS part of that
+            method's default budget.
 
     Example:
         >>> HybridOptimizerConfig(switch_threshold=1e-2).max_adam_steps
@@ -308,7 +308,8 @@ class HybridOptimizer:
             fun: objective returning a floating-point scalar.
             x0: initial parameters (finite; any pytree of float arrays).
             *args: extra arguments of ``fun``.
-            max_steps: step budget (default ``max_adam_steps + lbfgs_config.max_steps``).
+            max_steps: step budget (default ``max_adam_steps + lbfgs_config.budget(n)`` for
+                ``n`` unknowns).
 
         Returns:
             A ``SolveResult``; converged iff ``||grad||`` meets ``lbfgs_config``'s tolerance or the
@@ -316,10 +317,11 @@ class HybridOptimizer:
             has ``num_fun_evals``, ``num_grad_evals``, ``num_adam_steps`` and ``switch_step``
             (-1 if it never switched).
         """
-        if max_steps is None:
-            max_steps = self.config.max_adam_steps + self.config.lbfgs_config.max_steps
-        check_int_at_least(max_steps, 0, "max_steps")
         x0 = check_params(x0)
+        if max_steps is None:
+            num_params = sum(leaf.size for leaf in jax.tree.leaves(x0))
+            max_steps = self.config.max_adam_steps + self.config.lbfgs_config.budget(num_params)
+        check_int_at_least(max_steps, 0, "max_steps")
         check_objective(fun, x0, args)
         return _hybrid_minimize(fun, self.config, max_steps, x0, args)
 

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from opifex.core import (
     SolveResult,
@@ -58,6 +59,9 @@ from opifex.second_order._validation import (
 )
 
 LINE_SEARCHES = ("more_thuente", "zoom", "backtracking")
+# the default budget max(500, 10 n): 100-D Rosenbrock from perturbed starts takes up to ~500
+# iterations to the dtype's tolerance, and the iterations grow with the number of unknowns
+_MIN_BUDGET, _STEPS_PER_UNKNOWN = 500, 10
 # consecutive accepted iterations without a decrease of the objective before STALLED
 STALL_STEPS = 5
 # the zoom line search accepts a value up to this relative increase (Hager-Zhang approximate
@@ -117,8 +121,9 @@ class LBFGSConfig:
 
     Attributes:
         memory_size: number of stored curvature pairs (>= 1).
-        max_steps: iteration budget of ``minimize`` (>= 0; ``max_iterations`` is its
-            deprecated spelling).
+        max_steps: iteration budget of ``minimize`` (>= 0); ``None`` (default):
+            ``max(500, 10 n)`` for ``n`` unknowns, resolved at call time (``budget``);
+            ``max_iterations`` is its deprecated spelling.
         atol: converged when ``||grad f|| <= atol + rtol * ||grad f(x0)||`` (>= 0;
             ``tolerance`` is its deprecated spelling). With ``atol`` and ``rtol`` both
             ``None`` (the default) the tolerance follows the dtype: ``eps * ||grad f(x0)||``
@@ -136,7 +141,7 @@ class LBFGSConfig:
     """
 
     memory_size: int = 10
-    max_steps: int = 500
+    max_steps: int | None = None
     atol: float | None = None
     rtol: float | None = None
     line_search: str = "more_thuente"
@@ -144,12 +149,26 @@ class LBFGSConfig:
 
     def __post_init__(self) -> None:
         check_int_at_least(self.memory_size, 1, "memory_size")
-        check_int_at_least(self.max_steps, 0, "max_steps")
+        if self.max_steps is not None:
+            check_int_at_least(self.max_steps, 0, "max_steps")
         for name in ("atol", "rtol"):
             if getattr(self, name) is not None:
                 check_positive(getattr(self, name), name, allow_zero=True)
         check_choice(self.line_search, LINE_SEARCHES, "line_search")
         check_int_at_least(self.max_linesearch_steps, 1, "max_linesearch_steps")
+
+    def budget(self, num_params: int) -> int:
+        """``max_steps``, or ``max(500, 10 num_params)`` when it is ``None``.
+
+        Example:
+            >>> LBFGSConfig().budget(10), LBFGSConfig().budget(1000)
+            (500, 10000)
+            >>> LBFGSConfig(max_steps=7).budget(3)
+            7
+        """
+        if self.max_steps is not None:
+            return self.max_steps
+        return max(_MIN_BUDGET, _STEPS_PER_UNKNOWN * num_params)
 
 
 def create_lbfgs_optimizer(
@@ -418,7 +437,7 @@ def minimize(
         x0: initial parameters (finite).
         *args: extra arguments of ``fun`` (arrays; traced, so new values do not recompile).
         config: an ``LBFGSConfig`` (default ``LBFGSConfig()``).
-        trace_length: the trace's length minus one (default ``config.max_steps``). The budget
+        trace_length: the trace's length minus one (default: the budget). The budget
             ``max_steps`` is a traced value: with ``trace_length`` fixed, a new budget does not
             recompile.
         adjoint: ``None`` or ``"implicit"`` (the default, above) or ``"unrolled"`` (forward-mode
@@ -450,8 +469,9 @@ def minimize(
     config = resolve_config(LBFGSConfig, config, config_overrides)
     x0 = check_params(x0)
     check_objective(fun, x0, args)
-    length = config.max_steps if trace_length is None else trace_length
+    budget = config.budget(ravel_pytree(x0)[0].size)
+    length = budget if trace_length is None else trace_length
     check_int_at_least(length, 0, "trace_length")
     static = dataclasses.replace(config, max_steps=0)  # the budget is traced
-    budget = jnp.asarray(config.max_steps, jnp.int32)
+    budget = jnp.asarray(budget, jnp.int32)
     return _minimize(fun, static, length, adjoint, x0, args, budget)
