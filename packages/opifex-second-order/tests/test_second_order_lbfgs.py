@@ -352,6 +352,11 @@ def test_minimize_is_differentiable_in_its_data_like_the_closed_form():
     expected = -np.linalg.solve(H, x_star)
     np.testing.assert_allclose(jax.jacobian(solution)(lam), expected, rtol=1e-6)
     np.testing.assert_allclose(jax.jacfwd(solution)(lam), expected, rtol=1e-6)
+    # and against central differences of converged solutions (step 1e-4: truncation ~1e-8,
+    # noise ~ sqrt(eps) / step ~ 1e-4 relative at worst)
+    h = 1e-4
+    central = (np.asarray(solution(lam + h)) - np.asarray(solution(lam - h))) / (2 * h)
+    np.testing.assert_allclose(jax.jacobian(solution)(lam), central, rtol=1e-3, atol=1e-7)
     # the value's derivative is the envelope theorem's: dF/dlam = 0.5 ||x*||^2
     value = jax.grad(lambda lam: minimize(ridge, jnp.zeros(4), lam).value)(lam)
     np.testing.assert_allclose(value, 0.5 * x_star @ x_star, rtol=1e-6)
