@@ -3,15 +3,27 @@
 * JAX's persistent compilation cache is on for the suite, in ``.cache/jax-tests`` (git-ignored),
   so that a program compiled by one xdist worker, or by an earlier run, is read back instead of
   compiled again; ``OPIFEX_JAX_CACHE=0`` turns it off, any other value is the directory.
-* End-to-end runs (benchmarks, the demo, meta-training, the sharding subprocess, PINN training)
-  are marked ``e2e`` and run only with ``--e2e`` (``.ci/run`` runs them as a step of their own),
-  so that ``pytest -n auto`` stays within its time budget (CONTRIBUTING.md, "Test suite").
+* End-to-end runs (benchmarks, the demo, meta-training, the sharding and other subprocesses,
+  PINN training, the docs pages' and READMEs' examples) and the exhaustive sweeps (every
+  molecule, element and certified start beyond a few representative ones) are marked ``e2e``
+  and run only with ``--e2e`` (``.ci/run`` runs them as a step of their own), so that
+  ``pytest -n auto`` stays within its time budget (CONTRIBUTING.md, "Test suite").
+* XLA's backend optimisations are off (``--xla_backend_optimization_level=0`` and no expensive
+  LLVM passes): the suite compiles far more programs than it runs long loops, and these passes
+  cost about a fifth of the compile time (``benchmarks/compile_time.py``); set ``XLA_FLAGS``
+  yourself to test with other settings. Lowered programs carry no Python tracebacks in their
+  locations (``jax_include_full_tracebacks_in_locations``), which saves a little more.
 * Every test gives JAX's float64 switch back as it found it: some code under test switches
   float64 on for the whole process (``opifex demo`` and the benchmarks do, as programs should).
 """
 
 import os
 from pathlib import Path
+
+# before JAX starts its backend, which reads XLA_FLAGS once
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
 
 import jax
 import pytest
@@ -23,6 +35,7 @@ os.environ.setdefault(
     "OPIFEX_JAX_CACHE", str(Path(__file__).resolve().parent / ".cache" / "jax-tests")
 )
 enable_compilation_cache()
+jax.config.update("jax_include_full_tracebacks_in_locations", False)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

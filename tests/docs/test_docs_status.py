@@ -61,6 +61,7 @@ def _example_runner():
 readme_example = _example_runner()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("member", BUILT, ids=lambda m: m["name"])
 def test_each_readme_opens_with_a_runnable_example(member, tmp_path):
     folder = "apps" if member["name"] == "opifex-cli" else "packages"

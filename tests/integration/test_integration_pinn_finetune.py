@@ -46,7 +46,7 @@ from opifex.second_order import (
 )
 
 nnx = pytest.importorskip("flax.nnx")
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 FAMILY = PoissonFamily(num_modes=2)
 NUM_COLLOCATION = 32

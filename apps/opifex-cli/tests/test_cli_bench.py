@@ -23,6 +23,7 @@ def _bench(name: str, output_dir: Path):
     )
 
 
+@pytest.mark.e2e
 def test_bench_second_order_quick_writes_json_and_png(tmp_path):
     result = _bench("second-order", tmp_path)
     assert result.exit_code == 0, result.output
@@ -41,6 +42,7 @@ def test_bench_second_order_quick_writes_json_and_png(tmp_path):
     assert "Unconstrained: extended Rosenbrock" in result.output  # the script's table
 
 
+@pytest.mark.e2e
 def test_bench_l2o_quick_writes_json_and_png(tmp_path):
     result = _bench("l2o", tmp_path)
     assert result.exit_code == 0, result.output
@@ -56,7 +58,7 @@ def test_bench_l2o_quick_writes_json_and_png(tmp_path):
     assert "target 1:" in result.output  # the script's summary
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_bench_quantum_quick_writes_json_and_png(tmp_path):
     pytest.importorskip("pyscf")
     result = _bench("quantum", tmp_path)

@@ -55,6 +55,7 @@ def _printed_cells(output: str, run: _demo.SolverRun) -> list[str]:
     return lines[0].split(run.solver, 1)[1].split()
 
 
+@pytest.mark.e2e
 def test_demo_prints_both_tables(demo_run):
     output, report = demo_run
     assert "L-BFGS on the Rosenbrock function" in output
@@ -72,6 +73,7 @@ def test_demo_prints_both_tables(demo_run):
     assert report.failures() == []
 
 
+@pytest.mark.e2e
 def test_printed_numbers_are_the_measured_ones(demo_run):
     output, report = demo_run
     for run in report.unconstrained:
@@ -91,6 +93,7 @@ def test_printed_numbers_are_the_measured_ones(demo_run):
         assert kind == report.optimum_kind(run)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("n", [2, 100])
 def test_lbfgs_solves_rosenbrock_as_scipy_does(demo_run, n):
     _, report = demo_run
@@ -112,6 +115,7 @@ def test_lbfgs_solves_rosenbrock_as_scipy_does(demo_run, n):
     np.testing.assert_allclose(x, np.ones(n), atol=1e-5)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", _demo.MGH_PROBLEMS)
 def test_lm_cost_equals_scipy_lm(demo_run, name):
     _, report = demo_run
@@ -137,6 +141,7 @@ def test_lm_cost_equals_scipy_lm(demo_run, name):
     np.testing.assert_allclose(2 * cost, PUBLISHED_F[name], rtol=1e-5)
 
 
+@pytest.mark.e2e
 def test_learned_table_prints_the_measured_medians(demo_run):
     output, report = demo_run
     run = report.learned
@@ -152,6 +157,7 @@ def test_learned_table_prints_the_measured_medians(demo_run):
     assert np.median(run.losses[:, -1]) < np.median(run.adam_losses[:, -1])
 
 
+@pytest.mark.e2e
 def test_learned_speedups_and_adam_match_a_plain_recomputation(demo_run):
     _, report = demo_run
     run = report.learned
@@ -186,6 +192,7 @@ def _printed_row(output: str, start: str) -> list[str]:
     return lines[0].split()
 
 
+@pytest.mark.e2e
 def test_demo_fails_clearly_when_our_solver_does_not_converge(demo_run, monkeypatch):
     _, report = demo_run
     stuck = dataclasses.replace(

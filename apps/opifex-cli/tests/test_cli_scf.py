@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from typer.testing import CliRunner
 
 from opifex.cli._app import app
@@ -18,6 +19,7 @@ def _invoke(*args: str):
     return CliRunner().invoke(app, list(args), env=WIDE)
 
 
+@pytest.mark.e2e
 def test_scf_prints_energy_cycles_plot_and_gradient(tmp_path):
     plot = tmp_path / "heh.png"
     result = _invoke("scf", "HeH+", "--forces", "--plot", str(plot))
@@ -29,6 +31,7 @@ def test_scf_prints_energy_cycles_plot_and_gradient(tmp_path):
     assert plot.stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_scf_from_xyz_file(tmp_path):
     xyz = tmp_path / "h2.xyz"
     xyz.write_text("2\nhydrogen\nH 0 0 0\nH 0 0 0.74\n")
@@ -49,6 +52,7 @@ def test_scf_rejects_unknown_molecule_and_options():
     assert bad_guess.exit_code == 2 and "minao" in bad_guess.output
 
 
+@pytest.mark.slow
 def test_scf_guesses_reach_the_same_energy():
     for guess in ("sad", "core"):
         result = _invoke("scf", "H2", "--guess", guess)
@@ -57,6 +61,7 @@ def test_scf_guesses_reach_the_same_energy():
         assert abs(energy - H2_STO3G) < 1e-8
 
 
+@pytest.mark.e2e
 def test_scf_reports_non_convergence_with_exit_status_1():
     result = _invoke("scf", "H2O", "--max-steps", "2")
     assert result.exit_code == 1
@@ -65,6 +70,7 @@ def test_scf_reports_non_convergence_with_exit_status_1():
     assert rows == ["1", "2"]  # one convergence-table row per cycle run
 
 
+@pytest.mark.slow
 def test_scf_old_max_iterations_flag_still_works_with_a_warning():
     result = _invoke("scf", "H2O", "--max-iterations", "2")
     assert result.exit_code == 1 and "in 2 cycles" in result.output

@@ -38,6 +38,7 @@ def trained(tmp_path_factory):
     return path, result.output
 
 
+@pytest.mark.e2e
 def test_writes_a_loadable_optimiser_with_its_provenance(trained):
     path, output = trained
     metadata = load_metadata(path)
@@ -65,6 +66,7 @@ def test_writes_a_loadable_optimiser_with_its_provenance(trained):
     assert f"wrote {path}" in output
 
 
+@pytest.mark.e2e
 def test_prints_the_summary_stored_in_the_file(trained):
     path, output = trained
     training, evaluation = load_metadata(path)["training"], load_metadata(path)["evaluation"]
@@ -76,6 +78,7 @@ def test_prints_the_summary_stored_in_the_file(trained):
     assert "optax.adam(1) (--adam-lr, not tuned here)" in output
 
 
+@pytest.mark.e2e
 def test_adam_final_loss_matches_a_plain_optax_loop(trained):
     path, _ = trained
     evaluation = load_metadata(path)["evaluation"]

@@ -50,6 +50,7 @@ def test_directory_and_environment_override(tmp_path, monkeypatch, restore_cache
     assert default_cache_dir() == tmp_path / "xdg" / "opifex" / "jax"
 
 
+@pytest.mark.e2e
 def test_a_second_process_reads_the_compiled_program(tmp_path):
     environment = {**os.environ, "OPIFEX_JAX_CACHE": str(tmp_path)}
     entries = []

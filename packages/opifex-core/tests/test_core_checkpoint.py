@@ -104,6 +104,7 @@ def test_like_may_hold_shape_dtype_structs(tmp_path):
     _assert_same_tree(load_pytree(path, like=abstract), tree)
 
 
+@pytest.mark.slow
 def test_optax_adam_state_round_trip_and_resume(tmp_path):
     params = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array(0.5)}
     optimizer = optax.adam(1e-2)

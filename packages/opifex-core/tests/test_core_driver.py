@@ -487,6 +487,7 @@ def _solution_norm(adjoint, a):
     return jnp.sum(result.params**2) + result.value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adjoint", [None, "implicit", "unrolled"])
 def test_adjoints_match_finite_differences_and_the_closed_form(x64, adjoint):
     a = jnp.array([0.3, -0.8, 1.7])

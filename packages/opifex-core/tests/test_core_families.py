@@ -73,6 +73,7 @@ def _pipeline(family):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_family_jit_vmap_shapes_determinism(name):
     family = FAMILIES[name]
@@ -397,6 +398,7 @@ def _assert_lasso_kkt(A, b, lam, x, atol):
     assert np.all(np.abs(correlation[~active]) <= lam + atol)
 
 
+@pytest.mark.e2e
 def test_lasso_sampling_and_solvers_against_coordinate_descent(x64):
     family = LassoFamily(num_rows=25, dimension=50, sparsity=0.1, noise_std=0.05)
     penalties = jnp.array([0.01, 0.05, 0.1, 1e3])

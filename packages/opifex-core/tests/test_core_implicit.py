@@ -80,6 +80,7 @@ def _ridge_root(linear_solver, *, use_gd=False):
     return implicit_root(optimality, solve, linear_solver=linear_solver, symmetric=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("linear_solver", SOLVERS)
 def test_ridge_jacobian_matches_closed_form(linear_solver):
     A, b = _ridge_data()
@@ -151,6 +152,7 @@ def test_init_receives_no_gradient():
 # non-symmetric linear system: checks the transposed solve of reverse mode
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("linear_solver", ["dense", "gmres"])
 def test_nonsymmetric_jacobian_in_both_modes(linear_solver):
     rng = np.random.default_rng(1)

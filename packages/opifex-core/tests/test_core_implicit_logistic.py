@@ -109,6 +109,7 @@ def references():
         return solve, solution, unrolled, fd
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("linear_solver", ["dense", "cg", "gmres"])
 def test_grad_matches_unrolled_and_finite_differences(linear_solver, references):
     _, solution, unrolled, fd = references
@@ -122,6 +123,7 @@ def test_grad_matches_unrolled_and_finite_differences(linear_solver, references)
         np.testing.assert_allclose(grad[name], fd[name], rtol=max(rtol, 1e-6), atol=1e-8)
 
 
+@pytest.mark.slow
 def test_jacfwd_and_jacrev_of_pytrees(references):
     solve = references[0]
     root = _implicit("dense")

@@ -84,6 +84,7 @@ def reference(tmp_path_factory):
     return run(tmp_path_factory.mktemp("reference") / "run.npz")
 
 
+@pytest.mark.slow
 def test_resuming_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, reference):
     path = tmp_path / "run.npz"
     with pytest.raises(RuntimeError, match="crash"):
@@ -97,6 +98,7 @@ def test_resuming_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, refer
     assert resumed.history.horizon.tolist() == [6, 6, 6, 9, 9, 9]
 
 
+@pytest.mark.slow
 def test_resuming_after_keyboard_interrupt_reproduces_the_uninterrupted_run(tmp_path, reference):
     path = tmp_path / "run.npz"
     with pytest.raises(KeyboardInterrupt):

@@ -138,6 +138,7 @@ def replicated(estimator, num_truncations, horizon, seed):
 # truncated backpropagation
 
 
+@pytest.mark.slow
 def test_truncated_bptt_with_one_truncation_per_unroll_is_the_exact_gradient():
     # one truncation of T steps: its meta-loss is the mean over T steps, i.e. K / T * full
     exact = jax.grad(full_meta_loss)(PHI["log_lr"]) * K / T
@@ -181,6 +182,7 @@ def momentum_sgd(phi):
     return optax.sgd(jnp.exp(phi["log_lr"]), momentum=jax.nn.sigmoid(phi["momentum_logit"]))
 
 
+@pytest.mark.slow
 def test_truncated_bptt_matches_finite_differences_on_random_quadratics():
     estimator = truncated_bptt(LearnedOptimizer(QuadraticFamily(dimension=3), momentum_sgd), 4)
     phi = {"log_lr": jnp.log(jnp.float32(0.02)), "momentum_logit": jnp.float32(0.0)}
@@ -204,6 +206,7 @@ def test_truncated_bptt_matches_finite_differences_on_random_quadratics():
 # PES
 
 
+@pytest.mark.slow
 def test_pes_is_unbiased_for_the_full_unroll_gradient_with_small_sigma():
     sigma = 0.01
     mean, se = replicated(pes(INNER, K, sigma=sigma, num_particles=PARTICLES), 4, T, 2)
@@ -216,6 +219,7 @@ def test_pes_is_unbiased_for_the_full_unroll_gradient_with_small_sigma():
     assert abs(truncated - exact) > 10 * se
 
 
+@pytest.mark.slow
 def test_pes_is_unbiased_for_the_smoothed_full_unroll_gradient():
     # with sigma = 0.1 the smoothing matters: E[grad] is twice the unsmoothed gradient
     sigma = 0.1
@@ -226,6 +230,7 @@ def test_pes_is_unbiased_for_the_smoothed_full_unroll_gradient():
     assert abs(mean - exact) > 10 * se
 
 
+@pytest.mark.slow
 def test_pes_is_unbiased_when_unrolls_reset_mid_truncation():
     # horizon 8, truncations of 5: unroll 1 = steps 1-8, unroll 2 = steps 9-16 (reset in the
     # 2nd truncation), unroll 3 = steps 17-20 (reset in the 4th)
@@ -236,6 +241,7 @@ def test_pes_is_unbiased_when_unrolls_reset_mid_truncation():
     assert abs(mean - exact) < 4 * se, (mean, exact, se)
 
 
+@pytest.mark.slow
 def test_pes_particles_persist_and_xi_restarts_with_the_unroll():
     # horizon 8, truncations of 5: the 2nd truncation resets after 3 steps
     estimator = pes(INNER, K, sigma=0.05, num_particles=4)
@@ -269,6 +275,7 @@ def test_pes_particles_persist_and_xi_restarts_with_the_unroll():
 # truncated ES
 
 
+@pytest.mark.e2e
 def test_truncated_es_is_unbiased_for_its_truncation():
     """From the state after one truncation, ES estimates the smoothed gradient of the next
     truncation's meta-loss from that state (its own truncation, not the full unroll)."""
@@ -315,6 +322,7 @@ def test_task_average_leaves_out_and_resets_non_finite_tasks():
     assert np.isnan(grad["w"]).all() and np.isnan(info.meta_loss)
 
 
+@pytest.mark.slow
 def test_estimators_jit_without_retracing_and_have_task_leading_axes():
     staggered, fresh = [0, 5, 10, 15], [0, 0, 0, 0]
     for estimator, steps in (

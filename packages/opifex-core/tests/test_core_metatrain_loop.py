@@ -80,6 +80,7 @@ def train(family=Bowl(), make_optimizer=sgd, phi=PHI0, key=0, **kwargs):
     return meta_train(jax.random.key(key), phi, inner, config(**kwargs), **options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "estimator", ["truncated_bptt", "pes", "truncated_es", "full_backprop", "first_order"]
 )
@@ -95,6 +96,7 @@ def test_every_estimator_meta_trains_the_learning_rate_to_its_optimum(estimator)
     assert len(result.history.meta_loss) == 100 and np.all(np.isfinite(result.history.meta_loss))
 
 
+@pytest.mark.slow
 def test_meta_train_is_the_loop_of_estimator_clipping_and_adam_with_per_step_keys():
     result = train(num_outer_steps=3, clip_norm=0.5, validation_every=3, key=3)
     key = jax.random.key(3)
@@ -115,6 +117,7 @@ def test_meta_train_is_the_loop_of_estimator_clipping_and_adam_with_per_step_key
     np.testing.assert_allclose(result.state.estimator_state.params, state.params, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_non_finite_tasks_are_reset_and_counted(caplog):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         result = train(Bowl(blowup=0.3), estimator="pes", num_outer_steps=20, validation_every=20)
@@ -132,6 +135,7 @@ def test_non_finite_tasks_are_reset_and_counted(caplog):
     assert "non-finite, reset" in caplog.text
 
 
+@pytest.mark.slow
 def test_non_finite_meta_gradients_skip_the_outer_step_and_are_counted(caplog):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         result = train(Bowl(blowup=1.0), num_outer_steps=4, validation_every=2)
@@ -151,6 +155,7 @@ def constant_sgd(phi):
     return optax.sgd(0.05, momentum=0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("curriculum", "stop"), [(None, 2), (Curriculum((5, 10), 2), 3)])
 def test_early_stopping_counts_validations_without_improvement(curriculum, stop):
     phi = {"unused": jnp.zeros(())}

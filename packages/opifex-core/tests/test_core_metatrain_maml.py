@@ -70,6 +70,7 @@ def estimate(estimator, phi, num_tasks=4, seed=1):
     return jax.jit(estimator.estimate)(jax.random.key(seed), phi, state, K)
 
 
+@pytest.mark.slow
 def test_maml_and_fomaml_meta_gradients_are_the_closed_forms():
     maml = LearnedInit(FAMILY, optax.sgd(ALPHA))
     grads = {}
@@ -88,6 +89,7 @@ def test_maml_and_fomaml_meta_gradients_are_the_closed_forms():
     assert np.linalg.norm(grads["maml"] - grads["fomaml"]) > 0.1 * np.linalg.norm(grads["maml"])
 
 
+@pytest.mark.slow
 def test_first_order_is_the_query_gradient_at_the_adapted_parameters():
     fomaml = first_order(LearnedInit(FAMILY, optax.sgd(ALPHA)), K, meta_loss="final_query")
     grad, state, _ = estimate(fomaml, jnp.asarray(PHI), num_tasks=1)
@@ -136,6 +138,7 @@ def central_differences(f, x, step=1e-6):
     return grad
 
 
+@pytest.mark.slow
 def test_meta_sgd_is_an_inner_loop_with_exact_and_first_order_meta_gradients():
     inner = MetaSGD(FAMILY)
     assert isinstance(inner, InnerLoop)
@@ -173,6 +176,7 @@ def test_a_start_learned_for_adam_has_the_exact_meta_gradient():
     np.testing.assert_allclose(grad, fd, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["full_backprop", "first_order"])
 def test_meta_train_finds_the_best_start(estimator):
     # a weak adaptation (2 steps of 0.1), so that the start matters in every direction

@@ -75,6 +75,7 @@ def test_truncation_meta_loss_log_mean_and_final_query():
     np.testing.assert_allclose(truncation_meta_loss(out, "final_query"), 8.0)
 
 
+@pytest.mark.slow
 def test_final_query_gradients_of_truncated_and_whole_unrolls():
     phi = {"log_lr": jnp.log(jnp.float32(0.12))}
     horizon = 8

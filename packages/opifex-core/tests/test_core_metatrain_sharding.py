@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import jax
@@ -65,6 +67,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_sharded_meta_training_matches_one_device_and_splits_the_tasks():
     env = {
         **os.environ,

@@ -117,6 +117,7 @@ def test_init_unrolls_staggers_the_step_counters():
     assert [int(np.argmax(col)) for col in np.array(first_reset).T] == [4, 3, 2, 1]
 
 
+@pytest.mark.slow
 def test_unroll_jits_without_retracing_and_vmaps_like_a_loop():
     keys = jax.random.split(jax.random.key(0), 3)
     states = jax.vmap(lambda k: init_unroll(k, PHI, inner()))(keys)

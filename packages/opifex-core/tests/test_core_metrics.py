@@ -165,6 +165,7 @@ def _reference_speedup(method, baseline, target=None):
     return b / m  # inf when the baseline never reaches the target
 
 
+@pytest.mark.slow
 def test_speedup_batched_jit_vmap_match_reference():
     methods, _ = _random_curves(1, num_curves=30, length=20)
     baselines, _ = _random_curves(2, num_curves=30, length=35)  # lengths may differ

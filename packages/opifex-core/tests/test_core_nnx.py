@@ -22,6 +22,7 @@ from opifex.core._gradient_descent import GradientDescent
 from opifex.core._nnx import merge_nnx, nnx_objective, nnx_params, split_nnx
 
 
+@pytest.mark.slow
 def test_importing_opifex_core_does_not_import_flax():
     code = (
         "import sys, opifex.core, opifex.core._nnx; "
@@ -123,6 +124,7 @@ def test_params_of_nested_modules_and_rest():
     assert "kernel" in head_rest["hidden"]
 
 
+@pytest.mark.slow
 @requires_flax
 def test_objective_is_pure_under_jit_grad_and_vmap():
     model = MLP(nnx.Rngs(1))  # BatchNorm in training mode would update its statistics
@@ -206,6 +208,7 @@ def test_fit_linear_model_with_gradient_descent_on_the_driver():
     np.testing.assert_allclose(rebuild(result.params)(x), x @ kernel_star + bias_star, atol=1e-4)
 
 
+@pytest.mark.slow
 @requires_flax
 def test_fit_small_mlp_with_adam_loss_drops(tmp_path):
     model = MLP(nnx.Rngs(2))

@@ -64,6 +64,7 @@ def test_matches_the_plain_optax_loop(x64):
     np.testing.assert_array_equal(result.trace["num_fun_evals"], np.arange(1, 32))
 
 
+@pytest.mark.slow
 def test_stochastic_steps_draw_fold_in_keys_and_continue_exactly(x64):
     scales = jnp.array([1.0, 2.0])
     optimizer = optax.sgd(0.1, momentum=0.9)
@@ -85,6 +86,7 @@ def test_stochastic_steps_draw_fold_in_keys_and_continue_exactly(x64):
     np.testing.assert_allclose(rest.trace["value"][8:], whole.trace["value"][8:], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_convergence_tolerance_is_absolute_plus_relative(x64):
     scales = jnp.array([1.0, 3.0])
     optimizer = optax.sgd(0.2)
@@ -107,6 +109,7 @@ def test_divergence_limit_is_measured_from_the_start(x64):
     assert float(result.value) == pytest.approx(2.25**3)
 
 
+@pytest.mark.slow
 def test_stall_window_and_rtol(x64):
     # f = 1 + exp(-x) decreases by less than 1e-3 relative per step once x is large
     def fun(x):
@@ -140,6 +143,7 @@ def test_keep_best_returns_the_lowest_finite_iterate(x64):
     assert float(result.aux.value) <= float(result.value)
 
 
+@pytest.mark.e2e
 def test_line_search_optimiser_reuses_its_evaluations(x64):
     def rosenbrock(x):
         return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)

@@ -45,6 +45,7 @@ def _gd_final_losses(family, keys, learning_rates, num_steps):
     return finals
 
 
+@pytest.mark.slow
 def test_tuned_gradient_descent_learning_rate_matches_the_closed_form():
     # Hessian 2 W^T W has eigenvalues in [2 / CONDITION, 2]: the step of gradient descent with
     # the best asymptotic rate, 2 / (L + mu), is CONDITION / (CONDITION + 1) ~ 0.909. After a
@@ -62,6 +63,7 @@ def test_tuned_gradient_descent_learning_rate_matches_the_closed_form():
     assert abs(result.learning_rate - CONDITION / (CONDITION + 1)) <= 0.02
 
 
+@pytest.mark.slow
 def test_diverged_learning_rates_score_inf_and_edges_warn(caplog):
     family = QuadraticFamily(dimension=4)
     keys = jax.random.split(jax.random.key(1), 3)
@@ -80,6 +82,7 @@ def test_diverged_learning_rates_score_inf_and_edges_warn(caplog):
         tune_learning_rate("sgd", family, keys, 60, grid=[10.0, 20.0])
 
 
+@pytest.mark.slow
 def test_tuning_scores_equal_the_runs_with_the_tuned_learning_rate():
     family = QuadraticFamily(dimension=4)
     keys = jax.random.split(jax.random.key(2), 3)
@@ -103,6 +106,7 @@ class _OrthogonalLasso(LassoFamily):
         return LassoTask(matrix, matrix @ truth, truth)
 
 
+@pytest.mark.slow
 def test_fista_matches_soft_thresholding_on_an_orthogonal_design():
     family = _OrthogonalLasso(num_rows=6, dimension=6, l1_penalty=0.5)
     keys = jax.random.split(jax.random.key(0), 3)
@@ -119,6 +123,7 @@ def _lasso_setup():
     return family, jax.random.split(jax.random.key(4), 3)
 
 
+@pytest.mark.slow
 def test_fista_satisfies_the_lasso_optimality_conditions():
     family, keys = _lasso_setup()
     with jax.enable_x64(True):
@@ -133,6 +138,7 @@ def test_fista_satisfies_the_lasso_optimality_conditions():
         assert np.all(np.abs(correlation[~active]) <= lam + 1e-6)
 
 
+@pytest.mark.slow
 def test_fista_gap_decays_faster_than_ista():
     family, keys = _lasso_setup()
     with jax.enable_x64(True):

@@ -34,6 +34,7 @@ def result():
     return bench.run(learned, STEPS, TRAIN, TEST, jax.random.key(7), progress=False)
 
 
+@pytest.mark.e2e
 def test_tuning_uses_the_training_tasks_and_runs_use_the_held_out_tasks(result):
     family_result = result.families["QuadraticFamily"]
     train_keys, test_keys = split_task_keys(jax.random.fold_in(jax.random.key(7), 0), TRAIN, TEST)
@@ -58,6 +59,7 @@ def test_tuning_uses_the_training_tasks_and_runs_use_the_held_out_tasks(result):
         assert not np.any(np.all(np.isclose(np.asarray(train_tasks.matrix), matrix), axis=(1, 2)))
 
 
+@pytest.mark.e2e
 def test_speedup_of_the_tuned_baseline_against_itself_is_one(result):
     family_result = result.families["QuadraticFamily"]
     assert family_result.tuning["adam"].learning_rate == 0.1
@@ -73,6 +75,7 @@ def test_speedup_of_the_tuned_baseline_against_itself_is_one(result):
     assert row["speedup_median"] == row["speedup_p90"] == 1.0
 
 
+@pytest.mark.e2e
 def test_divergence_is_counted_never_hidden(result):
     family_result = result.families["QuadraticFamily"]
     assert family_result.fraction_diverged("unstable") == 1.0
@@ -126,6 +129,7 @@ def test_speedup_counts_steps_to_the_baselines_final_loss():
     )
 
 
+@pytest.mark.slow
 def test_metrics_subset_and_proximal_baselines():
     family = LassoFamily(num_rows=6, dimension=8, sparsity=0.5)
     bench = L2OBenchmark({"lasso": family}, ["fista", "ista"], ["speedup"])

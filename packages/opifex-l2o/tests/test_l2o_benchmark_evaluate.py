@@ -46,7 +46,14 @@ def _reference_curves(optimizer, family, task_keys, num_steps):
     return np.asarray(curves)
 
 
-@pytest.mark.parametrize("family", [QUADRATIC, MLP], ids=["quadratic", "minibatch_mlp"])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "family",
+    [
+        pytest.param(QUADRATIC, id="quadratic"),
+        pytest.param(MLP, id="minibatch_mlp", marks=pytest.mark.e2e),
+    ],
+)
 def test_adam_curves_equal_a_hand_written_optax_loop(family):
     keys = jax.random.split(jax.random.key(3), 3)
     optimizer = optax.adam(0.05)
@@ -69,6 +76,7 @@ def _quadratic_loss(params, matrix, target):
     return jnp.sum((matrix @ params - target) ** 2)
 
 
+@pytest.mark.slow
 def test_lbfgs_curve_and_evaluation_counts_match_minimize():
     keys = jax.random.split(jax.random.key(1), 2)
     result = run_optimizer(create_lbfgs_optimizer(), QUADRATIC, keys, 8)
@@ -80,11 +88,14 @@ def test_lbfgs_curve_and_evaluation_counts_match_minimize():
             x0[i],
             tasks.matrix[i],
             tasks.target[i],
-            max_iterations=8,
-            tolerance=0.0,
+            max_steps=8,
+            atol=0.0,
+            rtol=0.0,
         )
         assert int(reference.num_steps) == 8  # no rejected step: the runs are comparable
-        np.testing.assert_allclose(losses[i], reference.trace["value"], rtol=1e-5)
+        # float32, batched against unbatched: a few ulps of the summed squares apart (1.1e-5
+        # with the oldest supported JAX, below 1e-5 with the latest)
+        np.testing.assert_allclose(losses[i], reference.trace["value"], rtol=3e-5)
         assert int(counts[i, -1]) == int(reference.stats["num_fun_evals"])
     # one L-BFGS iteration costs at least one evaluation, usually more
     assert np.all(np.diff(counts, axis=1) >= 1)
@@ -101,6 +112,7 @@ class _CountingFamily(QuadraticFamily):
         return super().loss(params, task, key)
 
 
+@pytest.mark.slow
 def test_plain_transformation_is_accepted_and_not_recompiled():
     keys = jax.random.split(jax.random.key(0), 2)
     optimizer = optax.scale(-0.01)  # not a GradientTransformationExtraArgs
@@ -114,6 +126,7 @@ def test_plain_transformation_is_accepted_and_not_recompiled():
     np.testing.assert_allclose(first.trace["value"], reference, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_divergence_is_kept_and_flagged():
     keys = jax.random.split(jax.random.key(0), 4)
     diverging = run_optimizer(optax.sgd(10.0), QUADRATIC, keys, 60)
@@ -133,6 +146,7 @@ def test_divergence_is_kept_and_flagged():
     assert not np.any(diverged_mask(stable.trace["value"]))
 
 
+@pytest.mark.slow
 def test_raw_uint32_keys_equal_typed_keys_and_splits_are_disjoint():
     typed = jax.random.split(jax.random.key(5), 3)
     raw = jax.random.key_data(typed)

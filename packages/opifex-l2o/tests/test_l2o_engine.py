@@ -138,6 +138,7 @@ def test_lbfgs_fallback_needs_one_dtype():
         engine.optimize(jnp.zeros(3, jnp.bfloat16), lambda x: jnp.sum(x.astype(jnp.float32)), 5)
 
 
+@pytest.mark.slow
 def test_an_untrained_random_optimizer_warns_and_the_fallback_takes_over():
     engine = L2OEngine(
         L2OEngineConfig(
@@ -180,6 +181,7 @@ def test_solve_gradient_problem_accepts_problems_families_and_pairs():
         engine.solve_gradient_problem(problem, key=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("problem", "method"),
     [

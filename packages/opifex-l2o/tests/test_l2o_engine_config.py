@@ -101,6 +101,7 @@ def test_factory_is_shared_by_settings_that_do_not_change_the_optimizer():
     assert optimizer_factory(L2OEngineConfig(optimizer="learnable_sgd")) is learnable_sgd
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["learnable_adam", "learnable_sgd", "mlp", "lstm"])
 def test_init_phi_fits_its_optimizer(name):
     config = L2OEngineConfig(optimizer=name, mlp=MLPRecipe(hidden_sizes=(4,)), lstm_hidden_size=3)

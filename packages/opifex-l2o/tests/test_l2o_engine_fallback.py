@@ -126,6 +126,7 @@ def quadratic():
     return FamilyLoss(family), task, optimum
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fallback", ["adam", "lbfgs"])
 def test_divergence_falls_back_and_reaches_the_closed_form_optimum(quadratic, fallback):
     loss, task, optimum = quadratic
@@ -171,6 +172,7 @@ def _logistic_reference(task, l2_penalty):
     return solved.x
 
 
+@pytest.mark.slow
 def test_a_stall_falls_back_to_lbfgs_and_reaches_the_scipy_optimum():
     family = LogisticRegressionFamily(num_points=60, dimension=4, l2_penalty=0.1)
     task = family.sample(jax.random.key(2))

@@ -32,6 +32,7 @@ def trained():
     return engine, before, result
 
 
+@pytest.mark.slow
 def test_meta_train_stores_the_best_phi_and_the_family(trained):
     engine, before, result = trained
     assert engine.phi_source == "meta_train" and engine.meta_trained_family == STOCHASTIC.family()
@@ -46,6 +47,7 @@ def test_meta_train_stores_the_best_phi_and_the_family(trained):
     assert float(engine.phi["log_learning_rate"]) > float(before["log_learning_rate"])
 
 
+@pytest.mark.slow
 def test_a_meta_trained_engine_recommends_and_runs_the_learned_optimizer(trained):
     engine, _, _ = trained
     recommendation = engine.recommend_algorithm(STOCHASTIC)
@@ -57,6 +59,7 @@ def test_a_meta_trained_engine_recommends_and_runs_the_learned_optimizer(trained
     assert result.trace["value"][int(result.num_steps)] < result.trace["value"][0]
 
 
+@pytest.mark.slow
 def test_meta_train_validation_key_and_errors():
     engine = L2OEngine(L2OEngineConfig(optimizer="learnable_sgd", learning_rate=1e-3), META)
     validation_key = jax.random.key(9)
@@ -72,6 +75,7 @@ def test_meta_train_validation_key_and_errors():
         engine.meta_train(STOCHASTIC, 2, validation_problems=2.5)
 
 
+@pytest.mark.e2e
 def test_poisson_pinn_matches_the_closed_form_solution():
     family = PoissonFamily(num_modes=2, num_collocation=32, hidden_sizes=(16,))
     engine = L2OEngine(L2OEngineConfig(fallback_optimizer="lbfgs", atol=1e-5))
@@ -86,6 +90,7 @@ def test_poisson_pinn_matches_the_closed_form_solution():
     assert float(jnp.linalg.norm(residual) / jnp.linalg.norm(forcing)) < 5e-2
 
 
+@pytest.mark.e2e
 def test_compare_all_solvers_table():
     engine = L2OEngine(L2OEngineConfig(learning_rate=0.3))
     problem = OptimizationProblem("quadratic", 3, {"condition_number": 10.0})

@@ -110,6 +110,7 @@ def test_loss_features():
         np.testing.assert_allclose(features["w"][..., -2 + i], want, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_float32_stays_float32():
     params = {"w": jnp.ones((2, 2), jnp.float32), "b": jnp.zeros((), jnp.float32)}
     config = FeatureConfig(use_loss=True)

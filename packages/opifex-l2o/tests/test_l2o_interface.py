@@ -10,8 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 
+@pytest.mark.slow
 def test_jit_never_retraces_not_even_for_a_new_phi(l2o, problem, trees_close):
     opt, phi = l2o.make()
     target = problem.target(2.0)
@@ -29,6 +31,7 @@ def test_jit_never_retraces_not_even_for_a_new_phi(l2o, problem, trees_close):
     assert not np.allclose(other["w"], got["w"])
 
 
+@pytest.mark.slow
 def test_vmap_over_tasks_matches_a_loop(l2o, problem, trees_close):
     opt, _ = l2o.make()
     shifts = jnp.array([-1.0, 0.5, 3.0])
@@ -45,6 +48,7 @@ def test_vmap_over_tasks_matches_a_loop(l2o, problem, trees_close):
         trees_close(jax.tree.map(lambda x, i=i: x[i], state), one_state)
 
 
+@pytest.mark.slow
 def test_chains_with_gradient_clipping(l2o, problem, trees_close):
     opt, _ = l2o.make()
     chained = optax.chain(optax.clip_by_global_norm(1.0), opt)
@@ -58,6 +62,7 @@ def test_chains_with_gradient_clipping(l2o, problem, trees_close):
     trees_close(state[1], want_state)
 
 
+@pytest.mark.slow
 def test_nonfinite_gradients_propagate_unless_skipped(l2o, problem, trees_close):
     opt, _ = l2o.make()
     params = problem.params()

@@ -64,6 +64,7 @@ def _assert_close(ours, reference, rtol):
             np.testing.assert_allclose(np.asarray(a, np.float64), b, rtol=rtol, atol=rtol * scale)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("lr", "b1", "b2", "eps"), [(1e-2, 0.9, 0.999, 1e-8), (0.3, 0.5, 0.9, 1e-3)]
 )

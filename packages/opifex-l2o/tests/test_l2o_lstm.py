@@ -61,6 +61,7 @@ def test_preprocessing_matches_the_paper():
     np.testing.assert_allclose(jac[0], [1.0 / (10.0 * 3.0), 0.0])  # d/dg log|g| / p
 
 
+@pytest.mark.slow
 def test_updates_match_a_numpy_lstm_over_several_steps():
     phi = init_lstm_optimizer_params(jax.random.key(0), hidden_size=5, num_layers=2)
     phi = jax.tree.map(lambda w: w.astype(jnp.float64), phi)

@@ -55,6 +55,7 @@ def test_the_types_are_the_core_ones():
             assert getattr(l2o, name) is getattr(core, name), name
 
 
+@pytest.mark.e2e
 def test_l2o_functions_are_core_functions_of_a_learned_optimizer():
     inner = core.LearnedOptimizer(FAMILY, l2o.learnable_sgd)
     key = jax.random.key(0)

@@ -11,6 +11,7 @@ import functools
 import jax
 import numpy as np
 import optax
+import pytest
 
 from opifex.core.families import QuadraticFamily
 from opifex.l2o import MetaTrainConfig, init_mlp_optimizer_params, meta_train, mlp_optimizer
@@ -41,6 +42,7 @@ def final_losses(phi):
     return jax.vmap(one)(jax.random.split(jax.random.key(123), 16))
 
 
+@pytest.mark.e2e
 def test_meta_training_the_mlp_optimizer_lowers_the_meta_loss():
     phi0 = init_mlp_optimizer_params(jax.random.key(0), hidden_sizes=(8,))
     config = MetaTrainConfig(

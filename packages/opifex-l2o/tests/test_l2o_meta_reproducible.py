@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_meta_training_twice_in_fresh_processes_gives_identical_phi():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     runs = [

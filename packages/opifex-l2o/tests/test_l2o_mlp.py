@@ -19,6 +19,7 @@ def _np_mlp(phi, x):
     return x @ np.asarray(phi[-1]["w"]) + np.asarray(phi[-1]["b"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_loss", [False, True])
 def test_update_is_minus_lr_d_exp_m(use_loss):
     with jax.enable_x64(True):
@@ -42,6 +43,7 @@ def test_update_is_minus_lr_d_exp_m(use_loss):
         assert isinstance(state, FeatureState) and int(state.count) == 3
 
 
+@pytest.mark.slow
 def test_untrained_steps_are_small():
     phi = init_mlp_optimizer_params(jax.random.key(3))
     opt = mlp_optimizer(phi)  # lr_scale = magnitude_scale = 1e-3

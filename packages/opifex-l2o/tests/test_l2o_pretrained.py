@@ -42,6 +42,7 @@ def _final_losses(optimizer, family, keys, num_steps):
     return jax.jit(jax.vmap(one))(keys)
 
 
+@pytest.mark.slow
 def test_the_shipped_quadratic_optimiser_beats_tuned_adam_on_fresh_tasks():
     assert "quadratic10_mlp" in pretrained_names()
     pretrained = load_pretrained("quadratic10_mlp")
@@ -56,6 +57,7 @@ def test_the_shipped_quadratic_optimiser_beats_tuned_adam_on_fresh_tasks():
     assert np.median(learned / adam) < 0.5
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip(tmp_path, monkeypatch):
     features = FeatureConfig(use_scale=True)
     phi = init_mlp_optimizer_params(jax.random.key(0), features=features, hidden_sizes=(4,))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import optax
+import pytest
 
 from opifex.core.families import LassoFamily
 from opifex.l2o import LASSO25X50_MLP, load_pretrained, pretrained_names
@@ -33,6 +34,7 @@ def _final_losses(optimizer, keys, num_steps):
     return np.asarray(jax.jit(jax.vmap(one))(keys))
 
 
+@pytest.mark.slow
 def test_the_shipped_lasso_optimiser_beats_tuned_adam_on_fresh_tasks():
     assert "lasso25x50_mlp" in pretrained_names()
     pretrained = load_pretrained("lasso25x50_mlp")

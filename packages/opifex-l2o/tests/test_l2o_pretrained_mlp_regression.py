@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import optax
+import pytest
 
 from opifex.core.families import TeacherStudentMLPFamily
 from opifex.l2o import MLP_REGRESSION_MLP, load_pretrained, pretrained_names
@@ -43,6 +44,7 @@ def _steps_to_tenth(curves):
     return np.where(reached.any(axis=1), reached.argmax(axis=1), np.inf)
 
 
+@pytest.mark.slow
 def test_the_shipped_mlp_regression_optimiser_is_faster_than_tuned_adam_on_fresh_tasks():
     assert "mlp_regression_mlp" in pretrained_names()
     pretrained = load_pretrained("mlp_regression_mlp")

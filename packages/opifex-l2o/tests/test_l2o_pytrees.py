@@ -13,6 +13,7 @@ import pytest
 import opifex.core
 
 
+@pytest.mark.slow
 def test_float32_stays_float32_with_a_float64_phi(l2o, problem):
     with jax.enable_x64(True):
         opt, phi = l2o.make(dtype=jnp.float64)
@@ -24,6 +25,7 @@ def test_float32_stays_float32_with_a_float64_phi(l2o, problem):
         assert any(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state))
 
 
+@pytest.mark.slow
 def test_trains_flax_nnx_parameters(l2o):
     nnx = pytest.importorskip("flax.nnx")
 

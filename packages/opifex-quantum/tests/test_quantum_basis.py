@@ -135,6 +135,7 @@ def _carbon_overlap(cartesian):
     return np.asarray(_overlap(basis, np.array([[0.3, -0.2, 0.1]]), np.array([6.0])))
 
 
+@pytest.mark.slow
 def test_overlap_diagonal_is_one_with_cartesian_d():
     overlap = _carbon_overlap(True)
     assert overlap.shape == (15, 15)
@@ -143,7 +144,7 @@ def test_overlap_diagonal_is_one_with_cartesian_d():
     np.testing.assert_allclose(overlap[9, 12], 1.0 / 3.0, atol=1e-12)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("cartesian", [False, True], ids=["spherical", "cartesian"])
 def test_molecular_overlap_diagonal_is_one(cartesian):
     water = molecule_from_name("H2O")
@@ -152,6 +153,7 @@ def test_molecular_overlap_diagonal_is_one(cartesian):
     np.testing.assert_allclose(np.diag(overlap), 1.0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_lone_d_shell_is_orthonormal_real_solid_harmonics():
     basis = build_basis([6], "6-31g*")
     assert [s.l for s in basis.shells] == [0, 0, 0, 1, 1, 2]
@@ -171,6 +173,7 @@ def test_lone_d_shell_is_orthonormal_real_solid_harmonics():
     assert [set(np.flatnonzero(column)) for column in block.T] == expected_nonzero
 
 
+@pytest.mark.slow
 def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="unknown basis set 'cc-pvdz'"):
         build_basis([1], "cc-pvdz")

@@ -52,6 +52,7 @@ def test_values_match_quadrature(reference_table):
     assert relative.max() < 1e-13, relative.max()
 
 
+@pytest.mark.slow
 def test_exact_at_zero_and_highest_order():
     np.testing.assert_allclose(
         boys(MAX_ORDER, jnp.zeros(())), 1.0 / (2 * np.arange(MAX_ORDER + 1) + 1), rtol=1e-15
@@ -70,6 +71,7 @@ def test_derivative_is_minus_next_order(reference_table):
     np.testing.assert_allclose(second, 1 / 9, rtol=1e-14)  # F_4(0)
 
 
+@pytest.mark.slow
 def test_derivative_matches_finite_differences():
     t, h = jnp.asarray([0.3, 7.0, 29.99, 30.01, 80.0]), 1e-5
     grad = jax.vmap(jax.grad(lambda x: boys(6, x).sum()))(t)

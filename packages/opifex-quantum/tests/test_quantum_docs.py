@@ -64,7 +64,7 @@ def test_run_checked_compares_prints_with_their_comments():
         run_checked("print(41)  # 42\n", {})
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("page", [README, DOCS_PAGE], ids=["README", "docs-page"])
 def test_every_example_prints_what_its_comments_say(page):
     blocks = _FENCE.findall(_read(page))

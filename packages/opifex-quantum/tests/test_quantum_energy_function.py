@@ -71,6 +71,7 @@ def _lbfgs(energy_fn: EnergyFunction, start):
     return params, energy_fn(params)
 
 
+@pytest.mark.e2e
 def test_energy_of_scf_orbitals_and_density_is_the_scf_energy(water):
     result, energy_fn, occupied = water
     assert (energy_fn.method, energy_fn.n_alpha, energy_fn.n_beta) == ("rhf", 5, 5)
@@ -80,6 +81,7 @@ def test_energy_of_scf_orbitals_and_density_is_the_scf_energy(water):
     )
 
 
+@pytest.mark.slow
 def test_energy_is_invariant_to_mixing_occupied_orbitals(water):
     result, energy_fn, occupied = water
     mixing = np.random.default_rng(0).normal(size=(5, 5)) + 3.0 * np.eye(5)
@@ -102,6 +104,7 @@ def test_gradient_matches_finite_differences_and_vanishes_at_the_scf_solution(wa
     assert float(jnp.linalg.norm(gradient(occupied))) < 1e-7  # stationary at the SCF solution
 
 
+@pytest.mark.slow
 def test_direct_minimisation_with_optax_lbfgs_reaches_the_rhf_energy(water):
     result, energy_fn, _ = water
     start = energy_fn.core_guess()
@@ -114,7 +117,7 @@ def test_direct_minimisation_with_optax_lbfgs_reaches_the_rhf_energy(water):
     np.testing.assert_allclose(density, result.params, atol=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_uhf_energy_and_direct_minimisation(hydroxyl):
     result, energy_fn, occupied = hydroxyl
     assert (energy_fn.method, energy_fn.n_alpha, energy_fn.n_beta) == ("uhf", 5, 4)

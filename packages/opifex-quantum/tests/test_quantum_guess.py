@@ -26,15 +26,16 @@ from opifex.quantum import (
 from opifex.quantum._scf_config import SCFConfig
 
 _SLOW = pytest.mark.slow
+_E2E = pytest.mark.e2e  # the exhaustive sweep: every element and basis
 ATOMS = [
     pytest.param(1, "sto-3g", id="H-sto-3g"),
-    pytest.param(8, "sto-3g", id="O-sto-3g"),
-    pytest.param(6, "sto-3g", id="C-sto-3g", marks=_SLOW),
-    pytest.param(7, "sto-3g", id="N-sto-3g", marks=_SLOW),
-    pytest.param(10, "sto-3g", id="Ne-sto-3g", marks=_SLOW),
-    pytest.param(17, "sto-3g", id="Cl-sto-3g", marks=_SLOW),
+    pytest.param(8, "sto-3g", id="O-sto-3g", marks=_E2E),
+    pytest.param(6, "sto-3g", id="C-sto-3g", marks=_E2E),
+    pytest.param(7, "sto-3g", id="N-sto-3g", marks=_E2E),
+    pytest.param(10, "sto-3g", id="Ne-sto-3g", marks=_E2E),
+    pytest.param(17, "sto-3g", id="Cl-sto-3g", marks=_E2E),
     *[
-        pytest.param(z, "6-31g", id=f"{element_symbol(z)}-6-31g", marks=_SLOW)
+        pytest.param(z, "6-31g", id=f"{element_symbol(z)}-6-31g", marks=_E2E)
         for z in (1, 6, 7, 8, 10, 17)
     ],
 ]
@@ -65,6 +66,7 @@ def _pyscf_atomic_hf(z, name):
     return energy, (coefficients * occupations) @ coefficients.T
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("z", "name"), ATOMS)
 def test_atomic_density_holds_z_electrons(z, name):
     density = atomic_density(z, name, False)
@@ -102,9 +104,9 @@ def test_hydrogen_is_a_one_electron_atom(name):
 @pytest.mark.parametrize(
     ("z", "name"),
     [
-        pytest.param(8, "sto-3g", id="O-sto-3g"),
+        pytest.param(8, "sto-3g", id="O-sto-3g", marks=_SLOW),
         pytest.param(6, "sto-3g", id="C-sto-3g", marks=_SLOW),
-        pytest.param(6, "6-31g", id="C-6-31g", marks=_SLOW),
+        pytest.param(6, "6-31g", id="C-6-31g", marks=_E2E),
     ],
 )
 def test_open_p_shell_density_is_spherical(z, name):
@@ -124,6 +126,7 @@ def test_open_p_shell_density_is_spherical(z, name):
     np.testing.assert_allclose(p_electrons, z - 4, atol=1e-8)  # all but 1s^2 2s^2
 
 
+@pytest.mark.slow
 def test_sad_guess_for_water_is_block_diagonal():
     basis = build_basis((8, 1, 1), "sto-3g")
     guess = superposition_of_atomic_densities(basis)
@@ -136,7 +139,7 @@ def test_sad_guess_for_water_is_block_diagonal():
 
 
 @_SLOW
-@pytest.mark.parametrize("name", ["H2O", "OH"])
+@pytest.mark.parametrize("name", ["H2O", pytest.param("OH", marks=_E2E)])
 def test_sad_and_core_guesses_reach_the_same_energy(name):
     molecule = molecule_from_name(name)
     config = SCFConfig(conv_tol=1e-11)
@@ -147,6 +150,7 @@ def test_sad_and_core_guesses_reach_the_same_energy(name):
     assert int(sad.num_steps) <= int(core.num_steps)
 
 
+@pytest.mark.slow
 def test_unconverged_atomic_scf_raises(monkeypatch):
     monkeypatch.setattr(_guess, "_MAX_ITERATIONS", 1)
     # __wrapped__ bypasses the functools.cache of converged densities

@@ -73,18 +73,19 @@ def _to_pyscf_order(basis):
 
 CASES = [
     pytest.param("H2O", "sto-3g", False, id="H2O-sto-3g"),
-    pytest.param("H2O", "6-31g", False, id="H2O-6-31g", marks=pytest.mark.slow),
-    pytest.param("CH4", "6-31g", False, id="CH4-6-31g", marks=pytest.mark.slow),
-    pytest.param("H2O", "6-31g*", False, id="H2O-6-31g*-spherical"),
-    pytest.param("CH4", "sto-3g", False, id="CH4-sto-3g", marks=pytest.mark.slow),
-    pytest.param("H2O", "6-31g*", True, id="H2O-6-31g*-cartesian", marks=pytest.mark.slow),
-    pytest.param("CH4", "6-31g*", True, id="CH4-6-31g*-cartesian", marks=pytest.mark.slow),
-    pytest.param("CH4", "6-31g*", False, id="CH4-6-31g*-spherical", marks=pytest.mark.slow),
+    pytest.param("H2O", "6-31g", False, id="H2O-6-31g", marks=pytest.mark.e2e),
+    pytest.param("CH4", "6-31g", False, id="CH4-6-31g", marks=pytest.mark.e2e),
+    pytest.param("H2O", "6-31g*", False, id="H2O-6-31g*-spherical", marks=pytest.mark.e2e),
+    pytest.param("CH4", "sto-3g", False, id="CH4-sto-3g", marks=pytest.mark.e2e),
+    pytest.param("H2O", "6-31g*", True, id="H2O-6-31g*-cartesian", marks=pytest.mark.e2e),
+    pytest.param("CH4", "6-31g*", True, id="CH4-6-31g*-cartesian", marks=pytest.mark.e2e),
+    pytest.param("CH4", "6-31g*", False, id="CH4-6-31g*-spherical", marks=pytest.mark.e2e),
     # ANO-RCC-MB: general contractions (several shells share 14 primitives)
-    pytest.param("H2O", "ano-rcc-mb", False, id="H2O-ano-rcc-mb", marks=pytest.mark.slow),
+    pytest.param("H2O", "ano-rcc-mb", False, id="H2O-ano-rcc-mb", marks=pytest.mark.e2e),
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("molecule", "name", "cartesian"), CASES)
 def test_integrals_match_pyscf(molecule, name, cartesian):
     numbers, coordinates, charges = _system(molecule)
@@ -106,6 +107,7 @@ def test_integrals_match_pyscf(molecule, name, cartesian):
     assert abs(float(ints.nuclear_repulsion) - mol.energy_nuc()) < 1e-12
 
 
+@pytest.mark.slow
 def test_eri_has_eightfold_symmetry_and_only_unique_quartets_are_computed():
     numbers, coordinates, charges = _system("H2O")
     basis = build_basis(numbers, "6-31g*")
@@ -133,6 +135,7 @@ def _weighted_sum(basis, charges):
     return scalar
 
 
+@pytest.mark.e2e
 def test_gradients_match_finite_differences():
     numbers, coordinates, charges = _system("H2O")
     scalar = _weighted_sum(build_basis(numbers, "sto-3g"), charges)
@@ -149,7 +152,7 @@ def test_gradients_match_finite_differences():
     np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-7)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_forward_mode_equals_reverse_mode_with_d_shells():
     numbers, coordinates, charges = _system("H2O")
     scalar = _weighted_sum(build_basis(numbers, "6-31g*"), charges)
@@ -157,6 +160,7 @@ def test_forward_mode_equals_reverse_mode_with_d_shells():
     np.testing.assert_allclose(jax.jacfwd(scalar)(x), jax.grad(scalar)(x), rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.slow
 def test_vmap_over_geometries_equals_one_by_one():
     numbers, coordinates, charges = _system("H2O")
     basis = build_basis(numbers, "sto-3g")
@@ -201,6 +205,7 @@ def test_bad_input_is_rejected():
         compute_integrals("sto-3g", coordinates, charges)
 
 
+@pytest.mark.slow
 def test_needs_float64():
     numbers, coordinates, charges = _system("H2O")
     jax.config.update("jax_enable_x64", False)

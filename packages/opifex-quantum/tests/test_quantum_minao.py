@@ -41,6 +41,7 @@ def test_ground_configurations_hold_the_atomic_number():
         ground_configuration(19)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cartesian", [False, True], ids=["spherical", "cartesian"])
 def test_same_centre_overlap_equals_the_integral_code(cartesian):
     oxygen = build_basis((8,), "6-31g*", cartesian=cartesian)
@@ -54,6 +55,7 @@ def test_same_centre_overlap_equals_the_integral_code(cartesian):
     np.testing.assert_allclose(ours, np.asarray(expected), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "cartesian"), BASES)
 def test_one_atom_equals_pyscf_minao_guess(name, cartesian):
     gto = pytest.importorskip("pyscf.gto")

@@ -113,6 +113,7 @@ def test_nuclear_repulsion_matches_pyscf(name):
     assert (mol.n_alpha, mol.n_beta) == reference.nelec
 
 
+@pytest.mark.slow
 def test_nuclear_gradient_matches_pyscf_and_finite_differences():
     grad_rhf = pytest.importorskip("pyscf.grad.rhf")
     methane = molecule_from_name("CH4")
@@ -144,6 +145,7 @@ def test_single_atom_has_zero_repulsion_and_finite_gradient():
     np.testing.assert_array_equal(grad, np.zeros((1, 3)))
 
 
+@pytest.mark.slow
 def test_vmap_jit_and_batched_coordinates():
     h2 = create_molecular_system(H2_BOHR, unit="bohr")
     distances = jnp.linspace(0.8, 3.0, 7)

@@ -116,15 +116,17 @@ def _ours(name, basis):
 
 
 _SLOW = pytest.mark.slow
+_E2E = pytest.mark.e2e  # the rest of the sweep over molecules and basis sets
 SCF_CASES = [
     *[(m, "sto-3g") for m in ("H2", "HeH+", "H2O", "NH3", "CH4", "N2", "O2")],
-    *[pytest.param(m, "6-31g", marks=_SLOW) for m in ("H2", "HeH+", "NH3", "CH4", "N2")],
+    *[pytest.param(m, "6-31g", marks=_E2E) for m in ("H2", "HeH+", "NH3", "CH4", "N2")],
     ("H2O", "6-31g"),
     ("OH", "6-31g"),
-    pytest.param("H2O", "6-31g*", marks=_SLOW),
+    pytest.param("H2O", "6-31g*", marks=_E2E),
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "basis"), SCF_CASES)
 def test_energy_orbitals_and_cycles_match_pyscf(name, basis):
     reference = _pyscf(name, basis)
@@ -181,6 +183,7 @@ def test_h2o_sto3g_matches_crawford_and_pyscf_default_cycles():
     assert np.abs(np.asarray(result.params) - occupied).max() < 2.0 * float(result.grad_norm)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "basis"),
     [("H2O", "sto-3g"), pytest.param("H2O", "6-31g", marks=_SLOW), ("O2", "sto-3g")],
@@ -200,6 +203,7 @@ def test_cycles_from_pyscf_default_guess_density_match_pyscf(name, basis):
     assert int(result.num_steps) <= PYSCF_REFERENCE[name, basis][2]
 
 
+@pytest.mark.slow
 def test_uhf_density_spin_and_initial_density_forms():
     mol = _mol("OH", "6-31g")
     reference = _pyscf("OH", "6-31g")
@@ -217,6 +221,7 @@ def test_uhf_density_spin_and_initial_density_forms():
     np.testing.assert_allclose(from_blocks.aux.occupations.sum(axis=1), mol.nelec)
 
 
+@pytest.mark.slow
 def test_energy_functions_match_pyscf_and_differentiate_to_fock():
     mf = _pyscf("H2O", "6-31g")
     ints = _integrals(mf.mol)
@@ -237,6 +242,7 @@ def _stretched_h2(distances, basis="6-31g"):
     return mols, jax.tree.map(lambda *a: jnp.stack(a), *[_integrals(m) for m in mols])
 
 
+@pytest.mark.slow
 def test_jit_vmap_over_geometries_matches_single_runs_without_recompiling():
     mols, batch = _stretched_h2((1.4, 2.5, 4.0))
     batched = jax.jit(jax.vmap(lambda ints: run_rhf(ints, 2)))(batch)
@@ -253,6 +259,7 @@ def test_jit_vmap_over_geometries_matches_single_runs_without_recompiling():
     assert solve_scf._cache_size() == compiled
 
 
+@pytest.mark.slow
 def test_budget_exhausted_is_reported_not_converged():
     ints = _integrals(_mol("H2O", "sto-3g"))
     result = run_rhf(ints, 10, SCFConfig(max_steps=2))
@@ -274,6 +281,7 @@ def _orbital_gradient_norm(mf, density):
     return np.linalg.norm(inverse_root @ (fds - fds.T) @ inverse_root) / np.sqrt(2.0)
 
 
+@pytest.mark.slow
 def test_success_only_when_both_tolerances_hold_on_the_reported_density():
     # Budgets 0..8 in one compilation (the core driver's traced budget); every reported
     # density is re-evaluated with PySCF's energy and Fock matrix.
@@ -316,6 +324,7 @@ def test_retry_after_short_budget_converges_and_is_flagged():
     assert abs(float(result.value) - CRAWFORD_H2O_STO3G) < 1e-8
 
 
+@pytest.mark.slow
 def test_retry_rescues_oscillating_roothaan_iterations():
     # Stretched water (bonds x1.5), no DIIS: plain Roothaan iterations oscillate.
     atoms = (
@@ -342,6 +351,7 @@ def test_nonfinite_integrals_give_nonfinite_status():
     assert int(result.num_steps) == 0  # the guess's energy is already NaN: no cycle runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["adiis", pytest.param("ediis", marks=_SLOW)])
 def test_energy_diis_converges_to_pyscf_state_on_stretched_water(method):
     # Water with both bonds stretched x2.
@@ -370,6 +380,7 @@ def _water_iterates(count=4):
     return ints, out
 
 
+@pytest.mark.slow
 def test_energy_models_of_adiis_and_ediis_are_exact_for_hartree_fock():
     ints, iterates = _water_iterates()
     state = diis_init(6, (1, 7, 7), jnp.float64)
@@ -488,6 +499,7 @@ def test_old_result_spellings_work_with_a_deprecation_warning():
             assert getattr(result, old) is new
 
 
+@pytest.mark.e2e
 def test_energy_derivative_in_the_core_hamiltonian_is_the_density():
     # E is stationary in the density, so dE/dh = D (Hellmann-Feynman): a closed form for the
     # implicit derivative of run_rhf's value (the driver's value_fn); and dD/dh through the

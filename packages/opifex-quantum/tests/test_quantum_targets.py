@@ -45,7 +45,7 @@ PYSCF = {
 }
 FAST = {("H2", "sto-3g"), ("H2O", "sto-3g"), ("O2", "sto-3g")}
 CASES = [
-    pytest.param(n, b, id=f"{n}-{b}", marks=() if (n, b) in FAST else pytest.mark.slow)
+    pytest.param(n, b, id=f"{n}-{b}", marks=() if (n, b) in FAST else pytest.mark.e2e)
     for (n, b) in PYSCF
 ]
 
@@ -68,6 +68,7 @@ def _pyscf_scf(pyscf_molecule, open_shell):
     return solver
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "basis"), CASES)
 def test_target1_energy_equals_pyscf_and_target2_iterations(name, basis):
     molecule = molecule_from_name(name)
@@ -94,15 +95,16 @@ def _displaced(name, seed=0, scale=0.05):
 TIGHT = SCFConfig(conv_tol=1e-12, conv_tol_grad=1e-9)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("name", "basis"),
     [
         pytest.param("H2O", "sto-3g", id="H2O-sto-3g"),
         pytest.param("O2", "sto-3g", id="O2-uhf-sto-3g"),
-        pytest.param("H2O", "6-31g", id="H2O-6-31g", marks=pytest.mark.slow),
-        pytest.param("CH4", "6-31g", id="CH4-6-31g", marks=pytest.mark.slow),
-        pytest.param("OH", "6-31g", id="OH-uhf-6-31g", marks=pytest.mark.slow),
-        pytest.param("NH3", "6-31g*", id="NH3-6-31g*", marks=pytest.mark.slow),
+        pytest.param("H2O", "6-31g", id="H2O-6-31g"),
+        pytest.param("CH4", "6-31g", id="CH4-6-31g"),
+        pytest.param("OH", "6-31g", id="OH-uhf-6-31g"),
+        pytest.param("NH3", "6-31g*", id="NH3-6-31g*"),
     ],
 )
 def test_target3_gradient_equals_pyscf_analytic_gradient(name, basis):
@@ -113,7 +115,7 @@ def test_target3_gradient_equals_pyscf_analytic_gradient(name, basis):
     np.testing.assert_allclose(np.asarray(ours), expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_default_gradient_settings_meet_target3():
     # nuclear_gradient's default converges the orbital gradient to 1e-6: a gradient's error is
     # first order in it, and the energy's default sqrt(conv_tol) = 3e-5 is not enough here.
@@ -126,6 +128,7 @@ def test_default_gradient_settings_meet_target3():
     assert np.abs(np.asarray(loose) - expected).max() > 1e-6
 
 
+@pytest.mark.e2e
 def test_gradient_equals_finite_differences_of_the_energy():
     molecule = _displaced("H2O", seed=1)
     coordinates = np.asarray(molecule.coordinates)
@@ -142,6 +145,7 @@ def test_gradient_equals_finite_differences_of_the_energy():
     np.testing.assert_allclose(ours, fd, atol=1e-7, rtol=0)
 
 
+@pytest.mark.e2e
 def test_jit_vmap_over_geometries_matches_single_runs_and_gradients():
     molecule = molecule_from_name("H2")
     distances = jnp.array([1.2, 1.4, 1.8])
@@ -163,6 +167,7 @@ def test_jit_vmap_over_geometries_matches_single_runs_and_gradients():
     assert float(gradients[0, 1, 0]) < 0 < float(gradients[2, 1, 0])
 
 
+@pytest.mark.slow
 def test_unconverged_energy_is_nan_and_never_reported_converged():
     molecule = molecule_from_name("H2O")
     config = SCFConfig(max_steps=2)
@@ -179,6 +184,7 @@ def test_unconverged_energy_is_nan_and_never_reported_converged():
     assert float(retried.value) == pytest.approx(PYSCF[("H2O", "sto-3g")][0], abs=1e-8)
 
 
+@pytest.mark.slow
 def test_rhf_of_an_open_shell_and_bad_options_are_errors():
     with pytest.raises(ValueError, match="method='rhf' needs a closed-shell"):
         run_scf(molecule_from_name("O2"), method="rhf")

@@ -61,6 +61,7 @@ def _solve_mgh(name: str, config: GaussNewtonConfig):
     return problem, result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "config"),
     [
@@ -94,7 +95,7 @@ def test_mgh_problems_reach_their_published_optimum(name, config):
     assert np.all(np.diff(values) <= 64 * np.finfo(float).eps * values[0])
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", [p.name for p in mgh_problems()])
 def test_every_mgh_problem_reaches_a_published_optimum(name):
     problem, result = _solve_mgh(name, LM)
@@ -103,6 +104,7 @@ def test_every_mgh_problem_reaches_a_published_optimum(name):
     assert _reached(f, problem), (f, problem.optimum_values)
 
 
+@pytest.mark.slow
 def test_jit_vmap_over_starting_points():
     problem = get_mgh_problem("rosenbrock")
     starts = jnp.array([[-1.2, 1.0], [2.0, -1.0], [0.5, 0.5], [-3.0, 4.0]])
@@ -149,6 +151,7 @@ def _scipy_fit(y):
     ).x
 
 
+@pytest.mark.slow
 def test_pytree_params_and_residuals_match_scipy_and_do_not_recompile():
     y = _data()
     result = least_squares(fit_residual, _x0(), jnp.asarray(T), jnp.asarray(y), config=FIT)
@@ -180,6 +183,7 @@ def test_matrix_free_cg_path_matches_the_dense_path():
     assert "damping" in result.trace
 
 
+@pytest.mark.slow
 def test_implicit_differentiation_matches_finite_differences():
     def solution(y):
         result = least_squares(fit_residual, _x0(), jnp.asarray(T), y, config=FIT)
@@ -270,6 +274,7 @@ def _wrong_sign_jvp(primals, tangents):
     return _curve(x), -jax.jvp(_curve, (x,), (dx,))[1]  # every model step goes uphill
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "residual",
     [_wrong_sign, lambda x: jnp.stack([jnp.abs(x[0]) + 1.0, x[1] - 3.0])],
@@ -369,6 +374,7 @@ def test_config_defaults_and_hashability():
         config.damping = 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adjoint", ["unrolled", None])
 def test_reported_evaluation_counts_match_an_instrumented_residual(adjoint):
     """``stats`` equal the residual calls counted inside the compiled solve.

@@ -44,6 +44,7 @@ CONFIG = HybridOptimizerConfig(
 )
 
 
+@pytest.mark.slow
 def test_each_switching_criterion_fires_under_jit_and_vmap():
     opt = HybridOptimizer(CONFIG)
     d = np.sqrt(0.5)
@@ -91,6 +92,7 @@ def test_each_switching_criterion_fires_under_jit_and_vmap():
     np.testing.assert_array_equal(np.asarray(state.adam_steps), first)
 
 
+@pytest.mark.slow
 def test_minimize_runs_adam_then_lbfgs_to_convergence():
     config = dataclasses.replace(
         CONFIG,

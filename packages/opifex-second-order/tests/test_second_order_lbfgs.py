@@ -46,6 +46,7 @@ def _start(n):
 TIGHT = LBFGSConfig(atol=1e-8, max_steps=1000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 100])
 def test_rosenbrock_converges_like_scipy_lbfgsb(n):
     x0 = _start(n)
@@ -82,6 +83,7 @@ def extended_rosenbrock(x):
     return jnp.sum(100.0 * (x[1::2] - x[::2] ** 2) ** 2 + (1.0 - x[::2]) ** 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fun", "n"), [(rosenbrock, 2), (extended_rosenbrock, 100)])
 def test_backtracking_line_search_converges(fun, n):
     # every search starts at the quasi-Newton step 1 and an Armijo failure restarts L-BFGS:
@@ -96,6 +98,7 @@ def test_backtracking_line_search_converges(fun, n):
     assert stats["num_fun_evals"] >= stats["num_grad_evals"]
 
 
+@pytest.mark.slow
 def test_jit_vmap_and_no_recompilation():
     config = TIGHT
     batch = jnp.stack([_start(2), jnp.array([2.0, 2.0]), jnp.array([-0.5, 0.3]), jnp.zeros(2)])
@@ -116,6 +119,7 @@ def test_jit_vmap_and_no_recompilation():
     assert TRACES["rosenbrock"] == traces
 
 
+@pytest.mark.slow
 def test_pytree_params_and_traced_args():
     def fun(params, target, scale):
         return scale * (
@@ -137,6 +141,7 @@ def test_pytree_params_and_traced_args():
     np.testing.assert_allclose(np.asarray(second.params["w"][1:]), [3.0, 1.0], atol=1e-9)
 
 
+@pytest.mark.slow
 def test_optax_transformation_matches_the_solver():
     fun = lambda x: jnp.sum((x - jnp.arange(3.0)) ** 2 * jnp.array([1.0, 10.0, 100.0]))  # noqa: E731
     opt = create_lbfgs_optimizer(LBFGSConfig())
@@ -195,6 +200,7 @@ def _tricky(x, mode):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "line_search", "status"),
     [
@@ -234,6 +240,7 @@ def _quadratic(x):
     return 0.5 * d @ jnp.asarray(_A, x.dtype) @ d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line_search", ["more_thuente", "zoom"])
 @pytest.mark.parametrize("tolerance", [None, 1e-15])
 def test_a_stop_at_rounding_level_is_success(line_search, tolerance):
@@ -251,6 +258,7 @@ def test_a_stop_at_rounding_level_is_success(line_search, tolerance):
         assert float(result.grad_norm) <= np.sqrt(np.finfo(float).eps) * grad0
 
 
+@pytest.mark.slow
 def test_float32_stops_where_float32_can():
     x0 = jnp.zeros(10, jnp.float32)
     result = minimize(_quadratic, x0, atol=1e-12, max_steps=2000)  # unattainable
@@ -333,6 +341,7 @@ def test_config_is_frozen_and_hashable():
 # the one solver contract: implicit derivatives, a traced budget, old spellings
 
 
+@pytest.mark.e2e
 def test_minimize_is_differentiable_in_its_data_like_the_closed_form():
     # ridge regression: x*(lam) = (A^T A + lam I)^-1 A^T b, dx*/dlam = -(A^T A + lam I)^-1 x*
     rng = np.random.default_rng(3)
@@ -378,6 +387,7 @@ def test_a_new_budget_does_not_recompile_with_a_fixed_trace_length():
     assert all(r.trace["value"].shape == (65,) for r in results)
 
 
+@pytest.mark.slow
 def test_old_spellings_still_work_with_a_warning():
     with pytest.warns(DeprecationWarning, match="'max_iterations' is deprecated"):
         config = LBFGSConfig(max_iterations=7, tolerance=1e-3)
@@ -387,6 +397,7 @@ def test_old_spellings_still_work_with_a_warning():
     assert result.converged
 
 
+@pytest.mark.slow
 def test_the_default_budget_scales_with_the_number_of_unknowns():
     assert [LBFGSConfig().budget(n) for n in (1, 50, 51, 1000)] == [500, 500, 510, 10_000]
     assert LBFGSConfig(max_steps=3).budget(1000) == 3

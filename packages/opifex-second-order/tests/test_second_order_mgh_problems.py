@@ -210,6 +210,7 @@ def test_value_at_x0_matches_published_starting_value(name):
 # ------------------------------------------------------------------ published optima
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [p.name for p in PROBLEMS if p.optimum_x is not None])
 def test_value_at_known_minimiser_matches_published_optimum(name):
     problem = get_mgh_problem(name)
@@ -251,6 +252,7 @@ def test_infima_at_infinity(name, x_far, infimum):
 # ------------------------------------------------------------------ independent solver
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_scipy_lm_from_x0_reaches_a_published_optimum(name):
     problem = get_mgh_problem(name)

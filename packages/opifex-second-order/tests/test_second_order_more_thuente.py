@@ -137,6 +137,7 @@ def _check_strong_wolfe(fun, x, d, step, ftol, gtol, args=()):
     assert abs(slope) <= gtol * abs(slope0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("xtol", [0.1, 1e-12])
 @pytest.mark.parametrize("k", range(6))
 def test_matches_scipy_dcsrch_on_the_papers_functions(k, xtol):
@@ -194,6 +195,7 @@ def _directions():  # called inside the tests, so in float64
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
     ["rosenbrock2_steepest", "rosenbrock2_newton", "rosenbrock50_steepest", "rosenbrock50_long"],
@@ -305,6 +307,7 @@ def test_only_nonfinite_trials_is_a_detectable_failure():
 # ------------------------------------------------------------------ jit, vmap, dtypes, pytrees
 
 
+@pytest.mark.slow
 def test_jit_vmap_and_no_recompilation():
     search = _compiled(
         _objective, max_linesearch_steps=100, slope_rtol=1e-3, curv_rtol=1e-3, xtol=1e-12
@@ -337,6 +340,7 @@ def test_float32_stays_float32_and_agrees_with_float64():
     assert steps[jnp.float32] == pytest.approx(steps[jnp.float64], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_pytree_params_match_the_flat_search():
     def tree_fun(p):
         return _rosenbrock(jnp.concatenate([p["a"], p["b"][None]]))

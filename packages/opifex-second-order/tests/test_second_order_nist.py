@@ -82,6 +82,7 @@ def test_problem_set_and_sizes_match_nist():
     assert len(get_nist_problem("Nelson").predictors) == 2  # time and temperature
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_certified_values_are_consistent(name):
     problem = get_nist_problem(name)
@@ -166,12 +167,13 @@ def test_log_relative_error_counts_correct_digits():
 # with an ill-conditioned Jacobian (Lanczos3)
 FAST = {("BoxBOD", 1), ("MGH09", 1), ("MGH10", 2), ("Lanczos3", 2), ("Bennett5", 2)}
 RUNS = [
-    pytest.param(name, start, marks=() if (name, start) in FAST else pytest.mark.slow)
+    pytest.param(name, start, marks=() if (name, start) in FAST else pytest.mark.e2e)
     for name in NAMES
     for start in (1, 2)
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "start"), RUNS)
 def test_levenberg_marquardt_defaults_certify_six_digits(name, start):
     problem = get_nist_problem(name)
@@ -206,10 +208,11 @@ def _gauss_newton_change_in_float32_rounding_errors(problem, b32):
 F32_FAST = {("Misra1a", 2), ("MGH09", 1), ("BoxBOD", 2)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "start"),
     [
-        pytest.param(name, start, marks=() if (name, start) in F32_FAST else pytest.mark.slow)
+        pytest.param(name, start, marks=() if (name, start) in F32_FAST else pytest.mark.e2e)
         for name in NAMES
         for start in (1, 2)
     ],

@@ -29,6 +29,7 @@ def _mse(model, x, y):
     return jnp.mean((model(x) - y) ** 2)
 
 
+@pytest.mark.slow
 def test_lbfgs_fine_tunes_an_nnx_model():
     model = _TinyMLP(nnx.Rngs(0))
     x = jnp.linspace(-2.0, 2.0, 32)[:, None]
