@@ -10,9 +10,10 @@
   ``pytest -n auto`` stays within its time budget (CONTRIBUTING.md, "Test suite").
 * XLA's backend optimisations are off (``--xla_backend_optimization_level=0`` and no expensive
   LLVM passes): the suite compiles far more programs than it runs long loops, and these passes
-  cost about a fifth of the compile time (``benchmarks/compile_time.py``); set ``XLA_FLAGS``
-  yourself to test with other settings. Lowered programs carry no Python tracebacks in their
-  locations (``jax_include_full_tracebacks_in_locations``), which saves a little more.
+  cost 10-25 % of the compile time (``benchmarks/suite/bench_compile_time.py``); set
+  ``XLA_FLAGS`` yourself to test with other settings. Lowered programs carry no Python
+  tracebacks in their locations (``jax_include_full_tracebacks_in_locations``), which saves a
+  little more.
 * Every test gives JAX's float64 switch back as it found it: some code under test switches
   float64 on for the whole process (``opifex demo`` and the benchmarks do, as programs should).
 """

@@ -52,11 +52,10 @@ def _programs() -> list[tuple[str, Any]]:
     def rosenbrock(x):
         return jnp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
 
-    def implicit_grad():
-        def solution(lam):
-            return minimize(lambda x: jnp.sum((x - lam) ** 2) + jnp.sum(x**4), jnp.zeros(3)).params
+    def objective(x, lam):
+        return jnp.sum((x - lam) ** 2) + jnp.sum(x**4)
 
-        return jax.grad(lambda lam: solution(lam)[0])(1.0)
+    implicit_grad = jax.jit(jax.grad(lambda lam: minimize(objective, jnp.zeros(3), lam).params[0]))
 
     misra = get_nist_problem("Misra1a")
     water = molecule_from_name("H2O")
@@ -65,7 +64,7 @@ def _programs() -> list[tuple[str, Any]]:
             PROGRAMS,
             (
                 lambda: minimize(rosenbrock, jnp.zeros(10)).params,
-                implicit_grad,
+                lambda: implicit_grad(1.0),
                 lambda: least_squares(misra.residual_fn, misra.initial_params(1)).params,
                 lambda: run_scf(water, "sto-3g").params,
             ),
