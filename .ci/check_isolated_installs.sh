@@ -221,8 +221,9 @@ def check_l2o():
     keys = jax.random.split(jax.random.key(7), 32)
     learned = run_optimizer(load_pretrained("quadratic10_mlp").optimizer, family, keys, 100)
     adam = run_optimizer(optax.adam(1.0), family, keys, 100)
-    ratio = np.asarray(learned.losses[:, -1] / adam.losses[:, -1])
-    assert not bool(np.any(learned.diverged)), "the pretrained optimiser diverged"
+    final_learned, final_adam = np.asarray(learned.value), np.asarray(adam.value)
+    assert np.all(np.isfinite(final_learned)), "the pretrained optimiser diverged"
+    ratio = final_learned / final_adam
     assert np.median(ratio) < 0.5, np.median(ratio)
 
 
