@@ -85,7 +85,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -102,9 +101,9 @@ from opifex.core import (
     check_int_at_least,
     check_positive,
     renamed_fields,
-    run_solver,
     tree_where,
 )
+from opifex.second_order._budgeted import solve_with_budget
 from opifex.second_order._validation import (
     check_callable,
     check_params,
@@ -954,24 +953,8 @@ def _half_squared_norm(residual: Any) -> jax.Array:
     return 0.5 * sum(jnp.sum(leaf * leaf) for leaf in leaves)
 
 
-@functools.partial(jax.jit, static_argnames=("residual_fn", "config", "trace_length", "adjoint"))
-def _least_squares(
-    residual_fn: Callable,
-    config: GaussNewtonConfig,
-    trace_length: int,
-    adjoint: str | None,
-    x0: Any,
-    args: tuple,
-    max_steps: jax.Array,
-) -> SolveResult:
-    return run_solver(
-        GaussNewtonSolver(config, residual_fn),
-        x0,
-        *args,
-        max_steps=max_steps,
-        trace_length=trace_length,
-        adjoint=adjoint,
-    )
+def _gauss_newton_solver(residual_fn: Callable, config: GaussNewtonConfig) -> GaussNewtonSolver:
+    return GaussNewtonSolver(config, residual_fn)
 
 
 def least_squares(
@@ -1037,9 +1020,6 @@ def least_squares(
     check_callable(residual_fn, "residual_fn")
     x0 = check_params(x0)
     check_residual(residual_fn, x0, args)
-    budget = config.budget(ravel_pytree(x0)[0].size)
-    length = budget if trace_length is None else trace_length
-    check_int_at_least(length, 0, "trace_length")
-    static = dataclasses.replace(config, max_steps=0)  # the budget is traced
-    budget = jnp.asarray(budget, jnp.int32)
-    return _least_squares(residual_fn, static, length, adjoint, x0, args, budget)
+    return solve_with_budget(
+        _gauss_newton_solver, residual_fn, config, x0, args, trace_length, adjoint
+    )

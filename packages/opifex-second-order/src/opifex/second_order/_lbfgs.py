@@ -30,7 +30,6 @@ objective, or a gradient that does not match the objective, is never reported as
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -38,7 +37,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
 from opifex.core import (
     SolveResult,
@@ -47,10 +45,10 @@ from opifex.core import (
     check_int_at_least,
     check_positive,
     renamed_fields,
-    run_solver,
     tree_l2_norm,
     tree_where,
 )
+from opifex.second_order._budgeted import solve_with_budget
 from opifex.second_order._more_thuente import scale_by_more_thuente_linesearch
 from opifex.second_order._validation import (
     check_objective,
@@ -397,26 +395,6 @@ class LBFGSSolver:
         return minimize(self.fun, x0, *args, config=self.config)
 
 
-@functools.partial(jax.jit, static_argnames=("fun", "config", "trace_length", "adjoint"))
-def _minimize(
-    fun: Callable[..., jax.Array],
-    config: LBFGSConfig,
-    trace_length: int,
-    adjoint: str | None,
-    x0: Any,
-    args: tuple,
-    max_steps: jax.Array,
-) -> SolveResult:
-    return run_solver(
-        LBFGSSolver(fun, config),
-        x0,
-        *args,
-        max_steps=max_steps,
-        trace_length=trace_length,
-        adjoint=adjoint,
-    )
-
-
 def minimize(
     fun: Callable[..., jax.Array],
     x0: Any,
@@ -469,9 +447,4 @@ def minimize(
     config = resolve_config(LBFGSConfig, config, config_overrides)
     x0 = check_params(x0)
     check_objective(fun, x0, args)
-    budget = config.budget(ravel_pytree(x0)[0].size)
-    length = budget if trace_length is None else trace_length
-    check_int_at_least(length, 0, "trace_length")
-    static = dataclasses.replace(config, max_steps=0)  # the budget is traced
-    budget = jnp.asarray(budget, jnp.int32)
-    return _minimize(fun, static, length, adjoint, x0, args, budget)
+    return solve_with_budget(LBFGSSolver, fun, config, x0, args, trace_length, adjoint)
