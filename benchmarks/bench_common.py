@@ -1,5 +1,5 @@
-"""What the second-order and quantum benchmark scripts share: the run environment, the printed
-tables, the JSON / PNG outputs and the progress line of a script run.
+"""What the second-order and quantum benchmark scripts share: the run environment, timed calls,
+the printed tables, the JSON / PNG outputs and the progress line of a script run.
 
 Each script imports this module from ``benchmarks/`` (the CLI loads the scripts by path).
 """
@@ -10,6 +10,7 @@ import logging
 import math
 import platform
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,23 @@ def versions(distributions: Sequence[str]) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def timed_calls(call: Callable[[], Any], repeats: int, budget_s: float) -> tuple[list[float], Any]:
+    """Wall times of up to ``repeats`` calls (fewer once ``budget_s`` is spent); the last output.
+
+    Each call is waited for with ``jax.block_until_ready``.
+    """
+    import jax
+
+    times, out = [], None
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        out = jax.block_until_ready(call())
+        times.append(time.perf_counter() - start)
+        if sum(times) > budget_s:
+            break
+    return times, out
 
 
 def cpu_model() -> str:

@@ -59,6 +59,7 @@ from bench_common import (  # noqa: E402
     cpu_model,
     print_progress,
     print_tables,
+    timed_calls,
     versions,
     write_outputs,
 )
@@ -165,20 +166,6 @@ def _attempt(run: Run, label: str, measure: Callable[[Run], Any]) -> Any:
         return None
 
 
-def _timed(call: Callable[[], Any], repeats: int, budget_s: float) -> tuple[list[float], Any]:
-    """Wall times of up to ``repeats`` calls (fewer once ``budget_s`` is spent)."""
-    import jax
-
-    times, out = [], None
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        out = jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-        if sum(times) > budget_s:
-            break
-    return times, out
-
-
 def _time_into(
     run: Run,
     call: Callable[[], Any],
@@ -203,7 +190,7 @@ def _time_into(
     repeats, budget_s = (
         (cfg.batch_repeats, cfg.batch_budget_s) if batch else (cfg.repeats, cfg.budget_s)
     )
-    run.times_s, out = _timed(call, repeats, budget_s)
+    run.times_s, out = timed_calls(call, repeats, budget_s)
     run.time_s = statistics.median(run.times_s)
     if jitted:
         run.compile_s = max(run.first_call_s - run.time_s, 0.0)

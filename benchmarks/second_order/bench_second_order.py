@@ -79,6 +79,7 @@ from bench_common import (  # noqa: E402
     cpu_model,
     print_progress,
     print_tables,
+    timed_calls,
     versions,
     write_outputs,
 )
@@ -227,15 +228,7 @@ def _timed(
     run: Callable[[], Any], repeats: int, budget_s: float = 2.0
 ) -> tuple[float, list[float], Any]:
     """Median wall time of up to ``repeats`` runs (fewer once ``budget_s`` is used up)."""
-    import jax
-
-    times, out = [], None
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        out = jax.block_until_ready(run())
-        times.append(time.perf_counter() - start)
-        if sum(times) > budget_s:
-            break
+    times, out = timed_calls(run, repeats, budget_s)
     return statistics.median(times), times, out
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from bench_common import timed_calls
 
 OURS = "opifex LM (defaults)"
 SCIPY = "scipy lm (defaults)"
@@ -56,16 +57,8 @@ class CertifiedRow:
     time_s: float | None = None  # median of repeated runs after the first
 
 
-def _median_time(run: Any, repeats: int, budget_s: float = 1.0) -> tuple[float, Any]:
-    import jax
-
-    times, out = [], None
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        out = jax.block_until_ready(run())
-        times.append(time.perf_counter() - start)
-        if sum(times) > budget_s:
-            break
+def _median_time(run: Any, repeats: int) -> tuple[float, Any]:
+    times, out = timed_calls(run, repeats, budget_s=1.0)
     return statistics.median(times), out
 
 

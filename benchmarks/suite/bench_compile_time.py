@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_common import cpu_model, print_tables, versions, write_outputs
+from bench_common import cpu_model, print_tables, timed_calls, versions, write_outputs
 
 SETTINGS = {
     "JAX's default": "",
@@ -83,11 +84,7 @@ def _child() -> None:
         start = time.perf_counter()
         jax.block_until_ready(program())
         first = time.perf_counter() - start
-        steady = []
-        for _ in range(5):
-            start = time.perf_counter()
-            jax.block_until_ready(program())
-            steady.append(time.perf_counter() - start)
+        steady, _ = timed_calls(program, repeats=5, budget_s=math.inf)
         out[name] = {"first_call_s": first, "steady_s": statistics.median(steady)}
     print(json.dumps(out))
 
