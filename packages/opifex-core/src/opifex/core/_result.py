@@ -71,17 +71,9 @@ class SolveResult(NamedTuple):
         """
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in _RENAMED:
-            new = _RENAMED[name]
-            warnings.warn(
-                f"SolveResult.{name} is deprecated; use SolveResult.{new}",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            return getattr(self, new)
         aux = tuple.__getitem__(self, len(SolveResult._fields) - 1)
         # an aux type may name its method's former result fields that are now SolveResult's
-        renamed = getattr(type(aux), "RESULT_ALIASES", {})
+        renamed = {**getattr(type(aux), "RESULT_ALIASES", {}), **_RENAMED}
         if name in renamed:
             warnings.warn(
                 f"SolveResult.{name} is deprecated; use SolveResult.{renamed[name]}",
