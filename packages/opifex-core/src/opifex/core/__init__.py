@@ -41,7 +41,7 @@ from opifex.core._nnx import merge_nnx, nnx_objective, nnx_params, split_nnx
 from opifex.core._optax_solver import BestIterate, OptaxSolver, OptaxSolverState
 from opifex.core._result import SolveResult
 from opifex.core._status import SolveStatus, status_message
-from opifex.core._task_family import TaskFamily
+from opifex.core._task_family import TaskFamily, check_task_family
 from opifex.core._tree import tree_axpy, tree_l2_norm, tree_vdot, tree_where
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "check_same_structure",
     "check_scalar_output",
     "check_shape",
+    "check_task_family",
     "check_unknown_options",
     "config_from_dict",
     "default_cache_dir",

@@ -39,3 +39,19 @@ class TaskFamily(Protocol):
 
     def loss(self, params: Any, task: Any, key: jax.Array) -> jax.Array:
         """The loss of ``params`` on ``task`` (``key`` draws a minibatch)."""
+
+
+def check_task_family(family: Any, name: str = "family") -> None:
+    """Raise ``TypeError`` unless ``family`` is a ``TaskFamily`` (``sample``, ``init``, ``loss``).
+
+    Example:
+        >>> check_task_family(object(), "base")
+        Traceback (most recent call last):
+        ...
+        TypeError: base must be a TaskFamily (sample, init and loss methods), got object
+    """
+    if not isinstance(family, TaskFamily):
+        raise TypeError(
+            f"{name} must be a TaskFamily (sample, init and loss methods), got "
+            f"{type(family).__name__}"
+        )

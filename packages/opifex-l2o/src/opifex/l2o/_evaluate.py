@@ -40,7 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from opifex.core import OptaxSolver, SolveResult, TaskFamily, check_int_at_least, run_solver
+from opifex.core import (
+    OptaxSolver,
+    SolveResult,
+    TaskFamily,
+    check_int_at_least,
+    check_task_family,
+    run_solver,
+)
 
 
 def diverged_mask(losses: jax.Array) -> jax.Array:
@@ -89,10 +96,7 @@ def check_key(key: Any) -> None:
 
 def check_family(family: Any) -> None:
     """Raise ``TypeError`` unless ``family`` is a hashable ``TaskFamily``."""
-    if not isinstance(family, TaskFamily):
-        raise TypeError(
-            f"family must be a TaskFamily (sample, init and loss), got {type(family).__name__}"
-        )
+    check_task_family(family)
     try:
         hash(family)
     except TypeError as error:

@@ -14,7 +14,7 @@ from typing import Any
 import jax
 
 from opifex.core._checks import check_positive
-from opifex.core._task_family import TaskFamily
+from opifex.core._task_family import check_task_family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +47,7 @@ class ScaledFamily:
     param_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.base, TaskFamily):
-            raise TypeError(f"base must be a TaskFamily, got {type(self.base).__name__}")
+        check_task_family(self.base, "base")
         check_positive(self.loss_scale, "loss_scale")
         check_positive(self.param_scale, "param_scale")
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 import jax
 import optax
 
-from opifex.core._task_family import TaskFamily
+from opifex.core._task_family import TaskFamily, check_task_family
 
 MakeOptimizer = Callable[[Any], optax.GradientTransformation]
 
@@ -55,15 +55,6 @@ class InnerLoop(Protocol):
         """The update rule of the inner steps."""
 
 
-def check_family(family: Any) -> None:
-    """``TypeError`` unless ``family`` is a ``TaskFamily``."""
-    if not isinstance(family, TaskFamily):
-        raise TypeError(
-            "family must be a TaskFamily (sample, init and loss methods), got "
-            f"{type(family).__name__}"
-        )
-
-
 def check_inner(inner: Any) -> None:
     """``TypeError`` unless ``inner`` is an ``InnerLoop`` whose ``family`` is a ``TaskFamily``."""
     if not isinstance(inner, InnerLoop):
@@ -71,7 +62,7 @@ def check_inner(inner: Any) -> None:
             "inner must be an InnerLoop (family, start and optimizer members, e.g. "
             f"LearnedOptimizer or LearnedInit), got {type(inner).__name__}"
         )
-    check_family(inner.family)
+    check_task_family(inner.family)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +89,7 @@ class LearnedOptimizer:
     make_optimizer: MakeOptimizer
 
     def __post_init__(self) -> None:
-        check_family(self.family)
+        check_task_family(self.family)
         if not callable(self.make_optimizer):
             raise TypeError(
                 "make_optimizer must be callable (phi -> optax transformation), got "
@@ -143,7 +134,7 @@ class LearnedInit:
     inner_optimizer: optax.GradientTransformation
 
     def __post_init__(self) -> None:
-        check_family(self.family)
+        check_task_family(self.family)
         if not isinstance(self.inner_optimizer, optax.GradientTransformation):
             raise TypeError(
                 "inner_optimizer must be an optax GradientTransformation, got "
