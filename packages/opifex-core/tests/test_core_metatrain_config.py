@@ -49,6 +49,8 @@ def test_default_config_is_valid_frozen_and_hashable():
         ({"num_validation_tasks": 0}, ValueError, "num_validation_tasks must be >= 1"),
         ({"patience": 0}, ValueError, "patience must be >= 1"),
         ({"checkpoint_every": 1.5}, TypeError, "checkpoint_every must be an int"),
+        ({"outer_optimizer": "lamb"}, ValueError, "outer_optimizer must be one of 'adam'"),
+        ({"weight_decay": -0.1}, ValueError, "weight_decay must be a finite number >= 0"),
     ],
 )
 def test_bad_config_values_raise_naming_the_field(options, error, message):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 import jax
 import jax.numpy as jnp
@@ -241,3 +242,24 @@ def test_meta_train_rejects_bad_arguments():
         meta_train(key, PHI0, inner, good, devices=[device] * 3)
     with pytest.raises(ValueError, match="devices must not be empty"):
         meta_train(key, PHI0, inner, good, devices=[])
+
+
+def test_chunks_of_many_steps_give_the_results_of_one_step_at_a_time(caplog):
+    # without a callback the steps run in compiled chunks; with one, a step at a time
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        chunked = train(num_outer_steps=40, validation_every=20)
+    lengths = [
+        int(b) - int(a) + 1 for a, b in re.findall(r"steps (\d+)-(\d+): one chunk", caplog.text)
+    ]
+    assert sum(lengths) == 40 and max(lengths) > 1
+    assert all(n <= 20 for n in lengths)  # no chunk runs past a validation
+    caplog.clear()
+    steps = []
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        single = train(
+            num_outer_steps=40, validation_every=20, callback=lambda s, m: steps.append(s)
+        )
+    assert steps == list(range(1, 41)) and caplog.text.count("one chunk") == 40
+    np.testing.assert_array_equal(chunked.phi["log_lr"], single.phi["log_lr"])
+    for a, b in zip(chunked.history, single.history, strict=True):
+        np.testing.assert_array_equal(a, b)

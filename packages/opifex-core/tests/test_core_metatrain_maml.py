@@ -7,9 +7,10 @@ centre ``c ~ N(MEAN, I)`` per task. MAML (``LearnedInit(family, optax.sgd(alpha)
 query loss after the steps is ``0.5 (phi - c)^T M^T H M (phi - c)`` and
 
 * MAML's meta-gradient (``full_backprop``) is ``M^T H M (phi - c)``;
-* FOMAML's (``first_order``), the query gradient at the adapted parameters, ``H M (phi - c)``.
+* FOMAML's (``first_order``), the query gradient at the adapted parameters, ``H M (phi - c)``;
+* Reptile's direction (``reptile``), the start minus the adapted parameters, ``(I - M)(phi - c)``.
 
-Both vanish on average at ``phi = MEAN``, which ``meta_train`` must find. Meta-SGD and a start
+All three vanish on average at ``phi = MEAN``, which ``meta_train`` must find. Meta-SGD and a start
 for Adam are checked against central differences (step 1e-6, float64) of NumPy loops.
 """
 
@@ -27,10 +28,12 @@ import pytest
 from opifex.core.metatrain import (
     InnerLoop,
     LearnedInit,
+    LearnedOptimizer,
     MetaTrainConfig,
     first_order,
     full_backprop,
     meta_train,
+    reptile,
 )
 
 H = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.3], [0.0, 0.3, 0.5]])
@@ -87,6 +90,18 @@ def test_maml_and_fomaml_meta_gradients_are_the_closed_forms():
         np.testing.assert_allclose(grad, np.mean(offset @ matrix.T, axis=0), rtol=1e-10)
         grads[name] = np.asarray(grad)
     assert np.linalg.norm(grads["maml"] - grads["fomaml"]) > 0.1 * np.linalg.norm(grads["maml"])
+
+
+def test_reptile_direction_is_the_start_minus_the_adapted_parameters():
+    estimator = reptile(LearnedInit(FAMILY, optax.sgd(ALPHA)), K, meta_loss="final_query")
+    direction, state, info = estimate(estimator, jnp.asarray(PHI))
+    offset = PHI - np.asarray(state.task["centre"])
+    np.testing.assert_allclose(direction, np.mean(offset @ (np.eye(3) - M).T, axis=0), rtol=1e-10)
+    query = 0.5 * np.einsum("ti,ij,tj->t", offset @ M.T, H, offset @ M.T)
+    np.testing.assert_allclose(info.task_meta_loss, query, rtol=1e-12)  # reported, not used
+    learned_optimizer = LearnedOptimizer(FAMILY, lambda phi: optax.sgd(phi["lr"]))
+    with pytest.raises(TypeError, match="starts from phi"):
+        estimate(reptile(learned_optimizer, K), {"lr": jnp.asarray(0.1)})
 
 
 @pytest.mark.slow
@@ -177,8 +192,11 @@ def test_a_start_learned_for_adam_has_the_exact_meta_gradient():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("estimator", ["full_backprop", "first_order"])
-def test_meta_train_finds_the_best_start(estimator):
+@pytest.mark.parametrize(
+    ("estimator", "outer_optimizer"),
+    [("full_backprop", "adam"), ("first_order", "adam"), ("reptile", "sgd")],
+)
+def test_meta_train_finds_the_best_start(estimator, outer_optimizer):
     # a weak adaptation (2 steps of 0.1), so that the start matters in every direction
     config = MetaTrainConfig(
         estimator=estimator,
@@ -187,7 +205,8 @@ def test_meta_train_finds_the_best_start(estimator):
         num_tasks=16,
         horizon=2,
         num_outer_steps=200,
-        outer_learning_rate=0.05,
+        outer_learning_rate=0.05 if outer_optimizer == "adam" else 1.0,
+        outer_optimizer=outer_optimizer,
         clip_norm=None,
         validation_every=50,
         num_validation_tasks=64,

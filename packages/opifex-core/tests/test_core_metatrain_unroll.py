@@ -177,6 +177,33 @@ def test_query_losses_are_a_separate_draw_at_the_same_parameters():
         truncation_meta_loss(plain, "final_query")
 
 
+@dataclasses.dataclass(frozen=True)
+class FixedSets(Centers):
+    """A few-shot family: the inner steps see ``loss``, the query ``query_loss`` (a shifted
+    centre); neither depends on its key."""
+
+    def loss(self, params, task, key):
+        return jnp.sum((params - task["center"]) ** 2)
+
+    def query_loss(self, params, task, key):
+        return jnp.sum((params - task["center"] - 1.0) ** 2)
+
+
+def test_a_family_query_loss_is_the_query_of_an_unroll():
+    family = FixedSets()
+    inner = LearnedInit(family, optax.sgd(0.1))
+    phi = jnp.array([0.5, -0.5, 1.0])
+    state = init_unroll(jax.random.key(0), phi, inner)
+    _, out = unroll(jax.random.key(1), phi, state, inner=inner, num_steps=3, horizon=3, query=True)
+    # SGD on ||x - c||^2 with rate 0.1: x_k - c = 0.8^k (phi - c)
+    offset = phi - state.task["center"]
+    expected = [float(jnp.sum((0.8**k * offset - 1.0) ** 2)) for k in (1, 2, 3)]
+    np.testing.assert_allclose(out.query_losses, expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        out.losses, [0.64**k * jnp.sum(offset**2) for k in (1, 2, 3)], rtol=1e-5
+    )
+
+
 def test_first_order_unrolls_hold_the_inner_gradients_constant():
     # SGD from phi on ||x - c||^2: x_K - c = (1 - 2 lr)^K (phi - c), so d x_K / d phi is
     # (1 - 2 lr)^K with second derivatives and 1 without them (FOMAML)

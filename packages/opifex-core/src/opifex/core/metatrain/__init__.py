@@ -6,10 +6,11 @@ initialisation for any optax optimiser, Meta-SGD's initialisation and step sizes
 
 * the unroll (``init_unroll``, ``init_unrolls``, ``unroll``) and its meta-losses
   (``truncation_meta_loss``: ``"mean"``, ``"log_mean"``, ``"final_query"``);
-* meta-gradient estimators (``MetaGradientEstimator``): whole unrolls by full backpropagation
-  (``full_backprop``) or first order (``first_order``), and persistent truncated unrolls by
-  truncated backpropagation (``truncated_bptt``), persistent evolution strategies (``pes``)
-  or truncated evolution strategies (``truncated_es``);
+* meta-gradient estimators (``MetaGradientEstimator``): whole unrolls by full
+  backpropagation (``full_backprop``), first order (``first_order``) or Reptile's direction
+  (``reptile``), and persistent truncated unrolls by truncated backpropagation
+  (``truncated_bptt``), persistent evolution strategies (``pes``) or truncated evolution
+  strategies (``truncated_es``);
 * the outer loop ``meta_train`` (``MetaTrainConfig``): vmapped meta-batches sharded over
   devices, clipping, non-finite handling, validation and early stopping, a horizon
   ``Curriculum``, atomic checkpoints with exact resume, a progress bar; its record
@@ -38,7 +39,7 @@ from opifex.core.metatrain._unroll import (
     unroll,
 )
 from opifex.core.metatrain._warm_start import WarmStart, WarmStartStore
-from opifex.core.metatrain._whole_unroll import first_order, full_backprop
+from opifex.core.metatrain._whole_unroll import first_order, full_backprop, reptile
 
 __all__ = [
     "ESTIMATORS",
@@ -66,6 +67,7 @@ __all__ = [
     "init_unrolls",
     "meta_train",
     "pes",
+    "reptile",
     "truncated_bptt",
     "truncated_es",
     "truncation_meta_loss",

@@ -8,7 +8,8 @@ from opifex.core._checks import check_choice, check_int_at_least, check_positive
 from opifex.core.metatrain._unroll import META_LOSSES
 
 TRUNCATED_ESTIMATORS = ("truncated_bptt", "pes", "truncated_es")
-WHOLE_UNROLL_ESTIMATORS = ("full_backprop", "first_order")
+WHOLE_UNROLL_ESTIMATORS = ("full_backprop", "first_order", "reptile")
+OUTER_OPTIMIZERS = ("adam", "sgd")
 ESTIMATORS = TRUNCATED_ESTIMATORS + WHOLE_UNROLL_ESTIMATORS
 VALIDATION_METRICS = ("final_loss", "mean_loss")
 
@@ -21,7 +22,8 @@ class MetaTrainConfig:
         estimator: the meta-gradient estimator. Truncated, over persistent unrolls:
             ``"truncated_bptt"`` (``truncated_bptt``), ``"pes"`` (``pes``) or
             ``"truncated_es"`` (``truncated_es``); over a whole fresh unroll per outer step:
-            ``"full_backprop"`` (``full_backprop``) or ``"first_order"`` (``first_order``).
+            ``"full_backprop"`` (``full_backprop``), ``"first_order"`` (``first_order``) or
+            ``"reptile"`` (``reptile``).
         num_tasks: tasks in the meta-batch (>= 1); divisible by the number of devices.
         truncation_length: ``K``, inner steps per truncation (one outer step), ``<= horizon``;
             used by the truncated estimators only (the whole-unroll ones run ``horizon``
@@ -30,7 +32,11 @@ class MetaTrainConfig:
             unrolls. With a ``Curriculum`` the training horizon follows the curriculum
             (each of its horizons ``<= horizon``).
         num_outer_steps: outer (meta-parameter) updates (>= 1).
-        outer_learning_rate: Adam's learning rate on ``phi`` (> 0).
+        outer_learning_rate: the outer optimiser's learning rate on ``phi`` (> 0).
+        outer_optimizer: ``"adam"`` or ``"sgd"`` (plain steps; Reptile's original outer
+            update, ``phi += outer_learning_rate * (theta_T - phi)``).
+        weight_decay: decoupled weight decay on ``phi`` (>= 0; Adam becomes AdamW): an L2
+            regularisation of the meta-parameters.
         meta_loss: what a truncation minimises (``truncation_meta_loss``): ``"mean"`` (the mean
             of its per-step losses), ``"log_mean"`` (the mean of their logs, so that every
             task counts by its relative progress; for positive losses) or ``"final_query"``
@@ -68,6 +74,8 @@ class MetaTrainConfig:
     horizon: int = 100
     num_outer_steps: int = 1000
     outer_learning_rate: float = 1e-3
+    outer_optimizer: str = "adam"
+    weight_decay: float = 0.0
     meta_loss: str = "mean"
     clip_norm: float | None = 1.0
     pes_sigma: float = 0.01
@@ -79,12 +87,14 @@ class MetaTrainConfig:
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("estimator", "validation_metric", "meta_loss"):
+        for name in ("estimator", "validation_metric", "meta_loss", "outer_optimizer"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a str, got {type(getattr(self, name)).__name__}")
         check_choice(self.estimator, ESTIMATORS, "estimator")
         check_choice(self.validation_metric, VALIDATION_METRICS, "validation_metric")
         check_choice(self.meta_loss, META_LOSSES, "meta_loss")
+        check_choice(self.outer_optimizer, OUTER_OPTIMIZERS, "outer_optimizer")
+        check_positive(self.weight_decay, "weight_decay", allow_zero=True)
         if self.meta_loss == "final_query" and self.validation_metric != "final_loss":
             raise ValueError(
                 'meta_loss="final_query" needs validation_metric="final_loss" (the query loss '

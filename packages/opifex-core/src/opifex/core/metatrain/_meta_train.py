@@ -5,7 +5,8 @@ learned optimiser (``LearnedOptimizer``), MAML's initialisation (``LearnedInit``
 outer step advances every task of the meta-batch by one truncation (or, for the whole-unroll
 estimators, runs a fresh unroll of the whole horizon) and asks the estimator
 (``MetaTrainConfig.estimator``) for a meta-gradient, which is clipped to a global norm and
-applied to ``phi`` by Adam. Around this loop:
+applied to ``phi`` by the outer optimiser (``MetaTrainConfig.outer_optimizer``: Adam by
+default). Around this loop:
 
 * **Non-finite values.** A task whose truncation gives a non-finite loss or meta-gradient is
   left out of the meta-gradient and its unroll is reset (a new task and new parameters); an
@@ -29,6 +30,14 @@ applied to ``phi`` by Adam. Around this loop:
   match a single-device run up to the order of floating-point reductions.
 * **Progress** as a ``tqdm`` bar showing the meta-loss (``progress=False`` hides it), and
   ``logging`` (logger ``opifex.core.metatrain._meta_train``).
+* **Chunks.** Outer steps run in compiled chunks (one ``lax.fori_loop`` of up to
+  ``MAX_CHUNK`` steps, its length a traced argument, so no chunk recompiles): the host waits
+  for the device once per chunk, not once per step. A chunk ends at the next validation,
+  checkpoint or curriculum promotion, and is sized to take about ``CHUNK_SECONDS`` of wall
+  time, so the progress bar stays live. With a ``callback``, chunks are one step long, so
+  that the callback sees each step as it happens (and may stop the run by raising). The
+  step inside a chunk is the same compiled step whatever the chunk's length: chunking never
+  changes the results.
 
 Keys: the estimator's initial state uses ``fold_in(key, 0)``, outer step ``s`` uses
 ``fold_in(fold_in(key, 1), s)`` and the validation tasks ``fold_in(key, 2)`` unless a
@@ -41,6 +50,7 @@ import dataclasses
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -75,11 +85,13 @@ from opifex.core.metatrain._pes import pes
 from opifex.core.metatrain._truncated_bptt import truncated_bptt
 from opifex.core.metatrain._truncated_es import truncated_es
 from opifex.core.metatrain._unroll import init_unroll, unroll
-from opifex.core.metatrain._whole_unroll import first_order, full_backprop
+from opifex.core.metatrain._whole_unroll import first_order, full_backprop, reptile
 
 logger = logging.getLogger(__name__)
 
 TASK_AXIS = "tasks"
+MAX_CHUNK = 256  # outer steps per compiled chunk, at most
+CHUNK_SECONDS = 0.25  # the wall time a chunk is sized for
 
 
 class _Programs(NamedTuple):
@@ -87,7 +99,8 @@ class _Programs(NamedTuple):
 
     outer: optax.GradientTransformation
     init: Callable[..., Any]  # (key, phi, horizon) -> estimator state
-    step: Callable[..., tuple]  # (phi, outer_state, est_state, key, index, horizon) -> ...
+    # (phi, outer_state, est_state, key, first, count, horizon) -> (..., per-step stats)
+    run: Callable[..., tuple]
     validate: Callable[..., jax.Array]  # (phi, key) -> metric
 
 
@@ -107,8 +120,8 @@ def estimator_from_config(inner: InnerLoop, config: MetaTrainConfig) -> MetaGrad
     """
     meta_loss = config.meta_loss
     if config.estimator in WHOLE_UNROLL_ESTIMATORS:
-        build = full_backprop if config.estimator == "full_backprop" else first_order
-        return build(inner, config.horizon, meta_loss=meta_loss)
+        build = {"full_backprop": full_backprop, "first_order": first_order, "reptile": reptile}
+        return build[config.estimator](inner, config.horizon, meta_loss=meta_loss)
     K = config.truncation_length
     if config.estimator == "truncated_bptt":
         return truncated_bptt(inner, K, meta_loss=meta_loss)
@@ -118,6 +131,16 @@ def estimator_from_config(inner: InnerLoop, config: MetaTrainConfig) -> MetaGrad
     )
 
 
+def _outer_optimizer(config: MetaTrainConfig) -> optax.GradientTransformation:
+    """Adam / AdamW or SGD (with decoupled weight decay) on ``phi``."""
+    rate, decay = config.outer_learning_rate, config.weight_decay
+    if config.outer_optimizer == "adam":
+        return optax.adamw(rate, weight_decay=decay) if decay else optax.adam(rate)
+    if decay:
+        return optax.chain(optax.add_decayed_weights(decay), optax.sgd(rate))
+    return optax.sgd(rate)
+
+
 def _build_programs(
     inner: InnerLoop,
     config: MetaTrainConfig,
@@ -125,7 +148,7 @@ def _build_programs(
     replicated: NamedSharding,
 ) -> _Programs:
     estimator = estimator_from_config(inner, config)
-    outer = optax.adam(config.outer_learning_rate)
+    outer = _outer_optimizer(config)
     if config.clip_norm is not None:
         outer = optax.chain(optax.clip_by_global_norm(config.clip_norm), outer)
 
@@ -145,6 +168,37 @@ def _build_programs(
         stats = (info.meta_loss, optax.tree.norm(grad), ~finite, jnp.sum(info.nonfinite))
         return phi, outer_state, est_state, stats
 
+    def run(
+        phi: Any,
+        outer_state: Any,
+        est_state: Any,
+        key: Any,
+        first: Any,
+        count: Any,
+        horizon: Any,
+    ) -> tuple:
+        """Outer steps ``first, ..., first + count - 1`` (``count <= MAX_CHUNK``)."""
+        dtype = jnp.result_type(float)
+        stats = (
+            jnp.full(MAX_CHUNK, jnp.nan, dtype),
+            jnp.full(MAX_CHUNK, jnp.nan, dtype),
+            jnp.zeros(MAX_CHUNK, bool),
+            jnp.zeros(MAX_CHUNK, jnp.int32),
+        )
+
+        def body(i: jax.Array, carry: tuple) -> tuple:
+            phi, outer_state, est_state, stats = carry
+            phi, outer_state, est_state, new = step(
+                phi, outer_state, est_state, key, first + i, horizon
+            )
+            stats = tuple(
+                column.at[i].set(value.astype(column.dtype))
+                for column, value in zip(stats, new, strict=True)
+            )
+            return phi, outer_state, est_state, stats
+
+        return jax.lax.fori_loop(0, count, body, (phi, outer_state, est_state, stats))
+
     query = config.meta_loss == "final_query"
 
     def validate(phi: Any, key: jax.Array) -> jax.Array:
@@ -161,7 +215,7 @@ def _build_programs(
     return _Programs(
         outer,
         jax.jit(init, out_shardings=tasks),
-        jax.jit(step, out_shardings=(replicated, replicated, tasks, replicated)),
+        jax.jit(run, out_shardings=(replicated, replicated, tasks, replicated)),
         jax.jit(validate),
     )
 
@@ -239,23 +293,59 @@ def _check_args(
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
 
 
-def _record(history: MetaTrainHistory, step: int, horizon: int, stats: tuple) -> dict[str, float]:
-    """Write outer step ``step``'s statistics into ``history``; log failures; return them."""
-    meta_loss, grad_norm, skipped, nonfinite = (x.item() for x in jax.device_get(stats))
-    history.meta_loss[step], history.grad_norm[step] = meta_loss, grad_norm
-    history.horizon[step], history.skipped[step] = horizon, skipped
-    history.nonfinite_tasks[step] = nonfinite
-    if nonfinite:
-        logger.warning("step %d: %d task(s) non-finite, reset", step + 1, nonfinite)
-    if skipped:
-        logger.warning("step %d: non-finite meta-gradient, step skipped", step + 1)
-    return {
-        "meta_loss": meta_loss,
-        "grad_norm": grad_norm,
-        "skipped": float(skipped),
-        "nonfinite_tasks": float(nonfinite),
-        "horizon": float(horizon),
-    }
+def _record(
+    history: MetaTrainHistory, first: int, count: int, horizon: int, stats: tuple
+) -> list[dict[str, float]]:
+    """Write steps ``first, ..., first + count - 1`` into ``history``; return their metrics.
+
+    Steps with non-finite tasks or a skipped update are logged as warnings.
+    """
+    meta_loss, grad_norm, skipped, nonfinite = (np.asarray(x[:count]) for x in stats)
+    done = slice(first, first + count)
+    history.meta_loss[done], history.grad_norm[done] = meta_loss, grad_norm
+    history.horizon[done], history.skipped[done] = horizon, skipped
+    history.nonfinite_tasks[done] = nonfinite
+    metrics = []
+    for i in range(count):
+        if nonfinite[i]:
+            logger.warning("step %d: %d task(s) non-finite, reset", first + i + 1, nonfinite[i])
+        if skipped[i]:
+            logger.warning("step %d: non-finite meta-gradient, step skipped", first + i + 1)
+        metrics.append(
+            {
+                "meta_loss": float(meta_loss[i]),
+                "grad_norm": float(grad_norm[i]),
+                "skipped": float(skipped[i]),
+                "nonfinite_tasks": float(nonfinite[i]),
+                "horizon": float(horizon),
+            }
+        )
+    return metrics
+
+
+def _chunk_length(
+    step: int,
+    config: MetaTrainConfig,
+    curriculum: Curriculum,
+    seconds_per_step: float | None,
+    one_at_a_time: bool,
+) -> int:
+    """The length of the next chunk (see the module docstring).
+
+    Up to the next validation, checkpoint, promotion or the end, at most ``MAX_CHUNK``, and
+    sized for ``CHUNK_SECONDS`` once a step's time is known (one step until then).
+    """
+    if one_at_a_time or seconds_per_step is None:
+        return 1
+    ends = [
+        config.num_outer_steps,
+        (step // config.validation_every + 1) * config.validation_every,
+        (curriculum.stage_at(step) + 1) * curriculum.steps_per_stage,
+    ]
+    if config.checkpoint_every is not None:
+        ends.append((step // config.checkpoint_every + 1) * config.checkpoint_every)
+    wanted = max(1, int(CHUNK_SECONDS / max(seconds_per_step, 1e-9)))
+    return max(1, min(min(ends) - step, MAX_CHUNK, wanted))
 
 
 def _after_validation(state: MetaTrainState, metric: float, patience: int | None) -> MetaTrainState:
@@ -380,36 +470,49 @@ def meta_train(
     try:
         if state.num_validations == 0:
             state = validate(state)
+        # a step's wall time, measured from the second chunk on (the first may compile)
+        seconds_per_step, compiled = None, False
         while state.step < config.num_outer_steps and not state.stopped_early:
-            step, horizon = state.step, curriculum.horizon_at(state.step)
-            phi, outer_state, estimator_state, stats = programs.step(
+            first, horizon = state.step, curriculum.horizon_at(state.step)
+            count = _chunk_length(first, config, curriculum, seconds_per_step, callback is not None)
+            started = time.perf_counter()
+            phi, outer_state, estimator_state, stats = programs.run(
                 state.phi,
                 state.outer_state,
                 state.estimator_state,
                 step_key,
-                jnp.int32(step),
+                jnp.int32(first),
+                jnp.int32(count),
                 jnp.int32(horizon),
             )
-            metrics = _record(history, step, horizon, stats)
+            stats = jax.device_get(stats)  # waits for the chunk
+            if compiled:
+                seconds_per_step = (time.perf_counter() - started) / count
+            compiled = True
+            logger.debug("steps %d-%d: one chunk", first + 1, first + count)
+            metrics = _record(history, first, count, horizon, stats)
             state = state._replace(
-                step=step + 1, phi=phi, outer_state=outer_state, estimator_state=estimator_state
+                step=first + count,
+                phi=phi,
+                outer_state=outer_state,
+                estimator_state=estimator_state,
             )
-            if curriculum.stage_at(state.step) != curriculum.stage_at(step):
+            if curriculum.stage_at(state.step) != curriculum.stage_at(state.step - 1):
                 logger.info(
                     "step %d: horizon promoted to %d", state.step, curriculum.horizon_at(state.step)
                 )
                 state = state._replace(bad_validations=0)
             if state.step % config.validation_every == 0:
                 state = validate(state)
-                metrics["validation_metric"] = float(
+                metrics[-1]["validation_metric"] = float(
                     history.validation_metric[state.num_validations - 1]
                 )
             if config.checkpoint_every is not None and state.step % config.checkpoint_every == 0:
                 save()
-            bar.update(1)
-            bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4g}", refresh=False)
+            bar.update(count)
+            bar.set_postfix(meta_loss=f"{metrics[-1]['meta_loss']:.4g}", refresh=False)
             if callback is not None:
-                callback(state.step, metrics)
+                callback(state.step, metrics[-1])
     except KeyboardInterrupt:
         save()
         logger.warning("meta-training interrupted at step %d", state.step)

@@ -12,7 +12,9 @@ applies ``optimizer.update(g_t, state, theta_t, value=loss(theta_t))`` and recor
 ``loss(theta_{t+1}, task, k_t)``: the training loss after the step, on the step's minibatch.
 With ``first_order=True`` the gradients ``g_t`` are held constant (``stop_gradient``): no second
 derivatives of the loss enter a meta-gradient. With ``query=True`` each step also records the
-loss after it on a separate draw of the task's data (the query set, key ``fold_in(k_t, 1)``).
+loss after it on a separate draw of the task's data (the query set, key ``fold_in(k_t, 1)``):
+``family.query_loss(params, task, key)`` when the family defines it (a few-shot family whose
+tasks carry a fixed support and query set), else ``family.loss``.
 
 The **meta-loss of a truncation** (``truncation_meta_loss``, ``meta_loss=``):
 
@@ -153,6 +155,7 @@ def unroll(
         (5, (5,))
     """
     family = inner.family
+    query_fn = getattr(family, "query_loss", family.loss)
     optimizer = _optimizer(inner, phi)
     fresh_key, steps_key = jax.random.split(key)
     fresh = init_unroll(fresh_key, phi, inner)
@@ -167,7 +170,7 @@ def unroll(
         params = optax.apply_updates(current.params, updates)
         new_loss = family.loss(params, current.task, step_key)
         query_loss = (
-            family.loss(params, current.task, jax.random.fold_in(step_key, 1)) if query else None
+            query_fn(params, current.task, jax.random.fold_in(step_key, 1)) if query else None
         )
         new = UnrollState(params, opt_state, current.task, current.step + 1)
         return new, (new_loss, reset, new.step >= horizon, query_loss)

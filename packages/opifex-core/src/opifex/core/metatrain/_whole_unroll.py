@@ -12,6 +12,12 @@ respect to ``phi`` through every step, the start included:
   second derivatives. For MAML this is FOMAML (Finn et al., 2017): the query-loss gradient at
   the adapted parameters; for Meta-SGD, the first-order rule of Li et al. (2017).
 
+* ``reptile``: no derivative at all: the "meta-gradient" is ``phi - theta_T``, the start
+  minus the parameters after the unroll (Nichol et al., 2018, "On first-order
+  meta-learning algorithms"); a step of SGD with learning rate ``epsilon`` on it moves
+  ``phi`` towards the adapted parameters by ``epsilon (theta_T - phi)``. Only for inner
+  loops that start from ``phi`` itself (``LearnedInit``).
+
 Nothing persists from one estimate to the next. The state holds each task's unroll at the end
 of the last estimate (its ``step`` axis sets the number of tasks). The unroll runs a static
 number of steps, ``num_steps``; a smaller ``horizon`` passed to ``estimate`` (a curriculum
@@ -58,8 +64,9 @@ def unroll_meta_loss(output: UnrollOutput, meta_loss: str) -> jax.Array:
 
 
 def _whole_unroll(
-    inner: InnerLoop, num_steps: int, meta_loss: str, first_order: bool
+    inner: InnerLoop, num_steps: int, meta_loss: str, rule: str
 ) -> MetaGradientEstimator:
+    """``rule``: ``"exact"`` (``full_backprop``), ``"first_order"`` or ``"reptile"``."""
     check_estimator_args(inner, num_steps, meta_loss, "num_steps")
     query = meta_loss == "final_query"
 
@@ -81,15 +88,31 @@ def _whole_unroll(
                 inner=inner,
                 num_steps=num_steps,
                 horizon=horizon,
-                first_order=first_order,
+                first_order=rule == "first_order",
                 query=query,
             )
             return unroll_meta_loss(output, meta_loss), end
 
+        if rule == "reptile":
+            loss, end = objective(phi)
+            return _reptile_direction(phi, end.params), loss, end
         (loss, end), grad = jax.value_and_grad(objective, has_aux=True)(phi)
         return grad, loss, end
 
     return MetaGradientEstimator(init, over_tasks(task_estimate))
+
+
+def _reptile_direction(phi: Any, adapted: Any) -> Any:
+    """``phi - adapted``; ``TypeError`` unless the inner parameters are shaped like ``phi``."""
+    if jax.tree.structure(phi) != jax.tree.structure(adapted) or any(
+        jnp.shape(a) != jnp.shape(b)
+        for a, b in zip(jax.tree.leaves(phi), jax.tree.leaves(adapted), strict=True)
+    ):
+        raise TypeError(
+            "reptile needs an inner loop that starts from phi itself (e.g. LearnedInit): "
+            "its parameters must have phi's structure and shapes"
+        )
+    return jax.tree.map(lambda p, q: p - jax.lax.stop_gradient(q), phi, adapted)
 
 
 def full_backprop(
@@ -120,7 +143,7 @@ def full_backprop(
         >>> grad.shape, info.task_meta_loss.shape
         ((3,), (4,))
     """
-    return _whole_unroll(inner, num_steps, meta_loss, first_order=False)
+    return _whole_unroll(inner, num_steps, meta_loss, "exact")
 
 
 def first_order(
@@ -150,4 +173,35 @@ def first_order(
         >>> grad.shape
         (3,)
     """
-    return _whole_unroll(inner, num_steps, meta_loss, first_order=True)
+    return _whole_unroll(inner, num_steps, meta_loss, "first_order")
+
+
+def reptile(inner: InnerLoop, num_steps: int, *, meta_loss: str = "mean") -> MetaGradientEstimator:
+    """Reptile's direction ``phi - theta_T`` over whole unrolls (see the module docstring).
+
+    The meta-loss is computed and reported (``MetaGradientInfo``) but not differentiated.
+
+    Args:
+        inner: an ``InnerLoop`` that starts from ``phi`` (``LearnedInit``).
+        num_steps: ``T``, the inner steps of every unroll (>= 1).
+        meta_loss: ``"mean"``, ``"log_mean"`` or ``"final_query"`` (what is reported).
+
+    Returns:
+        A ``MetaGradientEstimator`` whose state is an ``UnrollState`` batch.
+
+    Raises:
+        TypeError / ValueError: a bad argument; ``TypeError`` (when traced) for an inner loop
+            whose parameters are not shaped like ``phi``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from opifex.core.families import QuadraticFamily
+        >>> from opifex.core.metatrain import LearnedInit
+        >>> inner = LearnedInit(QuadraticFamily(dimension=3), optax.sgd(0.05))
+        >>> estimator = reptile(inner, 5)
+        >>> state = estimator.init(jax.random.key(0), jnp.zeros(3), 4, 5)
+        >>> direction, state, info = estimator.estimate(jax.random.key(1), jnp.zeros(3), state, 5)
+        >>> direction.shape
+        (3,)
+    """
+    return _whole_unroll(inner, num_steps, meta_loss, "reptile")
