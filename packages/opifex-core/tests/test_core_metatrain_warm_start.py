@@ -43,3 +43,21 @@ def test_store_errors():
         check_descriptor([[1.0]])
     with pytest.raises(TypeError, match="numbers"):
         check_descriptor(["a"])
+
+
+def test_neighbors_are_the_k_nearest_within_the_threshold_in_order():
+    rng = np.random.default_rng(0)
+    descriptors = rng.normal(size=(12, 3))
+    store = WarmStartStore(capacity=12, threshold=1.5)
+    for i, d in enumerate(descriptors):
+        store.add(d, jnp.full(2, float(i)))
+    query = np.zeros(3)
+    distances = np.linalg.norm(descriptors, axis=1)
+    expected = [i for i in np.argsort(distances, kind="stable") if distances[i] <= 1.5][:4]
+    found = store.neighbors(query, jnp.zeros(2), k=4)
+    assert [int(w.params[0]) for w in found] == expected
+    np.testing.assert_allclose([w.distance for w in found], distances[expected])
+    assert store.nearest(query, jnp.zeros(2)).distance == found[0].distance
+    assert store.neighbors(query, jnp.zeros(3), k=4) == []  # another shape
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        store.neighbors(query, jnp.zeros(2), k=0)

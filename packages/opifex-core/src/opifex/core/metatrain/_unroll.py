@@ -120,6 +120,7 @@ def unroll(
     horizon: int | jax.Array,
     first_order: bool = False,
     query: bool = False,
+    fresh: UnrollState | None = None,
 ) -> tuple[UnrollState, UnrollOutput]:
     """Run ``num_steps`` inner steps of ``inner.optimizer(phi)`` from ``state`` (a truncation).
 
@@ -137,6 +138,9 @@ def unroll(
         horizon: ``T``, the length of an unroll.
         first_order: hold the inner gradients constant (no second derivatives).
         query: also record each step's loss on the query draw (``query_losses``).
+        fresh: the unroll a reset starts (default: ``init_unroll`` of a key drawn from
+            ``key``). A caller that ignores the steps after a reset passes its own start,
+            which saves drawing a new task at every step.
 
     Returns:
         ``(state after the truncation, UnrollOutput)``.
@@ -158,7 +162,8 @@ def unroll(
     query_fn = getattr(family, "query_loss", family.loss)
     optimizer = _optimizer(inner, phi)
     fresh_key, steps_key = jax.random.split(key)
-    fresh = init_unroll(fresh_key, phi, inner)
+    if fresh is None:
+        fresh = init_unroll(fresh_key, phi, inner)
 
     def step(current: UnrollState, step_key: jax.Array) -> tuple[UnrollState, tuple]:
         reset = current.step >= horizon

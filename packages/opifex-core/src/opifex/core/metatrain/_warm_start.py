@@ -86,18 +86,37 @@ class WarmStartStore:
         """Store ``params`` as the solution of the problem described by ``descriptor``."""
         self._entries.append((check_descriptor(descriptor), _signature(params), params))
 
+    def neighbors(self, descriptor: Any, like: Any, k: int) -> list[WarmStart]:
+        """Up to ``k`` stored solutions shaped like ``like`` within the threshold, nearest first.
+
+        Ties keep the older first. Descriptors of another length than ``descriptor`` are not
+        comparable and are skipped.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> store = WarmStartStore(capacity=3, threshold=1.0)
+            >>> for x in (0.0, 0.5, 0.2):
+            ...     store.add([x], jnp.full(2, x))
+            >>> [round(w.distance, 6) for w in store.neighbors([0.1], jnp.zeros(2), k=2)]
+            [0.1, 0.1]
+        """
+        check_int_at_least(k, 1, "k")
+        descriptor = check_descriptor(descriptor)
+        signature = _signature(like)
+        found = []
+        for stored, stored_signature, params in self._entries:
+            if stored.shape != descriptor.shape or stored_signature != signature:
+                continue
+            distance = float(np.linalg.norm(stored - descriptor))
+            if distance <= self.threshold:
+                found.append(WarmStart(params, distance))
+        found.sort(key=lambda entry: entry.distance)
+        return found[:k]
+
     def nearest(self, descriptor: Any, like: Any) -> WarmStart | None:
         """The closest stored solution shaped like ``like``, if within the threshold.
 
         Descriptors of another length than ``descriptor`` are not comparable and are skipped.
         """
-        descriptor = check_descriptor(descriptor)
-        signature = _signature(like)
-        best = None
-        for stored, stored_signature, params in self._entries:
-            if stored.shape != descriptor.shape or stored_signature != signature:
-                continue
-            distance = float(np.linalg.norm(stored - descriptor))
-            if distance <= self.threshold and (best is None or distance < best.distance):
-                best = WarmStart(params, distance)
-        return best
+        found = self.neighbors(descriptor, like, 1)
+        return found[0] if found else None

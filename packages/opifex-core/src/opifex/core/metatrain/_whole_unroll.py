@@ -22,7 +22,8 @@ Nothing persists from one estimate to the next. The state holds each task's unro
 of the last estimate (its ``step`` axis sets the number of tasks). The unroll runs a static
 number of steps, ``num_steps``; a smaller ``horizon`` passed to ``estimate`` (a curriculum
 stage) ends it after ``horizon`` steps: the unroll restarts there, and the steps after the
-restart are left out of the meta-loss. A larger one is the same as ``num_steps``.
+restart are left out of the meta-loss (so the restart repeats the same task from the same
+start rather than drawing a new one). A larger one is the same as ``num_steps``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def _whole_unroll(
                 horizon=horizon,
                 first_order=rule == "first_order",
                 query=query,
+                fresh=start,  # the steps after a restart do not count
             )
             return unroll_meta_loss(output, meta_loss), end
 

@@ -1,0 +1,101 @@
+"""Reptile (Nichol et al., 2018): move the start towards the parameters each task adapts to.
+
+Each meta-iteration runs ``inner_steps`` SGD steps (``inner_learning_rate``) from the start
+``phi`` on ``meta_batch_size`` tasks and moves ``phi`` by ``meta_learning_rate`` times the mean
+of ``theta_T - phi`` (the ``"reptile"`` estimator with plain SGD as the outer optimiser, the
+paper's batched version). No derivative through the inner loop is taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import optax
+
+from opifex.core._checks import check_choice
+from opifex.core.metatrain import LearnedInit, MetaTrainConfig
+from opifex.meta._learner import MetaLearner, check_meta_settings
+
+TASK_SAMPLING_STRATEGIES = ("uniform",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReptileConfig:
+    """Reptile's settings (frozen; checked on creation).
+
+    Args:
+        meta_learning_rate: the interpolation step ``epsilon`` towards the adapted
+            parameters (> 0; 1 jumps to their mean).
+        inner_learning_rate: the SGD step of adaptation (> 0).
+        inner_steps: SGD steps per task in training (>= 1).
+        meta_batch_size: tasks per meta-iteration (>= 1).
+        task_sampling_strategy: ``"uniform"``: every task of a meta-batch is drawn
+            independently from the family (or uniformly from a task pool); the only strategy
+            so far.
+
+    Example:
+        >>> ReptileConfig(inner_steps=5).meta_learning_rate
+        0.1
+    """
+
+    meta_learning_rate: float = 0.1
+    inner_learning_rate: float = 0.01
+    inner_steps: int = 10
+    meta_batch_size: int = 25
+    task_sampling_strategy: str = "uniform"
+
+    def __post_init__(self) -> None:
+        check_meta_settings(
+            self, "meta_learning_rate", "inner_learning_rate", "inner_steps", "meta_batch_size"
+        )
+        check_choice(
+            self.task_sampling_strategy, TASK_SAMPLING_STRATEGIES, "task_sampling_strategy"
+        )
+
+
+class ReptileOptimizer(MetaLearner):
+    """Reptile (see the module docstring) over ``opifex.core.metatrain``.
+
+    Args:
+        config: a ``ReptileConfig``.
+        loss_fn: ``(params, inputs, targets) -> scalar``, for task arrays (``meta_train``).
+
+    Example:
+        >>> import jax
+        >>> from opifex.core.families import SinusoidFamily
+        >>> from opifex.meta import FewShotFamily
+        >>> family = FewShotFamily(SinusoidFamily(hidden_sizes=(8,)))
+        >>> reptile = ReptileOptimizer(ReptileConfig(inner_steps=5, meta_batch_size=4))
+        >>> params = family.base.init(jax.random.key(0), None)
+        >>> result = reptile.meta_train_family(family, params, 20, progress=False)
+        >>> jax.tree.structure(result.phi) == jax.tree.structure(params)
+        True
+    """
+
+    def __init__(self, config: ReptileConfig | None = None, loss_fn: Any = None):
+        config = ReptileConfig() if config is None else config
+        if not isinstance(config, ReptileConfig):
+            raise TypeError(f"config must be a ReptileConfig, got {type(config).__name__}")
+        super().__init__(config, loss_fn)
+        # one transformation object, so that every run shares meta_train's compiled programs
+        self._inner_optimizer = optax.sgd(config.inner_learning_rate)
+
+    @property
+    def inner_steps(self) -> int:
+        """``config.inner_steps``."""
+        return self.config.inner_steps
+
+    def inner_loop(self, family: Any) -> LearnedInit:
+        """``LearnedInit(family, optax.sgd(inner_learning_rate))``."""
+        return LearnedInit(family, self._inner_optimizer)
+
+    def train_config(self, num_outer_steps: int, **overrides: Any) -> MetaTrainConfig:
+        """The ``"reptile"`` estimator with SGD as the outer optimiser."""
+        return MetaTrainConfig(
+            estimator="reptile",
+            outer_optimizer="sgd",
+            horizon=self.config.inner_steps,
+            truncation_length=self.config.inner_steps,
+            **self._shared_settings(num_outer_steps, overrides),
+        )
