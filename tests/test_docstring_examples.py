@@ -25,6 +25,7 @@ MODULES = sorted(info.name for info in pkgutil.walk_packages(opifex.__path__, "o
 END_TO_END = {
     "opifex.cli._demo",
     "opifex.cli._train",
+    "opifex.cli._train_meta",
     "opifex.core.families._burgers",
     "opifex.core.families._poisson",
     "opifex.core.metatrain._meta_train",

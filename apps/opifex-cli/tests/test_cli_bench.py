@@ -1,4 +1,4 @@
-"""``opifex bench second-order|l2o|quantum --quick``: the real benchmarks."""
+"""``opifex bench second-order|l2o|quantum|meta --quick``: the real benchmarks."""
 
 from __future__ import annotations
 
@@ -84,3 +84,26 @@ def test_bench_quantum_quick_writes_json_and_png(tmp_path):
     assert h2o["pyscf"]["iterations"] == 7  # PySCF's cycles, as quoted in the quantum issue
     assert (tmp_path / "quantum_scf.png").read_bytes()[:8] == PNG_SIGNATURE
     assert "SCF iterations to conv_tol" in result.output  # the script's table
+
+
+@pytest.mark.e2e
+def test_bench_meta_quick_writes_json_and_png(tmp_path):
+    result = _bench("meta", tmp_path)
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "meta_sinusoid.json").read_text())
+    assert results["benchmark"] == "meta_sinusoid" and results["config"]["quick"]
+    methods = ["MAML", "FOMAML", "Reptile", "Meta-SGD", "joint training", "hand-written MAML"]
+    assert list(results["summary"]) == methods
+    assert all(len(results["runs"][m]) == 1 for m in methods)  # --quick: one seed
+    throughput = results["throughput"]
+    assert throughput["library_overhead"] == pytest.approx(
+        1
+        - np.median(throughput["library_iterations_per_second"])
+        / np.median(throughput["hand_written_iterations_per_second"])
+    )
+    assert set(results["targets"]) >= {
+        "maml_1_step_at_most_0.40",
+        "meta_sgd_beats_maml_after_1_step",
+    }
+    assert (tmp_path / "meta_sinusoid.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "throughput" in result.output  # the script's summary line

@@ -263,3 +263,12 @@ def test_chunks_of_many_steps_give_the_results_of_one_step_at_a_time(caplog):
     np.testing.assert_array_equal(chunked.phi["log_lr"], single.phi["log_lr"])
     for a, b in zip(chunked.history, single.history, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_progress_function_is_called_after_each_chunk_instead_of_the_bar(capsys):
+    calls = []
+    train(num_outer_steps=40, validation_every=20, progress=lambda *a: calls.append(a))
+    done = [c[0] for c in calls]
+    assert done[-1] == 40 and done == sorted(done) and len(done) < 40  # chunks, not steps
+    assert {c[1] for c in calls} == {40} and "meta_loss" in calls[-1][2]
+    assert "meta-train" not in capsys.readouterr().err  # no tqdm bar

@@ -20,6 +20,7 @@ import typer  # noqa: E402
 from opifex.cli._bench import bench_app  # noqa: E402
 from opifex.cli._console import fail, progress_bar, stdout_console, warn  # noqa: E402
 from opifex.cli._train import train_app  # noqa: E402
+from opifex.cli._train_meta import meta as _train_meta  # noqa: E402, F401  (train meta)
 
 app = typer.Typer(name="opifex", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")

@@ -227,3 +227,18 @@ def quantum(
     if output_dir is not None:
         argv += ["--output-dir", str(output_dir)]
     run_script("quantum/bench_scf.py", argv, benchmarks_dir)
+
+
+@bench_app.command("meta")
+def meta(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="300 meta-iterations, one seed, 100 held-out tasks.")
+    ] = False,
+    output_dir: OutputDir = None,
+    benchmarks_dir: BenchmarksDir = None,
+) -> None:
+    """opifex.meta's MAML, FOMAML, Reptile and Meta-SGD on sinusoids, beside hand-written MAML."""
+    argv = ["--quick"] * quick
+    if output_dir is not None:
+        argv += ["--output-dir", str(output_dir)]
+    run_script("meta/bench_sinusoid.py", argv, benchmarks_dir)

@@ -165,7 +165,7 @@ def evaluate_adaptation(
     for i, s in enumerate(steps):
         check_int_at_least(s, 0, f"steps[{i}]")
     steps = np.asarray(steps)
-    curves = np.asarray(_query_curves(key, phi, inner, num_tasks, int(steps.max())))
+    curves = np.asarray(_query_curves(key, phi, inner, num_tasks, int(steps.max())), np.float64)
     losses = curves[:, steps]
     ci95 = 1.96 * losses.std(axis=0, ddof=1) / np.sqrt(num_tasks)
     return AdaptationCurve(steps, losses.mean(axis=0), ci95, losses)

@@ -95,7 +95,7 @@ class MetaLearner:
         key: jax.Array | None = None,
         checkpoint_path: str | os.PathLike | None = None,
         devices: Sequence[Any] | None = None,
-        progress: bool = True,
+        progress: bool | Callable[[int, int, dict[str, float]], None] = True,
         callback: Callable[[int, dict[str, float]], None] | None = None,
         **config_overrides: Any,
     ) -> MetaTrainResult:
@@ -108,7 +108,8 @@ class MetaLearner:
             key: the run's key (default ``key(0)``).
             checkpoint_path: where to checkpoint (and resume from), as in ``meta_train``.
             devices: the devices to shard the meta-batch over (default: all).
-            progress: show a progress bar.
+            progress: show a progress bar, or a function ``progress(done, total, metrics)``
+                called after each chunk of meta-iterations (as in ``meta_train``).
             callback: ``callback(step, metrics)`` after each meta-iteration.
             **config_overrides: ``MetaTrainConfig`` fields to set (e.g. ``validation_every``,
                 ``num_validation_tasks``, ``patience``, ``clip_norm``).

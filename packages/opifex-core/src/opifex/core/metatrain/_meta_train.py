@@ -28,7 +28,8 @@ default). Around this loop:
 * **Sharding.** The meta-batch is sharded over ``devices`` (default: all) along a 1-D mesh
   axis ``"tasks"`` (``NamedSharding``); ``phi`` and Adam's state are replicated. The results
   match a single-device run up to the order of floating-point reductions.
-* **Progress** as a ``tqdm`` bar showing the meta-loss (``progress=False`` hides it), and
+* **Progress** as a ``tqdm`` bar showing the meta-loss (``progress=False`` hides it; a
+  callable ``progress(done, total, metrics)`` is called after each chunk instead), and
   ``logging`` (logger ``opifex.core.metatrain._meta_train``).
 * **Chunks.** Outer steps run in compiled chunks (one ``lax.fori_loop`` of up to
   ``MAX_CHUNK`` steps, its length a traced argument, so no chunk recompiles): the host waits
@@ -371,7 +372,7 @@ def meta_train(
     validation_key: jax.Array | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     devices: Sequence[Any] | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int, dict[str, float]], None] = True,
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> MetaTrainResult:
     """Meta-train ``phi`` for ``inner`` (see the module docstring for the whole procedure).
@@ -389,7 +390,9 @@ def meta_train(
             gives the structure).
         devices: the devices to shard the task batch over (default ``jax.devices()``);
             ``config.num_tasks`` must be divisible by their number.
-        progress: show a ``tqdm`` progress bar.
+        progress: show a ``tqdm`` progress bar; or a function ``progress(done, total,
+            metrics)`` called after each chunk of steps (``metrics``: the last step's, as for
+            ``callback``), e.g. to drive another progress bar without one-step chunks.
         callback: called as ``callback(step, metrics)`` after each outer step, with
             ``metrics`` holding ``meta_loss``, ``grad_norm``, ``skipped``,
             ``nonfinite_tasks``, ``horizon`` and, at a validation, ``validation_metric``.
@@ -464,8 +467,12 @@ def meta_train(
         config.horizon,
         config.num_outer_steps,
     )
+    report = progress if callable(progress) else None
     bar = tqdm(
-        total=config.num_outer_steps, initial=state.step, disable=not progress, desc="meta-train"
+        total=config.num_outer_steps,
+        initial=state.step,
+        disable=report is not None or not progress,
+        desc="meta-train",
     )
     try:
         if state.num_validations == 0:
@@ -511,6 +518,8 @@ def meta_train(
                 save()
             bar.update(count)
             bar.set_postfix(meta_loss=f"{metrics[-1]['meta_loss']:.4g}", refresh=False)
+            if report is not None:
+                report(state.step, config.num_outer_steps, metrics[-1])
             if callback is not None:
                 callback(state.step, metrics[-1])
     except KeyboardInterrupt:
