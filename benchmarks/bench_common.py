@@ -49,6 +49,20 @@ def timed_calls(call: Callable[[], Any], repeats: int, budget_s: float) -> tuple
     return times, out
 
 
+def run_metadata(distributions: Sequence[str]) -> dict[str, Any]:
+    """The date, device, CPU model and versions of a run (the ``meta`` of a results file)."""
+    import datetime
+
+    import jax
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "device": str(jax.devices()[0]),
+        "cpu": cpu_model(),
+        "versions": versions(distributions),
+    }
+
+
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:

@@ -57,6 +57,7 @@ SLOW = {
     "opifex.meta._adapt",
     "opifex.meta._learner",
     "opifex.meta._maml",
+    "opifex.meta._meta_optimizer",
     "opifex.meta._meta_l2o",
     "opifex.meta._meta_sgd",
     "opifex.meta._reptile",

@@ -681,12 +681,128 @@ def render_quantum_scf(data: dict[str, Any]) -> str:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# meta_sinusoid, meta_burgers
+
+
+def _over_seeds(stats: dict[str, Any], digits: int = 3) -> str:
+    """``median [min, max]`` over training seeds; ``None`` (JSON for +inf) is "diverged"."""
+
+    def number(value: Any) -> str:
+        return "diverged" if value is None else f"{value:.{digits}f}"
+
+    if stats["min"] == stats["max"]:
+        return number(stats["median"])
+    return f"{number(stats['median'])} [{number(stats['min'])}, {number(stats['max'])}]"
+
+
+def _meta_info(data: dict[str, Any]) -> str:
+    meta, config = data["meta"], data["config"]
+    size = "quick (smoke-sized)" if config["quick"] else "full"
+    return (
+        f"Run on {meta['date']}, {meta['device']} ({meta['cpu']}), jax "
+        f"{meta['versions']['jax']}; {size} run: {config['iterations']} meta-iterations, "
+        f"{len(config['seeds'])} training seed(s) per method, {config['held_out_tasks']} "
+        "held-out tasks. Cells: median over the seeds [min, max]."
+    )
+
+
+def render_meta_sinusoid(data: dict[str, Any]) -> str:
+    """Markdown for the sinusoid benchmark: targets, accuracy per method, throughput."""
+    steps = data["config"]["steps"]
+    accuracy = table(
+        [
+            "method",
+            *(f"MSE after {s} step{'s' * (s != 1)}" for s in steps),
+            "amplitudes 5-10, 10 steps",
+            "phases pi-2pi, 10 steps",
+            "meta-iterations / s",
+            "first call (compile)",
+        ],
+        [
+            [
+                method,
+                *(_over_seeds(stats[f"mse_{s}"]) for s in steps),
+                _over_seeds(stats["amplitude_shifted_mse_10"]),
+                _over_seeds(stats["phase_shifted_mse_10"]),
+                _over_seeds(stats["iterations_per_second"], 0),
+                f"{stats['compile_seconds']:.1f} s",
+            ]
+            for method, stats in data["summary"].items()
+        ],
+    )
+    t = data["throughput"]
+    library = sorted(t["library_iterations_per_second"])
+    hand = sorted(t["hand_written_iterations_per_second"])
+    throughput = table(
+        ["loop", "meta-iterations / s (median)", "all segments"],
+        [
+            [
+                "`MAMLOptimizer.meta_train_family`",
+                library[len(library) // 2],
+                ", ".join(f"{v:.0f}" for v in t["library_iterations_per_second"]),
+            ],
+            [
+                "hand-written `jit` + `vmap` MAML",
+                hand[len(hand) // 2],
+                ", ".join(f"{v:.0f}" for v in t["hand_written_iterations_per_second"]),
+            ],
+        ],
+    )
+    targets = table(
+        ["target", "met"],
+        [[name.replace("_", " "), _met(v)] for name, v in data["targets"].items()],
+    )
+    return "\n\n".join(
+        [
+            _meta_info(data),
+            "#### Targets",
+            targets,
+            "#### Held-out query MSE",
+            accuracy,
+            f"#### Throughput ({t['segment_iterations']}-iteration segments, alternating)",
+            throughput,
+            f"Library overhead: {100 * t['library_overhead']:.1f} % "
+            "(negative: the library was faster).",
+        ]
+    )
+
+
+def render_meta_burgers(data: dict[str, Any]) -> str:
+    """Markdown for the Burgers benchmark: PINN loss from each start after tuned Adam steps."""
+    steps = data["config"]["steps"]
+    reference = data["reference_zero_shot"]
+    losses = table(
+        [
+            "start",
+            *(f"Adam, {s} steps" if s else "zero-shot" for s in steps),
+            "the issue's zero-shot figure",
+            "Adam learning rates (tuned per run)",
+        ],
+        [
+            [
+                start,
+                *(_over_seeds(stats[f"loss_{s}"], 4) for s in steps),
+                reference.get(start),
+                ", ".join(f"{r['adam_learning_rate']:g}" for r in data["runs"][start]),
+            ]
+            for start, stats in data["summary"].items()
+        ],
+    )
+    seconds = ", ".join(f"{k} {v:.0f} s" for k, v in data["train_seconds"].items())
+    return "\n\n".join(
+        [_meta_info(data), losses, f"Meta-training time per run (median): {seconds}."]
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "second_order": render_second_order,
     "l2o": render_l2o,
     "l2o_lasso": render_l2o_lasso,
     "l2o_mlp_regression": render_l2o_mlp_regression,
     "quantum_scf": render_quantum_scf,
+    "meta_sinusoid": render_meta_sinusoid,
+    "meta_burgers": render_meta_burgers,
 }
 
 # results written by a script other than ``benchmarks/<name>/bench_<name>.py``
@@ -694,6 +810,8 @@ SCRIPTS = {
     "l2o_lasso": "benchmarks/l2o/bench_l2o_lasso.py",
     "l2o_mlp_regression": "benchmarks/l2o/bench_l2o_mlp_regression.py",
     "quantum_scf": "benchmarks/quantum/bench_scf.py",
+    "meta_sinusoid": "benchmarks/meta/bench_sinusoid.py",
+    "meta_burgers": "benchmarks/meta/bench_burgers.py",
 }
 
 

@@ -286,7 +286,8 @@ def test_unknown_benchmark_name_is_rejected(results_dir):
         PluginError,
         match=(
             "unknown benchmark 'nope' in a benchmark-table marker; "
-            "known: l2o, l2o_lasso, l2o_mlp_regression, quantum_scf, second_order"
+            "known: l2o, l2o_lasso, l2o_mlp_regression, meta_burgers, meta_sinusoid, quantum_scf, "
+            "second_order"
         ),
     ):
         hook.replace_markers("<!-- benchmark-table: nope -->", results_dir)
@@ -515,3 +516,31 @@ def test_quantum_scf_results_missing_a_field_name_it_and_the_script(tmp_path):
     (tmp_path / "quantum_scf.json").write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(PluginError, match=r"'batch'.*benchmarks/quantum/bench_scf\.py"):
         hook.render_benchmark("quantum_scf", tmp_path)
+
+
+def test_the_recorded_meta_sinusoid_results_render_with_their_targets():
+    data = json.loads((ROOT / "benchmarks/results/meta_sinusoid.json").read_text("utf-8"))
+    text = hook.render_benchmark("meta_sinusoid", ROOT / "benchmarks" / "results")
+    for name, met in data["targets"].items():
+        expected = "| met |" if met else "| **not met** |"
+        assert f"| {name.replace('_', ' ')} {expected}" in text
+    maml = data["summary"]["MAML"]["mse_1"]
+    row = next(line for line in text.splitlines() if line.startswith("| MAML |"))
+    assert f"{maml['median']:.3f} [{maml['min']:.3f}, {maml['max']:.3f}]" in row
+    overhead = 100 * data["throughput"]["library_overhead"]
+    assert f"Library overhead: {overhead:.1f} %" in text
+    page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
+    assert "<!-- benchmark-table: meta_sinusoid -->" in page
+    assert f"]({hook.ASSETS_DIR}/meta_sinusoid.png)" in page
+
+
+def test_the_recorded_meta_burgers_results_render_beside_the_reference_figures():
+    data = json.loads((ROOT / "benchmarks/results/meta_burgers.json").read_text("utf-8"))
+    text = hook.render_benchmark("meta_burgers", ROOT / "benchmarks" / "results")
+    for start, stats in data["summary"].items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {start} |"))
+        assert f"{stats['loss_0']['median']:.4f}" in row
+        reference = data["reference_zero_shot"].get(start)
+        assert reference is None or f"| {reference} |" in row
+    page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
+    assert "<!-- benchmark-table: meta_burgers -->" in page

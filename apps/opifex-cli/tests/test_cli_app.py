@@ -60,7 +60,9 @@ def test_unknown_benchmark_lists_the_available_ones():
     result = _invoke("bench", "no-such-bench")
     assert result.exit_code == 2
     assert "'no-such-bench' is not a benchmark" in result.output
-    available = "available: l2o, l2o-lasso, l2o-mlp-regression, meta, quantum, second-order"
+    available = (
+        "available: l2o, l2o-lasso, l2o-mlp-regression, meta, meta-burgers, quantum, second-order"
+    )
     assert available in result.output
 
 

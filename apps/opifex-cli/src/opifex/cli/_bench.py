@@ -159,9 +159,7 @@ def second_order(
     benchmarks_dir: BenchmarksDir = None,
 ) -> None:
     """L-BFGS and Levenberg-Marquardt against scipy, optax, optimistix and jaxopt."""
-    argv = ["--quick"] * quick + ["--all-mgh"] * all_mgh
-    if output_dir is not None:
-        argv += ["--output-dir", str(output_dir)]
+    argv = _argv(output_dir, quick=quick, all_mgh=all_mgh)
     run_script("second_order/bench_second_order.py", argv, benchmarks_dir)
 
 
@@ -175,8 +173,9 @@ def _train_option(weights: str) -> Any:
     ]
 
 
-def _l2o_argv(quick: bool, train: bool, output_dir: Path | None) -> list[str]:
-    argv = ["--quick"] * quick + ["--train"] * train
+def _argv(output_dir: Path | None, **flags: bool) -> list[str]:
+    """A script's options: ``--NAME`` for each true flag, then ``--output-dir`` if given."""
+    argv = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
     return argv + (["--output-dir", str(output_dir)] if output_dir is not None else [])
 
 
@@ -188,7 +187,7 @@ def l2o(
     benchmarks_dir: BenchmarksDir = None,
 ) -> None:
     """opifex.l2o's pretrained MLP optimiser against tuned Adam, SGD, momentum and L-BFGS."""
-    run_script("l2o/bench_l2o.py", _l2o_argv(quick, train, output_dir), benchmarks_dir)
+    run_script("l2o/bench_l2o.py", _argv(output_dir, quick=quick, train=train), benchmarks_dir)
 
 
 @bench_app.command("l2o-lasso")
@@ -199,7 +198,9 @@ def l2o_lasso(
     benchmarks_dir: BenchmarksDir = None,
 ) -> None:
     """opifex.l2o's pretrained LASSO optimiser against tuned Adam, ISTA and FISTA."""
-    run_script("l2o/bench_l2o_lasso.py", _l2o_argv(quick, train, output_dir), benchmarks_dir)
+    run_script(
+        "l2o/bench_l2o_lasso.py", _argv(output_dir, quick=quick, train=train), benchmarks_dir
+    )
 
 
 @bench_app.command("l2o-mlp-regression")
@@ -210,7 +211,7 @@ def l2o_mlp_regression(
     benchmarks_dir: BenchmarksDir = None,
 ) -> None:
     """opifex.l2o's pretrained MLP-regression optimiser against tuned Adam and SGD."""
-    argv = _l2o_argv(quick, train, output_dir)
+    argv = _argv(output_dir, quick=quick, train=train)
     run_script("l2o/bench_l2o_mlp_regression.py", argv, benchmarks_dir)
 
 
@@ -223,10 +224,7 @@ def quantum(
     benchmarks_dir: BenchmarksDir = None,
 ) -> None:
     """opifex.quantum RHF against PySCF: time per SCF and force, batch throughput, iterations."""
-    argv = ["--quick"] * quick
-    if output_dir is not None:
-        argv += ["--output-dir", str(output_dir)]
-    run_script("quantum/bench_scf.py", argv, benchmarks_dir)
+    run_script("quantum/bench_scf.py", _argv(output_dir, quick=quick), benchmarks_dir)
 
 
 @bench_app.command("meta")
@@ -238,7 +236,16 @@ def meta(
     benchmarks_dir: BenchmarksDir = None,
 ) -> None:
     """opifex.meta's MAML, FOMAML, Reptile and Meta-SGD on sinusoids, beside hand-written MAML."""
-    argv = ["--quick"] * quick
-    if output_dir is not None:
-        argv += ["--output-dir", str(output_dir)]
-    run_script("meta/bench_sinusoid.py", argv, benchmarks_dir)
+    run_script("meta/bench_sinusoid.py", _argv(output_dir, quick=quick), benchmarks_dir)
+
+
+@bench_app.command("meta-burgers")
+def meta_burgers(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="50 meta-iterations, one seed, 16 held-out tasks.")
+    ] = False,
+    output_dir: OutputDir = None,
+    benchmarks_dir: BenchmarksDir = None,
+) -> None:
+    """MAML and Reptile starts for a Burgers PINN against random starts, with tuned Adam."""
+    run_script("meta/bench_burgers.py", _argv(output_dir, quick=quick), benchmarks_dir)

@@ -73,6 +73,11 @@ def _check_options(family: str, estimator: str, output: Path, **at_least_one: in
     for name, value in at_least_one.items():
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=f"'--{name}'")
+    check_output(output)
+
+
+def check_output(output: Path) -> None:
+    """``typer.BadParameter`` unless ``output`` is a ``.npz`` path in an existing directory."""
     if output.suffix != ".npz":
         raise typer.BadParameter(f"{output} must end in .npz", param_hint="'--output'")
     if not output.parent.is_dir():

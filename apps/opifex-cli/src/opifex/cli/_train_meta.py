@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from opifex.cli._console import ProgressCallback, progress_bar, stdout_console
-from opifex.cli._train import _table, train_app
+from opifex.cli._train import _table, check_output, train_app
 
 METHODS = ("maml", "fomaml", "reptile", "meta-sgd")
 EVALUATION_KEY = 10_001  # the held-out tasks: a key never used in training
@@ -123,12 +123,7 @@ def _check(output: Path, method: str, **at_least_one: int) -> None:
     for name, value in at_least_one.items():
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=f"'--{name}'")
-    if output.suffix != ".npz":
-        raise typer.BadParameter(f"{output} must end in .npz", param_hint="'--output'")
-    if not output.parent.is_dir():
-        raise typer.BadParameter(
-            f"directory {output.parent} does not exist", param_hint="'--output'"
-        )
+    check_output(output)
 
 
 @train_app.command("meta")

@@ -19,6 +19,11 @@ class TaskFamily(Protocol):
     * ``loss(params, task, key) -> scalar``: the training loss; ``key`` draws a minibatch
       (deterministic families ignore it).
 
+    Optional: ``query_loss(params, task, key) -> scalar``, the loss on a task's query set,
+    for few-shot families whose tasks carry fixed support and query sets
+    (``opifex.meta.FewShotFamily``); meta-training and evaluation use it for the query,
+    ``loss`` on another key when it is absent.
+
     Example:
         >>> import jax
         >>> from opifex.core.families import QuadraticFamily

@@ -17,12 +17,23 @@ Few-shot tasks carry fixed support and query sets (``FewShotFamily``, ``TaskPool
 The toolkit: ``AdaptiveLearningRateScheduler`` (schedules and loss-driven learning rates, also
 as optax schedules and ``inject_hyperparams`` controllers), ``PerformanceMonitor`` (convergence
 rate, speed and stability of a run, jit-friendly) and ``WarmStartingStrategy`` (starting a new
-problem from solved ones, across shape changes).
+problem from solved ones, across shape changes); ``MetaOptimizer``, whose ``quantum_step``
+lowers any energy of orbital coefficients while keeping them orthonormal in the overlap metric
+(``minimize_orbitals`` repeats it to convergence).
 """
 
 from opifex.meta._adapt import AdaptationCurve, adapt, evaluate_adaptation
 from opifex.meta._maml import MAMLConfig, MAMLOptimizer
 from opifex.meta._meta_l2o import MetaL2OConfig, MetaL2OIntegration
+from opifex.meta._meta_optimizer import (
+    MetaOptimizer,
+    MetaOptimizerConfig,
+    OrbitalSolver,
+    QuantumState,
+    QuantumStepInfo,
+    SCFContext,
+    minimize_orbitals,
+)
 from opifex.meta._meta_sgd import (
     GradientBasedMetaLearner,
     MetaSGD,
@@ -78,13 +89,19 @@ __all__ = [
     "MAMLOptimizer",
     "MetaL2OConfig",
     "MetaL2OIntegration",
+    "MetaOptimizer",
+    "MetaOptimizerConfig",
     "MetaSGD",
     "MetaSGDConfig",
     "MonitorConfig",
     "MonitorState",
+    "OrbitalSolver",
     "PerformanceMonitor",
+    "QuantumState",
+    "QuantumStepInfo",
     "ReptileConfig",
     "ReptileOptimizer",
+    "SCFContext",
     "SchedulerConfig",
     "SchedulerState",
     "TaskPool",
@@ -93,6 +110,7 @@ __all__ = [
     "adapt",
     "evaluate_adaptation",
     "meta_sgd_parameters",
+    "minimize_orbitals",
     "monitor_init",
     "monitor_metrics",
     "monitor_update",

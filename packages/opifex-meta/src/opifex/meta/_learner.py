@@ -42,11 +42,21 @@ def _is_nnx_module(params: Any) -> bool:
 class MetaLearner:
     """The shared façade (see the module docstring); subclasses set the inner loop.
 
-    Subclasses define ``inner_loop(family)`` and ``train_config(num_outer_steps)``, and
-    override ``meta_parameters`` / ``initialization`` when ``phi`` is more than the start.
+    A subclass sets ``config_type`` (its config class), ``steps_field`` (the config field of
+    the inner steps) and ``inner_loop(family)``, ``estimator`` (the ``MetaTrainConfig``
+    estimator it trains with) and, where they differ from the defaults,
+    ``outer_settings()``, ``meta_parameters`` and ``initialization``.
     """
 
-    def __init__(self, config: Any, loss_fn: Callable[..., Any] | None = None):
+    config_type: type = type(None)
+    steps_field = "inner_steps"
+
+    def __init__(self, config: Any = None, loss_fn: Callable[..., Any] | None = None):
+        config = self.config_type() if config is None else config
+        if not isinstance(config, self.config_type):
+            raise TypeError(
+                f"config must be a {self.config_type.__name__}, got {type(config).__name__}"
+            )
         if loss_fn is not None and not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
         self.config = config
@@ -59,9 +69,14 @@ class MetaLearner:
         """The ``InnerLoop`` meta-trained on ``family``."""
         raise NotImplementedError
 
-    def train_config(self, num_outer_steps: int, **overrides: Any) -> MetaTrainConfig:
-        """The ``MetaTrainConfig`` of a run of ``num_outer_steps`` meta-iterations."""
+    @property
+    def estimator(self) -> str:
+        """The ``MetaTrainConfig.estimator`` of training."""
         raise NotImplementedError
+
+    def outer_settings(self) -> dict[str, Any]:
+        """``MetaTrainConfig`` fields the method sets besides the shared ones (none)."""
+        return {}
 
     def meta_parameters(self, params: Any) -> Any:
         """``phi`` for a start ``params`` (the start itself, unless a subclass adds more)."""
@@ -73,8 +88,22 @@ class MetaLearner:
 
     # -- shared -----------------------------------------------------------------------------
 
-    def _shared_settings(self, num_outer_steps: int, overrides: dict[str, Any]) -> dict:
+    @property
+    def inner_steps(self) -> int:
+        """The inner steps of training (and the default of ``adapt``)."""
+        return getattr(self.config, self.steps_field)
+
+    def train_config(self, num_outer_steps: int, **overrides: Any) -> MetaTrainConfig:
+        """The ``MetaTrainConfig`` of a run of ``num_outer_steps`` meta-iterations.
+
+        Whole unrolls of ``inner_steps`` steps, the query loss after them as the meta-loss and
+        its final value on held-out tasks as the validation metric, no clipping; ``overrides``
+        (``MetaTrainConfig`` fields) win.
+        """
         settings = {
+            "estimator": self.estimator,
+            "horizon": self.inner_steps,
+            "truncation_length": self.inner_steps,
             "num_tasks": self.config.meta_batch_size,
             "num_outer_steps": num_outer_steps,
             "outer_learning_rate": self.config.meta_learning_rate,
@@ -83,8 +112,9 @@ class MetaLearner:
             "clip_norm": None,
             "validation_every": min(num_outer_steps, 1000),
             "num_validation_tasks": 100,
+            **self.outer_settings(),
         }
-        return {**settings, **overrides}
+        return MetaTrainConfig(**{**settings, **overrides})
 
     def meta_train_family(
         self,
@@ -235,11 +265,6 @@ class MetaLearner:
         return evaluate_adaptation(
             key, phi, self.inner_loop(family), num_tasks=num_tasks, steps=steps
         )
-
-    @property
-    def inner_steps(self) -> int:
-        """The inner steps of training (and the default of ``adapt``)."""
-        raise NotImplementedError
 
     def model_from(self, phi: Any) -> Any:
         """The learned start as the NNX module given to training (or as a pytree)."""

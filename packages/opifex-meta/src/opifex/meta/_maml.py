@@ -14,7 +14,7 @@ from typing import Any
 
 import optax
 
-from opifex.core.metatrain import LearnedInit, MetaTrainConfig
+from opifex.core.metatrain import LearnedInit
 from opifex.meta._learner import MetaLearner, check_meta_settings
 
 
@@ -69,29 +69,18 @@ class MAMLOptimizer(MetaLearner):
         (3,)
     """
 
+    config_type = MAMLConfig
+
     def __init__(self, config: MAMLConfig | None = None, loss_fn: Any = None):
-        config = MAMLConfig() if config is None else config
-        if not isinstance(config, MAMLConfig):
-            raise TypeError(f"config must be a MAMLConfig, got {type(config).__name__}")
         super().__init__(config, loss_fn)
         # one transformation object, so that every run shares meta_train's compiled programs
-        self._inner_optimizer = optax.sgd(config.inner_learning_rate)
-
-    @property
-    def inner_steps(self) -> int:
-        """``config.inner_steps``."""
-        return self.config.inner_steps
+        self._inner_optimizer = optax.sgd(self.config.inner_learning_rate)
 
     def inner_loop(self, family: Any) -> LearnedInit:
         """``LearnedInit(family, optax.sgd(inner_learning_rate))``."""
         return LearnedInit(family, self._inner_optimizer)
 
-    def train_config(self, num_outer_steps: int, **overrides: Any) -> MetaTrainConfig:
-        """``"full_backprop"`` (or ``"first_order"``) of ``inner_steps``-step unrolls."""
-        estimator = "full_backprop" if self.config.second_order else "first_order"
-        return MetaTrainConfig(
-            estimator=estimator,
-            horizon=self.config.inner_steps,
-            truncation_length=self.config.inner_steps,
-            **self._shared_settings(num_outer_steps, overrides),
-        )
+    @property
+    def estimator(self) -> str:
+        """``"full_backprop"`` (MAML) or ``"first_order"`` (FOMAML)."""
+        return "full_backprop" if self.config.second_order else "first_order"

@@ -15,7 +15,7 @@ from typing import Any
 
 import optax
 
-from opifex.core.metatrain import LearnedInit, MetaTrainConfig
+from opifex.core.metatrain import LearnedInit
 from opifex.meta._learner import MetaLearner, check_meta_settings
 
 
@@ -70,6 +70,8 @@ class MetaL2OIntegration(MetaLearner):
         (10,)
     """
 
+    config_type = MetaL2OConfig
+
     def __init__(
         self,
         inner_optimizer: optax.GradientTransformation,
@@ -81,27 +83,14 @@ class MetaL2OIntegration(MetaLearner):
                 "inner_optimizer must be an optax GradientTransformation, got "
                 f"{type(inner_optimizer).__name__}"
             )
-        config = MetaL2OConfig() if config is None else config
-        if not isinstance(config, MetaL2OConfig):
-            raise TypeError(f"config must be a MetaL2OConfig, got {type(config).__name__}")
         super().__init__(config, loss_fn)
         self.inner_optimizer = inner_optimizer
-
-    @property
-    def inner_steps(self) -> int:
-        """``config.inner_steps``."""
-        return self.config.inner_steps
 
     def inner_loop(self, family: Any) -> LearnedInit:
         """``LearnedInit(family, inner_optimizer)``."""
         return LearnedInit(family, self.inner_optimizer)
 
-    def train_config(self, num_outer_steps: int, **overrides: Any) -> MetaTrainConfig:
-        """``"full_backprop"`` or ``"first_order"`` over ``inner_steps``-step unrolls."""
-        estimator = "full_backprop" if self.config.second_order else "first_order"
-        return MetaTrainConfig(
-            estimator=estimator,
-            horizon=self.config.inner_steps,
-            truncation_length=self.config.inner_steps,
-            **self._shared_settings(num_outer_steps, overrides),
-        )
+    @property
+    def estimator(self) -> str:
+        """``"full_backprop"`` or ``"first_order"``."""
+        return "full_backprop" if self.config.second_order else "first_order"

@@ -19,7 +19,6 @@ import optax
 
 from opifex.core import check_task_family
 from opifex.core._checks import check_positive
-from opifex.core.metatrain import MetaTrainConfig
 from opifex.meta._learner import MetaLearner, check_meta_settings
 
 
@@ -150,16 +149,8 @@ class GradientBasedMetaLearner(MetaLearner):
         ['init', 'rates']
     """
 
-    def __init__(self, config: MetaSGDConfig | None = None, loss_fn: Any = None):
-        config = MetaSGDConfig() if config is None else config
-        if not isinstance(config, MetaSGDConfig):
-            raise TypeError(f"config must be a MetaSGDConfig, got {type(config).__name__}")
-        super().__init__(config, loss_fn)
-
-    @property
-    def inner_steps(self) -> int:
-        """``config.trajectory_length``."""
-        return self.config.trajectory_length
+    config_type = MetaSGDConfig
+    steps_field = "trajectory_length"
 
     def inner_loop(self, family: Any) -> MetaSGD:
         """``MetaSGD(family)``."""
@@ -173,13 +164,11 @@ class GradientBasedMetaLearner(MetaLearner):
         """``phi["init"]``."""
         return phi["init"]
 
-    def train_config(self, num_outer_steps: int, **overrides: Any) -> MetaTrainConfig:
-        """``"full_backprop"`` (or ``"first_order"``) with weight decay on ``phi``."""
-        estimator = "full_backprop" if self.config.use_second_order else "first_order"
-        return MetaTrainConfig(
-            estimator=estimator,
-            horizon=self.config.trajectory_length,
-            truncation_length=self.config.trajectory_length,
-            weight_decay=self.config.regularization_strength,
-            **self._shared_settings(num_outer_steps, overrides),
-        )
+    @property
+    def estimator(self) -> str:
+        """``"full_backprop"`` or ``"first_order"``."""
+        return "full_backprop" if self.config.use_second_order else "first_order"
+
+    def outer_settings(self) -> dict[str, Any]:
+        """Decoupled weight decay on ``phi`` (``regularization_strength``)."""
+        return {"weight_decay": self.config.regularization_strength}

@@ -13,8 +13,8 @@ from typing import Any
 
 import optax
 
-from opifex.core._checks import check_choice
-from opifex.core.metatrain import LearnedInit, MetaTrainConfig
+from opifex.core._checks import check_choice, check_positive
+from opifex.core.metatrain import LearnedInit
 from opifex.meta._learner import MetaLearner, check_meta_settings
 
 TASK_SAMPLING_STRATEGIES = ("uniform",)
@@ -33,6 +33,11 @@ class ReptileConfig:
         task_sampling_strategy: ``"uniform"``: every task of a meta-batch is drawn
             independently from the family (or uniformly from a task pool); the only strategy
             so far.
+        clip_norm: the mean direction ``phi - theta_T`` is clipped to this global norm before
+            the step (> 0), or ``None``. A clip far above the usual norm (about 0.06 on the
+            sinusoid benchmark) only bounds the step when an inner loop blows up: without it,
+            SGD from a fresh He-initialised network diverged on large-amplitude sinusoids and
+            took the start with it, in 2 of 3 training seeds.
 
     Example:
         >>> ReptileConfig(inner_steps=5).meta_learning_rate
@@ -44,6 +49,7 @@ class ReptileConfig:
     inner_steps: int = 10
     meta_batch_size: int = 25
     task_sampling_strategy: str = "uniform"
+    clip_norm: float | None = 1.0
 
     def __post_init__(self) -> None:
         check_meta_settings(
@@ -52,6 +58,8 @@ class ReptileConfig:
         check_choice(
             self.task_sampling_strategy, TASK_SAMPLING_STRATEGIES, "task_sampling_strategy"
         )
+        if self.clip_norm is not None:
+            check_positive(self.clip_norm, "clip_norm")
 
 
 class ReptileOptimizer(MetaLearner):
@@ -73,29 +81,22 @@ class ReptileOptimizer(MetaLearner):
         True
     """
 
+    config_type = ReptileConfig
+
     def __init__(self, config: ReptileConfig | None = None, loss_fn: Any = None):
-        config = ReptileConfig() if config is None else config
-        if not isinstance(config, ReptileConfig):
-            raise TypeError(f"config must be a ReptileConfig, got {type(config).__name__}")
         super().__init__(config, loss_fn)
         # one transformation object, so that every run shares meta_train's compiled programs
-        self._inner_optimizer = optax.sgd(config.inner_learning_rate)
-
-    @property
-    def inner_steps(self) -> int:
-        """``config.inner_steps``."""
-        return self.config.inner_steps
+        self._inner_optimizer = optax.sgd(self.config.inner_learning_rate)
 
     def inner_loop(self, family: Any) -> LearnedInit:
         """``LearnedInit(family, optax.sgd(inner_learning_rate))``."""
         return LearnedInit(family, self._inner_optimizer)
 
-    def train_config(self, num_outer_steps: int, **overrides: Any) -> MetaTrainConfig:
-        """The ``"reptile"`` estimator with SGD as the outer optimiser."""
-        return MetaTrainConfig(
-            estimator="reptile",
-            outer_optimizer="sgd",
-            horizon=self.config.inner_steps,
-            truncation_length=self.config.inner_steps,
-            **self._shared_settings(num_outer_steps, overrides),
-        )
+    @property
+    def estimator(self) -> str:
+        """``"reptile"``."""
+        return "reptile"
+
+    def outer_settings(self) -> dict[str, Any]:
+        """Plain SGD steps towards the adapted parameters, the direction clipped."""
+        return {"outer_optimizer": "sgd", "clip_norm": self.config.clip_norm}
