@@ -21,7 +21,7 @@ FAMILY = QuadraticFamily(dimension=10)
 STEPS = 5
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_start_meta_learned_for_a_learned_optimiser_beats_the_random_start():
     learned = load_pretrained("quadratic10_mlp").optimizer
     assert isinstance(learned, optax.GradientTransformation)
@@ -40,6 +40,7 @@ def test_a_start_meta_learned_for_a_learned_optimiser_beats_the_random_start():
     assert trained.mean[0] < random.mean[0], (trained.mean, random.mean)
 
 
+@pytest.mark.e2e
 def test_the_first_order_meta_gradient_differentiates_a_hand_written_unroll():
     learned = load_pretrained("quadratic10_mlp").optimizer
     inner = LearnedInit(FAMILY, learned)
@@ -65,6 +66,6 @@ def test_the_first_order_meta_gradient_differentiates_a_hand_written_unroll():
             x = optax.apply_updates(x, updates)
         return FAMILY.loss(x, task, jax.random.fold_in(keys[-1], 1))
 
-    loss, expected = jax.value_and_grad(query_after_steps)(phi)
+    loss, expected = jax.jit(jax.value_and_grad(query_after_steps))(phi)
     np.testing.assert_allclose(info.meta_loss, loss, rtol=1e-5)
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)

@@ -97,7 +97,7 @@ def test_meta_sgd_learns_the_inverse_curvature_as_its_rates():
     assert metric[-1] < 1e-3 * metric[0]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_facades_are_meta_train_with_their_documented_settings():
     maml = MAMLOptimizer(MAMLConfig(0.3, 0.05, inner_steps=2, meta_batch_size=4))
     result = maml.meta_train_family(
@@ -178,7 +178,7 @@ def test_meta_sgd_adapts_with_its_learned_rates():
     np.testing.assert_allclose(learner.adapt(phi, task, family=FAMILY), task, rtol=1e-12)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_meta_train_on_task_arrays_counts_epochs_in_meta_batches():
     def loss_fn(w, x, y):
         return jnp.mean((x @ w - y) ** 2)
