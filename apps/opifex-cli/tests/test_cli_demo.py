@@ -37,9 +37,13 @@ def demo_run():
         captured["report"] = original(**kwargs)
         return captured["report"]
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_demo, "run_demo", capture)
-        result = CliRunner().invoke(app, ["demo"], env=WIDE)
+    x64 = jax.config.jax_enable_x64
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_demo, "run_demo", capture)
+            result = CliRunner().invoke(app, ["demo"], env=WIDE)
+    finally:  # the command switches float64 on for its process; not for the other tests
+        jax.config.update("jax_enable_x64", x64)
     assert result.exit_code == 0, result.output
     return result.output, captured["report"]
 

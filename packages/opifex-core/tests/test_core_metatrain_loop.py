@@ -272,3 +272,15 @@ def test_a_progress_function_is_called_after_each_chunk_instead_of_the_bar(capsy
     assert done[-1] == 40 and done == sorted(done) and len(done) < 40  # chunks, not steps
     assert {c[1] for c in calls} == {40} and "meta_loss" in calls[-1][2]
     assert "meta-train" not in capsys.readouterr().err  # no tqdm bar
+
+
+def test_float32_meta_parameters_stay_float32_when_float64_is_on():
+    # the tasks draw float64 arrays under x64, so the meta-gradient is float64: phi, Adam's
+    # state and the unrolls keep the dtypes they started with
+    with jax.enable_x64(True):
+        result = train(estimator="pes", num_outer_steps=3, validation_every=3)
+    assert result.phi["log_lr"].dtype == jnp.float32
+    assert {leaf.dtype for leaf in jax.tree.leaves(result.state.outer_state)} <= {
+        jnp.dtype("float32"),
+        jnp.dtype("int32"),
+    }

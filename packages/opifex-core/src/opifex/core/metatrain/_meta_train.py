@@ -159,8 +159,14 @@ def _build_programs(
     def step(
         phi: Any, outer_state: Any, est_state: Any, key: Any, index: Any, horizon: Any
     ) -> tuple:
-        grad, est_state, info = estimator.estimate(
+        grad, new_est_state, info = estimator.estimate(
             jax.random.fold_in(key, index), phi, est_state, horizon
+        )
+        # phi, Adam's state and the unrolls keep their dtypes (float32 phi stays float32
+        # when the losses are computed in float64 under jax_enable_x64)
+        grad = jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grad, phi)
+        est_state = jax.tree.map(
+            lambda new, old: new.astype(jnp.result_type(old)), new_est_state, est_state
         )
         finite = all_finite(grad)
         updates, new_outer_state = outer.update(grad, outer_state, phi)
