@@ -57,15 +57,17 @@ def test_the_first_order_meta_gradient_differentiates_a_hand_written_unroll():
     _, steps_key = jax.random.split(run_key)
     keys = jax.random.split(steps_key, STEPS)
 
-    def query_after_steps(x):
+    query_key = jax.random.fold_in(keys[-1], 1)
+
+    def query_after_steps(x, keys, query_key):
         opt_state = optimizer.init(x)
-        for k in keys:
-            value, g = jax.value_and_grad(FAMILY.loss)(x, task, k)
+        for i in range(STEPS):
+            value, g = jax.value_and_grad(FAMILY.loss)(x, task, keys[i])
             g = jax.lax.stop_gradient(g)
             updates, opt_state = optimizer.update(g, opt_state, x, value=value)
             x = optax.apply_updates(x, updates)
-        return FAMILY.loss(x, task, jax.random.fold_in(keys[-1], 1))
+        return FAMILY.loss(x, task, query_key)
 
-    loss, expected = jax.jit(jax.value_and_grad(query_after_steps))(phi)
+    loss, expected = jax.jit(jax.value_and_grad(query_after_steps))(phi, keys, query_key)
     np.testing.assert_allclose(info.meta_loss, loss, rtol=1e-5)
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)

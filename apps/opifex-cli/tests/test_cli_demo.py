@@ -122,6 +122,11 @@ def test_lbfgs_solves_rosenbrock_as_scipy_does(demo_run, n):
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", _demo.MGH_PROBLEMS)
 def test_lm_cost_equals_scipy_lm(demo_run, name):
+    with jax.enable_x64(True):  # the demo's float64, for the scipy reference and the cost
+        _check_lm_cost(demo_run, name)
+
+
+def _check_lm_cost(demo_run, name):
     _, report = demo_run
     (ours,) = (r for r in report.least_squares if r.problem == name and r.ours)
     problem = get_mgh_problem(name)

@@ -194,7 +194,11 @@ def test_a_start_learned_for_adam_has_the_exact_meta_gradient():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("estimator", "outer_optimizer"),
-    [("full_backprop", "adam"), ("first_order", "adam"), ("reptile", "sgd")],
+    [
+        ("full_backprop", "adam"),
+        ("first_order", "adam"),
+        pytest.param("reptile", "sgd", marks=pytest.mark.e2e),  # the suite's budget
+    ],
 )
 def test_meta_train_finds_the_best_start(estimator, outer_optimizer):
     # a weak adaptation (2 steps of 0.1), so that the start matters in every direction

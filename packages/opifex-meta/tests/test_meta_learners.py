@@ -65,7 +65,7 @@ FAMILY = Centres()
 TRAIN = {"validation_every": 100, "num_validation_tasks": 32, "progress": False}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "learner",
     [
@@ -85,7 +85,7 @@ def test_learned_starts_reach_the_mean_centre(learner):
     assert metric[-1] < 0.5 * metric[0]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_meta_sgd_learns_the_inverse_curvature_as_its_rates():
     learner = GradientBasedMetaLearner(
         MetaSGDConfig(inner_learning_rate=0.1, meta_learning_rate=0.03, meta_batch_size=32)

@@ -184,6 +184,7 @@ def test_other_coefficients_restart_the_run(facade_run):
     assert float(info.orthonormality_error) < 1e-12
 
 
+@pytest.mark.e2e  # compiles a second (UHF-like) solve: the suite's budget
 def test_pairs_move_each_component_on_its_own_manifold():
     # UHF-like: a pair of coefficient matrices, each with its own constraint. The first is the
     # Brockett function trace(C^T A C N), which also depends on rotations among its columns
@@ -205,7 +206,7 @@ def test_pairs_move_each_component_on_its_own_manifold():
     np.testing.assert_allclose(overlaps, np.eye(K), atol=1e-5)  # the eigenvectors, up to sign
 
 
-@pytest.mark.slow  # about 2 s on one core: compiling the batched solve
+@pytest.mark.e2e  # about 2 s on one core: compiling the batched solve (the suite's budget)
 def test_vmap_over_problems_and_a_nan_overlap_inside_jit():
     # a batch of starts and overlaps under jit(vmap): a NaN overlap (which outside jit raises)
     # is a NONFINITE status for its member, never a wrong answer, and the others converge
