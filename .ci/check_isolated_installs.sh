@@ -227,6 +227,26 @@ def check_l2o():
     assert np.median(ratio) < 0.5, np.median(ratio)
 
 
+def check_meta():
+    """MAML's adaptation on task arrays is SGD on the support loss (checked against NumPy)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from opifex.meta import MAMLConfig, MAMLOptimizer
+
+    def loss_fn(w, x, y):
+        return 0.5 * jnp.mean((x @ w - y) ** 2)
+
+    x = np.random.default_rng(0).normal(size=(10, 2)).astype(np.float32)
+    y = x @ np.array([1.5, -0.5], np.float32)
+    maml = MAMLOptimizer(MAMLConfig(inner_learning_rate=0.2, inner_steps=3), loss_fn=loss_fn)
+    adapted = np.asarray(maml.adapt(jnp.zeros(2), (jnp.asarray(x), jnp.asarray(y))))
+    w = np.zeros(2)
+    for _ in range(3):
+        w = w - 0.2 * x.T @ (x @ w - y) / len(y)
+    np.testing.assert_allclose(adapted, w, rtol=1e-5)
+
+
 def check_quantum():
     """RHF/STO-3G water from the wheel's basis data; forces sum to zero; no PySCF needed."""
     import jax
@@ -264,6 +284,7 @@ SMOKE = {
     "core": check_core,
     "second_order": check_second_order,
     "l2o": check_l2o,
+    "meta": check_meta,
     "quantum": check_quantum,
     "cli": check_cli,
 }
