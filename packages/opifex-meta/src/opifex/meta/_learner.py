@@ -7,7 +7,7 @@ the ``MetaTrainConfig`` they train it with. Training is ``opifex.core.metatrain.
 a progress bar); nothing here is a second outer loop.
 
 Parameters may be a pytree of arrays or a Flax NNX module (``flax.nnx``; split with
-``opifex.core.nnx_params``, and given back as a module by ``model_from``).
+``opifex.core.split_nnx``, and given back as a module by ``model_from``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class MetaLearner:
             raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
         self.config = config
         self.loss_fn = loss_fn
-        self._rebuild: Callable[[Any], Any] | None = None
+        # (graphdef, rest) of the NNX module last trained from, or None for a pytree
+        self._nnx: tuple[Any, Any] | None = None
 
     # -- what subclasses define -------------------------------------------------------------
 
@@ -209,11 +210,10 @@ class MetaLearner:
             )
         check_int_at_least(num_meta_epochs, 1, "num_meta_epochs")
         loss_fn, start = self.loss_fn, self._as_pytree(params)
-        if self._rebuild is not None:
-            from opifex.core import nnx_objective, split_nnx
+        if self._nnx is not None:
+            from opifex.core import nnx_objective
 
-            graphdef, _, rest = split_nnx(params)
-            loss_fn = nnx_objective(self.loss_fn, graphdef, rest)
+            loss_fn = nnx_objective(self.loss_fn, *self._nnx)
         pool = TaskPool(loss_fn, support_tasks, query_tasks, lambda key: start)
         batches = -(-pool.num_tasks // self.config.meta_batch_size)
         return self.meta_train_family(pool, start, num_meta_epochs * batches, key=key, **options)
@@ -269,13 +269,23 @@ class MetaLearner:
     def model_from(self, phi: Any) -> Any:
         """The learned start as the NNX module given to training (or as a pytree)."""
         start = self.initialization(phi)
-        return start if self._rebuild is None else self._rebuild(start)
+        if self._nnx is None:
+            return start
+        from opifex.core import merge_nnx
+
+        graphdef, rest = self._nnx
+        return merge_nnx(graphdef, start, rest)
 
     def _as_pytree(self, params: Any) -> Any:
-        if _is_nnx_module(params):
-            from opifex.core import nnx_params
+        """``params`` as a pytree; an NNX module is split once, its static parts kept.
 
-            params, self._rebuild = nnx_params(params)
+        ``graphdef`` and ``rest`` (``split_nnx``) serve the loss and ``model_from``.
+        """
+        if _is_nnx_module(params):
+            from opifex.core import split_nnx
+
+            graphdef, params, rest = split_nnx(params)
+            self._nnx = (graphdef, rest)
         return params
 
 
