@@ -17,10 +17,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import optax
 
 from opifex.core import check_task_family
 from opifex.core._checks import check_int_at_least, check_positive
-from opifex.core.metatrain import InnerLoop, MetaTrainConfig, MetaTrainResult, meta_train
+from opifex.core.metatrain import (
+    InnerLoop,
+    LearnedInit,
+    MetaTrainConfig,
+    MetaTrainResult,
+    meta_train,
+)
 from opifex.meta._adapt import AdaptationCurve, adapt, evaluate_adaptation
 from opifex.meta._tasks import TaskPool
 
@@ -43,9 +50,9 @@ class MetaLearner:
     """The shared façade (see the module docstring); subclasses set the inner loop.
 
     A subclass sets ``config_type`` (its config class), ``steps_field`` (the config field of
-    the inner steps) and ``inner_loop(family)``, ``estimator`` (the ``MetaTrainConfig``
-    estimator it trains with) and, where they differ from the defaults,
-    ``outer_settings()``, ``meta_parameters`` and ``initialization``.
+    the inner steps), ``inner_optimizer`` (or overrides ``inner_loop(family)``),
+    ``estimator`` (the ``MetaTrainConfig`` estimator it trains with) and, where they differ
+    from the defaults, ``outer_settings()``, ``meta_parameters`` and ``initialization``.
     """
 
     config_type: type = type(None)
@@ -66,9 +73,14 @@ class MetaLearner:
 
     # -- what subclasses define -------------------------------------------------------------
 
+    inner_optimizer: optax.GradientTransformation | None = None
+
     def inner_loop(self, family: Any) -> InnerLoop:
-        """The ``InnerLoop`` meta-trained on ``family``."""
-        raise NotImplementedError
+        """The ``InnerLoop`` meta-trained on ``family``.
+
+        By default the learned start ``LearnedInit(family, inner_optimizer)``.
+        """
+        return LearnedInit(family, self.inner_optimizer)
 
     @property
     def estimator(self) -> str:
@@ -287,6 +299,15 @@ class MetaLearner:
             graphdef, params, rest = split_nnx(params)
             self._nnx = (graphdef, rest)
         return params
+
+
+class SGDStartLearner(MetaLearner):
+    """A learned start adapted by SGD at ``config.inner_learning_rate`` (MAML, Reptile)."""
+
+    def __init__(self, config: Any = None, loss_fn: Callable[..., Any] | None = None):
+        super().__init__(config, loss_fn)
+        # one transformation object, so that every run shares meta_train's compiled programs
+        self.inner_optimizer = optax.sgd(self.config.inner_learning_rate)
 
 
 def _one_task(pair: Any) -> tuple[Any, Any]:

@@ -10,12 +10,8 @@ adapted parameters). Adam applies it (``meta_learning_rate``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-import optax
-
-from opifex.core.metatrain import LearnedInit
-from opifex.meta._learner import MetaLearner, check_meta_settings
+from opifex.meta._learner import SGDStartLearner, check_meta_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +44,7 @@ class MAMLConfig:
             raise TypeError(f"second_order must be a bool, got {self.second_order!r}")
 
 
-class MAMLOptimizer(MetaLearner):
+class MAMLOptimizer(SGDStartLearner):
     """MAML / FOMAML (see the module docstring) over ``opifex.core.metatrain``.
 
     Args:
@@ -70,15 +66,6 @@ class MAMLOptimizer(MetaLearner):
     """
 
     config_type = MAMLConfig
-
-    def __init__(self, config: MAMLConfig | None = None, loss_fn: Any = None):
-        super().__init__(config, loss_fn)
-        # one transformation object, so that every run shares meta_train's compiled programs
-        self._inner_optimizer = optax.sgd(self.config.inner_learning_rate)
-
-    def inner_loop(self, family: Any) -> LearnedInit:
-        """``LearnedInit(family, optax.sgd(inner_learning_rate))``."""
-        return LearnedInit(family, self._inner_optimizer)
 
     @property
     def estimator(self) -> str:

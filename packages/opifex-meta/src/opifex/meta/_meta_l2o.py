@@ -15,7 +15,6 @@ from typing import Any
 
 import optax
 
-from opifex.core.metatrain import LearnedInit
 from opifex.meta._learner import MetaLearner, check_meta_settings
 
 
@@ -85,10 +84,6 @@ class MetaL2OIntegration(MetaLearner):
             )
         super().__init__(config, loss_fn)
         self.inner_optimizer = inner_optimizer
-
-    def inner_loop(self, family: Any) -> LearnedInit:
-        """``LearnedInit(family, inner_optimizer)``."""
-        return LearnedInit(family, self.inner_optimizer)
 
     @property
     def estimator(self) -> str:

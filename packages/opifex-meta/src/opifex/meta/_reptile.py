@@ -11,11 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import optax
-
 from opifex.core._checks import check_choice, check_positive
-from opifex.core.metatrain import LearnedInit
-from opifex.meta._learner import MetaLearner, check_meta_settings
+from opifex.meta._learner import SGDStartLearner, check_meta_settings
 
 TASK_SAMPLING_STRATEGIES = ("uniform",)
 
@@ -62,7 +59,7 @@ class ReptileConfig:
             check_positive(self.clip_norm, "clip_norm")
 
 
-class ReptileOptimizer(MetaLearner):
+class ReptileOptimizer(SGDStartLearner):
     """Reptile (see the module docstring) over ``opifex.core.metatrain``.
 
     Args:
@@ -82,15 +79,6 @@ class ReptileOptimizer(MetaLearner):
     """
 
     config_type = ReptileConfig
-
-    def __init__(self, config: ReptileConfig | None = None, loss_fn: Any = None):
-        super().__init__(config, loss_fn)
-        # one transformation object, so that every run shares meta_train's compiled programs
-        self._inner_optimizer = optax.sgd(self.config.inner_learning_rate)
-
-    def inner_loop(self, family: Any) -> LearnedInit:
-        """``LearnedInit(family, optax.sgd(inner_learning_rate))``."""
-        return LearnedInit(family, self._inner_optimizer)
 
     @property
     def estimator(self) -> str:
