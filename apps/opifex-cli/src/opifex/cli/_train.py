@@ -61,15 +61,21 @@ def make_family(name: str, dimension: int) -> Any:
     return classes[name](dimension=dimension)
 
 
-def _check_options(family: str, estimator: str, output: Path, **at_least_one: int) -> None:
-    if family not in FAMILIES:
-        raise typer.BadParameter(
-            f"{family!r} is not one of {', '.join(FAMILIES)}", param_hint="'--family'"
-        )
-    if estimator not in ESTIMATORS:
-        raise typer.BadParameter(
-            f"{estimator!r} is not one of {', '.join(ESTIMATORS)}", param_hint="'--estimator'"
-        )
+def check_options(
+    choices: dict[str, tuple[str, tuple[str, ...]]], output: Path, **at_least_one: int
+) -> None:
+    """``typer.BadParameter``, naming the option, for a bad choice, count or ``--output``.
+
+    Args:
+        choices: ``{option: (value, allowed values)}``.
+        output: the ``--output`` path (``check_output``).
+        **at_least_one: ``option=value`` counts that must be >= 1.
+    """
+    for option, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise typer.BadParameter(
+                f"{value!r} is not one of {', '.join(allowed)}", param_hint=f"'--{option}'"
+            )
     for name, value in at_least_one.items():
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=f"'--{name}'")
@@ -235,9 +241,8 @@ def l2o(
     eval_tasks: Annotated[int, typer.Option(help="Fresh tasks of the final comparison.")] = 100,
 ) -> None:
     """Meta-train an MLP learned optimiser, save it, and compare it with Adam on fresh tasks."""
-    _check_options(
-        family,
-        estimator,
+    check_options(
+        {"family": (family, FAMILIES), "estimator": (estimator, ESTIMATORS)},
         output,
         steps=steps,
         horizon=horizon,

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from opifex.cli._console import ProgressCallback, progress_bar, stdout_console
-from opifex.cli._train import _table, check_output, train_app
+from opifex.cli._train import _table, check_options, train_app
 
 METHODS = ("maml", "fomaml", "reptile", "meta-sgd")
 EVALUATION_KEY = 10_001  # the held-out tasks: a key never used in training
@@ -115,17 +115,6 @@ def train_meta_and_save(
     return summary
 
 
-def _check(output: Path, method: str, **at_least_one: int) -> None:
-    if method not in METHODS:
-        raise typer.BadParameter(
-            f"{method!r} is not one of {', '.join(METHODS)}", param_hint="'--method'"
-        )
-    for name, value in at_least_one.items():
-        if value < 1:
-            raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=f"'--{name}'")
-    check_output(output)
-
-
 @train_app.command("meta")
 def meta(
     output: Annotated[
@@ -146,9 +135,9 @@ def meta(
     eval_tasks: Annotated[int, typer.Option(help="Held-out tasks of the evaluation.")] = 600,
 ) -> None:
     """Meta-train on few-shot sinusoid regression, save phi, evaluate on held-out tasks."""
-    _check(
+    check_options(
+        {"method": (method, METHODS)},
         output,
-        method,
         iterations=iterations,
         **{"inner-steps": inner_steps, "meta-batch": meta_batch, "shots": shots},
     )
