@@ -302,32 +302,29 @@ def _check_args(
 
 def _record(
     history: MetaTrainHistory, first: int, count: int, horizon: int, stats: tuple
-) -> list[dict[str, float]]:
-    """Write steps ``first, ..., first + count - 1`` into ``history``; return their metrics.
+) -> dict[str, float]:
+    """Write steps ``first, ..., first + count - 1`` into ``history``; return the last one's.
 
-    Steps with non-finite tasks or a skipped update are logged as warnings.
+    The returned metrics are what the bar, ``progress`` and ``callback`` report. Steps with
+    non-finite tasks or a skipped update are logged as warnings.
     """
     meta_loss, grad_norm, skipped, nonfinite = (np.asarray(x[:count]) for x in stats)
     done = slice(first, first + count)
     history.meta_loss[done], history.grad_norm[done] = meta_loss, grad_norm
     history.horizon[done], history.skipped[done] = horizon, skipped
     history.nonfinite_tasks[done] = nonfinite
-    metrics = []
-    for i in range(count):
+    for i in np.flatnonzero((nonfinite > 0) | skipped):
         if nonfinite[i]:
             logger.warning("step %d: %d task(s) non-finite, reset", first + i + 1, nonfinite[i])
         if skipped[i]:
             logger.warning("step %d: non-finite meta-gradient, step skipped", first + i + 1)
-        metrics.append(
-            {
-                "meta_loss": float(meta_loss[i]),
-                "grad_norm": float(grad_norm[i]),
-                "skipped": float(skipped[i]),
-                "nonfinite_tasks": float(nonfinite[i]),
-                "horizon": float(horizon),
-            }
-        )
-    return metrics
+    return {
+        "meta_loss": float(meta_loss[-1]),
+        "grad_norm": float(grad_norm[-1]),
+        "skipped": float(skipped[-1]),
+        "nonfinite_tasks": float(nonfinite[-1]),
+        "horizon": float(horizon),
+    }
 
 
 def _chunk_length(
@@ -517,17 +514,17 @@ def meta_train(
                 state = state._replace(bad_validations=0)
             if state.step % config.validation_every == 0:
                 state = validate(state)
-                metrics[-1]["validation_metric"] = float(
+                metrics["validation_metric"] = float(
                     history.validation_metric[state.num_validations - 1]
                 )
             if config.checkpoint_every is not None and state.step % config.checkpoint_every == 0:
                 save()
             bar.update(count)
-            bar.set_postfix(meta_loss=f"{metrics[-1]['meta_loss']:.4g}", refresh=False)
+            bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4g}", refresh=False)
             if report is not None:
-                report(state.step, config.num_outer_steps, metrics[-1])
+                report(state.step, config.num_outer_steps, metrics)
             if callback is not None:
-                callback(state.step, metrics[-1])
+                callback(state.step, metrics)
     except KeyboardInterrupt:
         save()
         logger.warning("meta-training interrupted at step %d", state.step)
