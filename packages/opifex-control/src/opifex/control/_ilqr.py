@@ -113,6 +113,7 @@ class ILQRState(NamedTuple):
     step_size: Array  # last accepted step length (0: rejected)
     expected_decrease: Array  # the model's decrease for a full step from the previous iterate
     stopped: Array  # the regularisation exceeded its limit
+    feedback: Array  # K_t of the last backward pass, (T, m, n)
     reference_grad_norm: Array  # the largest projected-gradient norm seen (tolerance scale)
     num_fun_evals: Array  # rollouts
 
@@ -215,6 +216,10 @@ class ILQR:
             zero,
             jnp.asarray(jnp.inf, value.dtype),
             jnp.zeros((), bool),
+            jnp.zeros(
+                (self.problem.horizon, self.problem.control_dim, self.problem.state_dim),
+                value.dtype,
+            ),
             grad_norm,
             jnp.ones((), jnp.int32),
         )
@@ -311,6 +316,7 @@ class ILQR:
             step_size=jnp.where(accepted, alphas[best], 0.0),
             expected_decrease=model[0],
             stopped=mu > cfg.max_regularization,
+            feedback=gains,
             reference_grad_norm=jnp.maximum(state.reference_grad_norm, grad_norm),
             num_fun_evals=state.num_fun_evals + cfg.line_search_steps,
         )
@@ -349,8 +355,7 @@ class ILQR:
 
     def aux(self, state: ILQRState, x0: Array, theta: Any) -> ILQRAux:
         """The trajectory of the final iterate and the last feedback gains."""
-        _, gains, _, _ = self._backward(state)
-        return ILQRAux(state.states, gains, state.regularization)
+        return ILQRAux(state.states, state.feedback, state.regularization)
 
     def run(
         self,
