@@ -284,6 +284,7 @@ def simulate(
         [1.0, 0.3679, 0.1353]
     """
     x0 = jnp.asarray(x0)
+    x0 = x0.astype(jnp.result_type(float, x0))  # integer states integrate as floats
     controls = jnp.asarray(controls)
     if x0.shape != (dynamics.state_dim,):
         raise ValueError(f"x0 must have shape ({dynamics.state_dim},), got {x0.shape}")

@@ -131,12 +131,15 @@ def _quadrotor_rhs(x, u, t, p):
     thrust = u[0] + u[1]
     ax = -thrust * jnp.sin(phi) / p["mass"]
     ay = thrust * jnp.cos(phi) / p["mass"] - p["gravity"]
-    alpha = p["arm"] * (u[0] - u[1]) / p["inertia"]
+    alpha = p["arm"] * (u[1] - u[0]) / p["inertia"]  # right minus left: phi counter-clockwise
     return jnp.concatenate([x[3:], jnp.stack([ax, ay, alpha])])
 
 
 def planar_quadrotor(max_thrust: float = 10.0, **params: float) -> Dynamics:
     """A planar quadrotor: state ``(x, y, phi, vx, vy, omega)``, control ``(left, right)`` thrusts.
+
+    ``x`` right, ``y`` up, ``phi`` counter-clockwise; the rotors sit at ``-arm`` (left) and
+    ``+arm`` (right) along the body axis, so a stronger right rotor turns the body left.
 
     Args:
         max_thrust: each rotor's thrust lies in ``[0, max_thrust]`` (N).
