@@ -52,6 +52,7 @@ class ILQRConfig:
         line_search_steps: step lengths ``1, 1/2, ... 2^-(n-1)`` tried together per iteration.
         armijo: accept a step whose decrease is at least this fraction of the model's.
         regularization: the initial ``mu`` added to ``Q_uu``'s diagonal.
+        min_regularization: the smallest ``mu`` (reached after successive successes).
         regularization_factor: ``mu`` is multiplied by this on a failed pass and divided by its
             square root on a success.
         max_regularization: a pass failing at this ``mu`` stops the run (``STALLED``, or
@@ -69,7 +70,8 @@ class ILQRConfig:
     rtol: float | None = None
     line_search_steps: int = 10
     armijo: float = 1e-4
-    regularization: float = 1e-6
+    regularization: float = 1e-3
+    min_regularization: float = 1e-9
     regularization_factor: float = 10.0
     max_regularization: float = 1e8
     box_qp_iterations: int = 10
@@ -78,7 +80,7 @@ class ILQRConfig:
         check_int_at_least(self.max_steps, 0, "max_steps")
         check_int_at_least(self.line_search_steps, 1, "line_search_steps")
         check_int_at_least(self.box_qp_iterations, 1, "box_qp_iterations")
-        for name in ("regularization", "max_regularization", "armijo"):
+        for name in ("regularization", "min_regularization", "max_regularization", "armijo"):
             check_positive(getattr(self, name), name)
         if self.regularization_factor <= 1.0:
             raise ValueError(f"regularization_factor must be > 1, got {self.regularization_factor}")
@@ -304,7 +306,7 @@ class ILQR:
         grad_norm = self._grad_norm(new_controls, lin.gradient)
         # grow fast on a failure, shrink slowly on a success (fewer failed passes in between)
         factor = jnp.where(accepted, cfg.regularization_factor**-0.5, cfg.regularization_factor)
-        mu = jnp.maximum(state.regularization * factor, cfg.regularization)
+        mu = jnp.maximum(state.regularization * factor, cfg.min_regularization)
         return ILQRState(
             params=new_controls,
             value=value,
