@@ -84,7 +84,7 @@ def test_unbounded_lq_matches_the_riccati_solution():
     x0 = jnp.array([1.0, -0.5])
     result = ILQR(problem).run(jnp.zeros((15, 1)), x0)
     assert result.status_name == "SUCCESS"
-    assert int(result.num_steps) <= 3  # the exact step, then (regularised by 1e-6) a polish
+    assert int(result.num_steps) <= 6  # regularised (mu from 1e-3) steps converge fast
     np.testing.assert_allclose(result.params, _riccati_controls(problem, x0), atol=1e-10)
 
 

@@ -46,8 +46,10 @@ class ILQRConfig:
         max_steps: the default iteration budget of ``ILQR.run`` / ``solve_trajectory``.
         atol: stop when the projected-gradient norm is at most ``atol + rtol * g0`` (``g0``
             the largest norm seen: a start at a saddle, such as a hanging pendulum, has a tiny
-            initial gradient). With both ``None``: ``eps * g0``, or a stall (no further decrease
-            possible) after the norm fell by ``sqrt(eps)``: attainable precision in the dtype.
+            initial gradient). With both ``None``: ``eps * g0``. Independently, the run stops
+            at attainable precision (``SUCCESS``) when the model's predicted decrease falls
+            below the cost's rounding (``eps |J|``) with little regularisation, or when a stall
+            comes after the norm fell by ``sqrt(eps)``; other stalls are ``STALLED``.
         rtol: see ``atol``.
         line_search_steps: step lengths ``1, 1/2, ... 2^-(n-1)`` tried together per iteration.
         armijo: accept a step whose decrease is at least this fraction of the model's.
@@ -332,15 +334,16 @@ class ILQR:
         else:
             tolerance = (cfg.atol or 0.0) + (cfg.rtol or 0.0) * g0
         converged = state.grad_norm <= tolerance
-        # nothing left to gain: the model's decrease is below the cost's rounding
-        # (a negative model decrease is a failed pass: the regularisation grows instead)
+        # nothing left to gain: the model's decrease (1/2 g' Q_uu^-1 g near a minimum) is below
+        # the cost's rounding; that is attainable precision unless the regularisation, not the
+        # curvature, made the step small (a negative model decrease is a failed pass instead)
         model = state.expected_decrease
-        exhausted = state.stopped | ((model >= 0) & (model <= eps * jnp.abs(state.value)))
+        rounding = (model >= 0) & (model <= eps * jnp.abs(state.value))
+        undamped = state.regularization <= cfg.regularization
         attained = state.grad_norm <= math.sqrt(float(eps)) * g0
-        done = converged | exhausted
-        status = jnp.where(
-            converged | (exhausted & attained), SolveStatus.SUCCESS, SolveStatus.STALLED
-        )
+        done = converged | state.stopped | rounding
+        success = converged | (rounding & undamped) | ((rounding | state.stopped) & attained)
+        status = jnp.where(success, SolveStatus.SUCCESS, SolveStatus.STALLED)
         return done, status.astype(jnp.int32)
 
     def trace_fields(self, state: ILQRState) -> dict[str, Array]:
