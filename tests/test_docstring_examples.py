@@ -26,6 +26,12 @@ END_TO_END = {
     "opifex.cli._demo",
     "opifex.cli._train",
     "opifex.cli._train_meta",
+    "opifex.control._ilqr",
+    "opifex.control._mpc",
+    "opifex.control._neural_ode",
+    "opifex.control._shooting",
+    "opifex.control._sindy",
+    "opifex.control._sysid",
     "opifex.core.families._burgers",
     "opifex.core.families._poisson",
     "opifex.core.metatrain._meta_train",
@@ -48,6 +54,8 @@ END_TO_END = {
 }
 # examples that take between one and five seconds
 SLOW = {
+    "opifex.control._dynamics",
+    "opifex.control._problem",
     "opifex.core._optax_solver",
     "opifex.core.families._lasso",
     "opifex.core.families._logistic",

@@ -446,7 +446,7 @@ def _central_difference(f, x, eps=1e-6):
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_adjoints_agree_with_each_other_and_finite_differences():
     """Gradients w.r.t. x0 and every parameter through a tsit5 step (10 fixed substeps):
     "direct" and "recursive" differentiate the same discrete map (rel 1e-12); "backsolve" solves
@@ -473,7 +473,7 @@ def test_adjoints_agree_with_each_other_and_finite_differences():
         np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-10, err_msg=adjoint)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_jacfwd_through_a_direct_adjoint_step():
     """jax.jacfwd (forward mode, as iLQR uses) through adaptive tsit5 with adjoint "direct"
     matches central differences of the step, eps 1e-5 (rel 1e-6), and jax.jacrev (rel 1e-12)."""
