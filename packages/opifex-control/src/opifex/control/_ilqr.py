@@ -61,6 +61,9 @@ class ILQRConfig:
             ``SUCCESS`` at attainable precision).
         box_qp_iterations: projected-Newton iterations per stage when a bounded control has
             several components (one is exact for a single component).
+        scan_unroll: stages per loop iteration of the backward and forward passes: unrolling
+            cuts the per-stage loop overhead (faster solves on a CPU) and lengthens the
+            compilation; ``benchmarks/control/bench_mpc.py`` measures both.
 
     Example:
         >>> ILQRConfig(max_steps=50).line_search_steps
@@ -77,11 +80,13 @@ class ILQRConfig:
     regularization_factor: float = 10.0
     max_regularization: float = 1e8
     box_qp_iterations: int = 10
+    scan_unroll: int = 5
 
     def __post_init__(self) -> None:
         check_int_at_least(self.max_steps, 0, "max_steps")
         check_int_at_least(self.line_search_steps, 1, "line_search_steps")
         check_int_at_least(self.box_qp_iterations, 1, "box_qp_iterations")
+        check_int_at_least(self.scan_unroll, 1, "scan_unroll")
         for name in ("regularization", "min_regularization", "max_regularization", "armijo"):
             check_positive(getattr(self, name), name)
         if self.regularization_factor <= 1.0:
@@ -262,7 +267,9 @@ class ILQR:
             upper,
         )
         final = (lin.cost_x[-1], lin.cost_xx[-1])
-        _, (k, gains, linear, quadratic) = lax.scan(stage, final, data, reverse=True)
+        _, (k, gains, linear, quadratic) = lax.scan(
+            stage, final, data, reverse=True, unroll=self.config.scan_unroll
+        )
         return k, gains, jnp.sum(linear), jnp.sum(quadratic)
 
     def _forward(self, state, k, gains, x0, theta) -> tuple[Array, Array, Array]:
@@ -278,7 +285,7 @@ class ILQR:
                 return self.problem.step(x, u, t, dynamics_params), (x, u)
 
             data = (state.states[:-1], state.params, k, gains, lower, upper, times)
-            last, (xs, us) = lax.scan(advance, x0, data)
+            last, (xs, us) = lax.scan(advance, x0, data, unroll=self.config.scan_unroll)
             states = jnp.concatenate([xs, last[None]])
             return states, us, jnp.sum(self.problem.stage_costs(states, us, theta))
 
