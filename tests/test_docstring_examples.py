@@ -24,6 +24,7 @@ MODULES = sorted(info.name for info in pkgutil.walk_packages(opifex.__path__, "o
 # "Test suite")
 END_TO_END = {
     "opifex.cli._demo",
+    "opifex.cli._mpc",
     "opifex.cli._train",
     "opifex.cli._train_meta",
     "opifex.control._ilqr",
@@ -56,6 +57,8 @@ END_TO_END = {
 SLOW = {
     "opifex.control._dynamics",
     "opifex.control._problem",
+    "opifex.control._qp",
+    "opifex.control._safety",
     "opifex.core._optax_solver",
     "opifex.core.families._lasso",
     "opifex.core.families._logistic",

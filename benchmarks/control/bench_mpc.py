@@ -13,6 +13,10 @@ from hanging at rest, one RK4 step per period. Sections:
 * **Closed loop** (target 1): MPC against a finer plant (RK4 with 8 substeps per period) for
   12 s from hanging, budgets of 1, 3 and 10 iterations per period from the cold plan, and 10
   from a zero plan; "held" means ``|angle| < 0.05`` from some time to the end of the episode.
+* **Model mismatch**: the same closed loop (zero plan, budget 10) with the planner's mass (the
+  pendulum's, the cart-pole's pole) scaled by 0.8 to 1.2 against the true plant, for the
+  feedback warm start (the shifted plan rolled out through the solution's gains) and the
+  open-loop shift.
 * **Warm-started step**: ``MPCController.step`` called from Python per period along the swing-up
   (dispatch included), median / p90 / max wall time, beside the baselines' warm re-solves.
 * **Control rate per built-in system**: the steady ``MPCController.step`` time at budgets 1 and
@@ -92,6 +96,16 @@ def _render(results: dict[str, Any]) -> None:
         for name, runs in results["closed_loop"].items()
         for run in runs
     ]
+    mismatch_rows = []
+    for name, entry in results["mismatch"].items():
+        for warm_start in ("feedback", "shift"):
+            cells = [
+                _fmt(row["held_from_seconds"], ".2f") if row["held"] else "NO"
+                for row in entry["rows"]
+                if row["warm_start"] == warm_start
+            ]
+            mismatch_rows.append([f"{name} ({entry['parameter']})", warm_start, *cells])
+    factors = [f"x{f:g}" for f in results["config"]["mismatch_factors"]]
     step_rows = [
         [
             name,
@@ -157,6 +171,11 @@ def _render(results: dict[str, Any]) -> None:
                 "Closed-loop swing-up (12 s, finer plant)",
                 ["problem", "run", "held", "held from s", "|angle| end", "fallbacks", "max iter"],
                 loop_rows,
+            ),
+            (
+                "Planner's model off the plant's: held from (s), or NO",
+                ["problem", "warm start", *factors],
+                mismatch_rows,
             ),
             (
                 "Warm-started MPC step",
@@ -242,7 +261,7 @@ def main(argv: Sequence[str] | None = None, progress: Callable | None = None) ->
         progress(done[0], total, label)
 
     start = time.perf_counter()
-    cold, closed, warm, gradients = {}, {}, {}, {}
+    cold, closed, mismatch, warm, gradients = {}, {}, {}, {}, {}
     for name in problems:
         cold[name] = mpc_sections.cold_solves(
             name, args.repeats, baselines_on=not args.no_baselines
@@ -250,6 +269,7 @@ def main(argv: Sequence[str] | None = None, progress: Callable | None = None) ->
         tick(f"{name}: cold solves")
         plan = cold[name]["rows"][0]["plan"]  # opifex float64
         closed[name] = mpc_sections.closed_loop_runs(name, plan)
+        mismatch[name] = mpc_sections.mismatch_runs(name)
         tick(f"{name}: closed loop")
         warm[name] = mpc_sections.warm_steps(name, cold[name])
         tick(f"{name}: warm steps")
@@ -274,6 +294,7 @@ def main(argv: Sequence[str] | None = None, progress: Callable | None = None) ->
         },
         "cold": cold,
         "closed_loop": closed,
+        "mismatch": mismatch,
         "warm_steps": warm,
         "control_rate": rate,
         "integrator": integrator,

@@ -38,6 +38,7 @@ CONFIG = {
     "closed_loop_runs": [["cold plan", 1], ["cold plan", 3], ["cold plan", 10], ["zero plan", 10]],
     "warm_step_budget": 10,
     "rate_budgets": [1, 10],
+    "mismatch_factors": [0.8, 0.9, 0.95, 0.99, 1.0, 1.01, 1.05, 1.1, 1.2],
     "rate_periods": 60,
     "gap_tolerances": [1e-4, 1e-6, 1e-8],
     "gradient_fd_step": 1e-3,
@@ -181,6 +182,44 @@ def closed_loop_runs(name: str, cold_plan: list) -> list[dict[str, Any]]:
             }
         )
     return runs
+
+
+MISMATCH_PARAMETER = {"pendulum_swingup": "mass", "cartpole_swingup": "pole_mass"}
+
+
+def mismatch_runs(name: str) -> dict[str, Any]:
+    """Swing-ups with the planner's model off the plant's: a parameter scaled by a factor.
+
+    From a zero plan, budget 10, for both warm starts (``"feedback"``: the shifted plan rolled
+    out through the last solution's gains; ``"shift"``: open loop).
+    """
+    problem, data = PROBLEMS[name]()
+    solver = ILQR(problem)
+    params, cost = problem.default_theta
+    key = MISMATCH_PARAMETER[name]
+    periods = round(CONFIG["closed_loop_seconds"] / data.dt)
+    angle = data.state_names.index("theta")
+    plant = _plant(data)
+    rows = []
+    for warm_start in ("feedback", "shift"):
+        episode = jax.jit(
+            lambda x0, theta, w=warm_start: closed_loop(
+                solver, plant, x0, periods, theta, 10, trace_length=10, warm_start=w
+            )
+        )
+        for factor in CONFIG["mismatch_factors"]:
+            theta = ({**params, key: params[key] * factor}, cost)
+            out = episode(jnp.asarray(data.x0), theta)
+            held = _held_from(np.asarray(wrap_angle(out.states[:, angle])), 0.05)
+            rows.append(
+                {
+                    "warm_start": warm_start,
+                    "factor": factor,
+                    "held": held is not None,
+                    "held_from_seconds": None if held is None else held * data.dt,
+                }
+            )
+    return {"parameter": key, "rows": rows}
 
 
 def _timed_controller(controller, x0, plant, periods: int, budget: int) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """The trajectory-optimisation problems of the control benchmark, as data.
 
+The numbers are ``opifex.control.SWING_UPS`` (the tasks of ``opifex mpc``), read here.
+
 One definition, shared by opifex's iLQR / box-DDP and by every baseline (CasADi + IPOPT,
 trajax): each problem is a ``ProblemData`` of plain numbers (period, horizon, initial state,
 goal, quadratic weights, control bounds, model parameters) from which the opifex
@@ -27,18 +29,13 @@ upright (``|theta_T| = 0.016`` cart-pole, ``0.0025`` pendulum) and the bound is 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from opifex.control import Dynamics, cartpole, pendulum
-from opifex.control._problem import QuadraticCost, TrajectoryProblem, quadratic_cost
-
-SYSTEMS: dict[str, Callable[..., Dynamics]] = {"cartpole": cartpole, "pendulum": pendulum}
-# the keyword of each system's constructor that sets its symmetric control bound
-BOUND_ARGUMENT = {"cartpole": "max_force", "pendulum": "max_torque"}
+from opifex.control import Dynamics, QuadraticCost, TrajectoryProblem, quadratic_cost
+from opifex.control._tasks import SWING_UPS, swing_up_model
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -94,8 +91,7 @@ class ProblemData:
 
     def dynamics(self) -> Dynamics:
         """The continuous-time opifex model with these parameters and bounds."""
-        bound = {BOUND_ARGUMENT[self.system]: float(self.upper[0])}
-        return SYSTEMS[self.system](**bound, **self.params)
+        return swing_up_model(self.system, **self.params)
 
     def cost(self) -> QuadraticCost:
         """The opifex ``QuadraticCost`` of these weights (in JAX's default float dtype)."""
@@ -144,29 +140,20 @@ class BenchmarkProblem(NamedTuple):
     data: ProblemData
 
 
-def _data(
-    name: str,
-    system: str,
-    *,
-    dt: float,
-    horizon: int,
-    x0: tuple[float, ...],
-    q: tuple[float, ...],
-    r: tuple[float, ...],
-    qf: tuple[float, ...],
-    max_control: float,
-) -> ProblemData:
-    model = SYSTEMS[system](**{BOUND_ARGUMENT[system]: max_control})
+def _data(name: str, system: str) -> ProblemData:
+    """The numbers of ``opifex.control.SWING_UPS[system]`` (the one definition of the task)."""
+    task = SWING_UPS[system]
+    model = swing_up_model(system)
     return ProblemData(
         name=name,
         system=system,
-        dt=dt,
-        horizon=horizon,
-        x0=np.asarray(x0, np.float64),
+        dt=task.dt,
+        horizon=task.horizon,
+        x0=np.asarray(task.x0, np.float64),
         goal=np.zeros(model.state_dim),
-        Q=np.diag(np.asarray(q, np.float64)),
-        R=np.diag(np.asarray(r, np.float64)),
-        Qf=np.diag(np.asarray(qf, np.float64)),
+        Q=np.diag(np.asarray(task.state_weight, np.float64)),
+        R=np.diag(np.asarray(task.control_weight, np.float64)),
+        Qf=np.diag(np.asarray(task.final_weight, np.float64)),
         lower=np.asarray(model.control_lower, np.float64),
         upper=np.asarray(model.control_upper, np.float64),
         params={k: float(v) for k, v in model.params.items()},
@@ -181,17 +168,7 @@ def cartpole_swingup_data() -> ProblemData:
     ``x0 = (0, pi, 0, 0)`` to upright at rest at the origin; ``Q = diag(0.1, 1, 0.01, 0.01)``,
     ``R = 0.01``, ``Qf = diag(100, 1000, 100, 100)``.
     """
-    return _data(
-        "cartpole_swingup",
-        "cartpole",
-        dt=0.05,
-        horizon=50,
-        x0=(0.0, math.pi, 0.0, 0.0),
-        q=(0.1, 1.0, 0.01, 0.01),
-        r=(0.01,),
-        qf=(100.0, 1000.0, 100.0, 100.0),
-        max_control=10.0,
-    )
+    return _data("cartpole_swingup", "cartpole")
 
 
 def pendulum_swingup_data() -> ProblemData:
@@ -201,17 +178,7 @@ def pendulum_swingup_data() -> ProblemData:
     ``T = 50``, from hanging at rest ``x0 = (pi, 0)`` to upright at rest;
     ``Q = diag(1, 0.1)``, ``R = 0.01``, ``Qf = diag(100, 10)``.
     """
-    return _data(
-        "pendulum_swingup",
-        "pendulum",
-        dt=0.08,
-        horizon=50,
-        x0=(math.pi, 0.0),
-        q=(1.0, 0.1),
-        r=(0.01,),
-        qf=(100.0, 10.0),
-        max_control=5.0,
-    )
+    return _data("pendulum_swingup", "pendulum")
 
 
 def cartpole_swingup(bounded: bool = True) -> BenchmarkProblem:

@@ -77,7 +77,7 @@ def _riccati_controls(problem, x0):
     return np.stack(controls)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_unbounded_lq_matches_the_riccati_solution():
     """A linear-quadratic problem is solved exactly by one iLQR iteration (Riccati reference)."""
     problem = _lq_problem()
@@ -134,7 +134,7 @@ def test_direct_shooting_agrees_with_ilqr(method):
     np.testing.assert_allclose(float(shooting.value), float(ilqr.value), rtol=1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_box_qp_matches_brute_force_over_active_sets():
     """Projected Newton's answer equals the best KKT point over every active set (3 variables)."""
     rng = np.random.default_rng(0)
@@ -255,7 +255,7 @@ def test_float32_solve_reaches_success():
         assert result.status_name == "SUCCESS"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_nonfinite_initial_state_is_a_status_not_an_answer():
     """A NaN initial state stops with NONFINITE under jit."""
     problem = _pendulum_problem()

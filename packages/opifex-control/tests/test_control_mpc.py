@@ -17,6 +17,7 @@ import pytest
 
 from opifex.control import (
     ILQR,
+    SWING_UPS,
     DirectShooting,
     MPCController,
     TrajectoryProblem,
@@ -26,8 +27,11 @@ from opifex.control import (
     mpc_step,
     pendulum,
     quadratic_cost,
+    swing_up,
+    swing_up_model,
     wrap_angle,
 )
+from opifex.control._mpc import _warm_start
 from opifex.core import SolveStatus
 
 
@@ -67,6 +71,28 @@ def test_the_plan_is_the_solution_shifted_by_one_period():
     assert float(jnp.max(jnp.abs(residual))) < 1e-8
     np.testing.assert_allclose(state.plan[-1], state.plan[-2])  # the last control repeated
     assert not bool(state.used_fallback)
+
+
+def test_the_feedback_warm_start_is_the_plan_on_the_predicted_state_and_corrects_off_it():
+    problem = _problem()
+    theta = problem.default_theta
+    x = jnp.array([0.1, -0.2])  # inside the bound's reach: the gains are not clamped
+    _, state = _jitted_step()(mpc_init(problem), x, theta, jnp.asarray(8, jnp.int32))
+    # where the model says the system will be: the warm start is the shifted plan itself
+    on_plan = _warm_start(problem, state, state.states[0], theta)
+    np.testing.assert_allclose(on_plan, state.plan, atol=1e-12)
+    # elsewhere: the plan corrected by the gains, clipped, as a hand-written policy rollout
+    off = state.states[0] + jnp.array([0.05, -0.1])
+    xs, expected = off, []
+    for t in range(problem.horizon):
+        k, x_ref = state.gains[t], state.states[t]
+        u = jnp.clip(state.plan[t] + k @ (xs - x_ref), -2.0, 2.0)
+        expected.append(u)
+        xs = problem.step(xs, u, t * problem.dt, theta[0])
+    np.testing.assert_allclose(
+        _warm_start(problem, state, off, theta), jnp.stack(expected), atol=1e-12
+    )
+    assert float(jnp.max(jnp.abs(state.gains))) > 0.1  # the gains are not trivially zero
 
 
 def test_a_short_budget_returns_a_feasible_iterate_no_worse_than_the_start():
@@ -141,6 +167,8 @@ def test_controller_rejects_bad_input():
         MPCController(_problem(), solver="sqp")
     with pytest.raises(ValueError, match="same TrajectoryProblem"):
         MPCController(_problem(), solver=ILQR(_problem(16)))
+    with pytest.raises(ValueError, match="warm_start"):
+        MPCController(_problem(), warm_start="guess")
     with pytest.raises(ValueError, match="max_budget"):
         MPCController(_problem(), max_steps=5, max_budget=3)
     assert controller.status_name in SolveStatus.__members__
@@ -181,3 +209,29 @@ def test_closed_loop_swing_up_from_hanging_under_the_torque_bound():
     assert np.all(angle[-50:] < 0.05)  # the last 4 s upright
     assert np.max(np.abs(np.asarray(episode.controls))) <= 5.0 + 1e-12
     assert not np.any(np.asarray(episode.used_fallback))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "system, name, factor", [("pendulum", "mass", 0.9), ("cartpole", "pole_mass", 1.1)]
+)
+def test_swing_up_with_a_ten_percent_wrong_model(system, name, factor):
+    """The planner's model is 10 % off the plant; the feedback warm start keeps MPC on track."""
+    task = SWING_UPS[system]
+    truth = swing_up_model(system)
+    problem, x0 = swing_up(system, **{name: truth.params[name] * factor})
+    plant = discretize(truth, task.dt, substeps=8)
+    periods = round(12.0 / task.dt)
+    episode = jax.jit(
+        lambda x0: closed_loop(
+            ILQR(problem),
+            lambda x, u, t: plant(x, u, t),
+            x0,
+            periods,
+            problem.default_theta,
+            10,
+            trace_length=10,
+        )
+    )(x0)
+    angle = np.abs(np.asarray(wrap_angle(episode.states[:, task.angle_index])))
+    assert np.all(angle[-round(2.0 / task.dt) :] < 0.05)  # the last 2 s upright

@@ -1,4 +1,4 @@
-"""The ``opifex`` command: ``--version``, ``demo``, ``scf``, ``bench`` and ``train``."""
+"""The ``opifex`` command: ``--version``, ``demo``, ``scf``, ``mpc``, ``bench`` and ``train``."""
 
 import os
 
@@ -94,6 +94,52 @@ def demo() -> None:
     console.print(f"Demo took {time.perf_counter() - start:.1f} s, jit compilation included.")
     if failures := report.failures():
         fail("an opifex solver did not converge:\n  " + "\n  ".join(failures))
+
+
+@app.command()
+def mpc(
+    system: Annotated[str, typer.Argument(help="pendulum or cartpole.")] = "pendulum",
+    seconds: Annotated[float, typer.Option(help="Length of the episode (s).")] = 12.0,
+    budget: Annotated[int, typer.Option(help="iLQR iterations per control period.")] = 10,
+    identify: Annotated[
+        bool, typer.Option(help="First fit the model to noisy data; control with the fit.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the identification's data and guess.")] = 0,
+    plot: Annotated[
+        Path | None, typer.Option(help="Where to write the plot (default: mpc_SYSTEM.png).")
+    ] = None,
+) -> None:
+    """Swing a pendulum or cart-pole up from hanging with MPC (bounded iLQR) in closed loop.
+
+    Prints whether and from when the pole stays upright (|angle| < 0.05 rad), the controller's
+    compile time and time per step, and writes a plot of the trajectory. Exits non-zero if
+    the pole is not held upright at the end.
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from opifex.cli import _mpc
+
+    if system not in ("pendulum", "cartpole"):
+        fail(f"unknown system {system!r}; choose pendulum or cartpole")
+    if seconds <= 0 or budget < 1:
+        fail("--seconds must be positive and --budget at least 1")
+    console = stdout_console()
+    with progress_bar("compiling and solving", console) as progress:
+        report = _mpc.run_swing_up(
+            system,
+            seconds=seconds,
+            budget=budget,
+            identified=identify,
+            seed=seed,
+            progress=progress,
+        )
+    _mpc.render(report, console)
+    path = plot or Path(f"mpc_{system}.png")
+    _mpc.plot(report, path)
+    console.print(f"plot: {path}")
+    if report.held_from is None:
+        fail(f"the {system} was not held upright")
 
 
 @app.command()

@@ -7,9 +7,18 @@ discrete-time step for planning (hand-written RK4 or any diffrax solver and adjo
 initial state, dynamics and cost parameters by implicit differentiation; ``MPCController``,
 ``mpc_step`` and ``closed_loop`` run them in receding horizon with a fixed iteration budget.
 ``fit_parameters`` (single or multiple shooting), ``fit_neural_ode`` and ``fit_sindy``
-identify models from trajectories.
+identify models from trajectories. ``SafetyFilter`` minimally corrects a nominal control so
+that control barrier functions (``time_headway_barrier``, ``circular_obstacle_barrier``) stay
+non-negative, also between samples of a held control. ``swing_up`` builds the standard
+pendulum and cart-pole swing-up tasks.
 """
 
+from opifex.control._barriers import (
+    ControlBarrier,
+    circular_obstacle_barrier,
+    circular_obstacle_bound,
+    time_headway_barrier,
+)
 from opifex.control._dynamics import Dynamics, discretize, rollout, simulate
 from opifex.control._ilqr import ILQR, ILQRAux, ILQRConfig, ILQRState
 from opifex.control._mpc import (
@@ -28,6 +37,8 @@ from opifex.control._problem import (
     quadratic_final_cost,
     quadratic_running_cost,
 )
+from opifex.control._qp import FilterQPSolution, filter_qp
+from opifex.control._safety import SafetyFilter, SafetyFilterResult
 from opifex.control._shooting import DirectShooting, ShootingState
 from opifex.control._sindy import (
     STLSQ,
@@ -48,14 +59,18 @@ from opifex.control._systems import (
     planar_quadrotor,
     wrap_angle,
 )
+from opifex.control._tasks import SWING_UPS, SwingUp, swing_up, swing_up_model
 
 __all__ = [
     "ILQR",
     "STLSQ",
+    "SWING_UPS",
     "ClosedLoop",
+    "ControlBarrier",
     "DirectShooting",
     "Dynamics",
     "FeatureLibrary",
+    "FilterQPSolution",
     "ILQRAux",
     "ILQRConfig",
     "ILQRState",
@@ -64,15 +79,21 @@ __all__ = [
     "QuadraticCost",
     "SINDyModel",
     "STLSQState",
+    "SafetyFilter",
+    "SafetyFilterResult",
     "ShootingState",
+    "SwingUp",
     "SysIdResult",
     "TrajectoryProblem",
     "adaptive_cruise_control",
     "cartpole",
+    "circular_obstacle_barrier",
+    "circular_obstacle_bound",
     "closed_loop",
     "differentiate",
     "discretize",
     "double_integrator",
+    "filter_qp",
     "fit_neural_ode",
     "fit_parameters",
     "fit_sindy",
@@ -90,6 +111,9 @@ __all__ = [
     "simulate",
     "smooth",
     "stlsq",
+    "swing_up",
+    "swing_up_model",
+    "time_headway_barrier",
     "trajectory_rmse",
     "wrap_angle",
 ]

@@ -1,9 +1,13 @@
 """Receding-horizon control: solve, apply the first control, shift the plan, repeat.
 
 ``mpc_step`` is the pure, jit-compiled core: it warm-starts a trajectory solver (``ILQR`` or
-``DirectShooting``) from the previous plan shifted by one period, runs it for a fixed iteration
-budget (a traced value, so a new budget never recompiles), and applies the first control of
-the best iterate. A solve that ends non-finite or diverged is replaced by a safe fallback (the
+``DirectShooting``) from the previous solution shifted by one period, runs it for a fixed
+iteration budget (a traced value, so a new budget never recompiles), and applies the first
+control of the best iterate. After an iLQR solve the warm start is closed-loop: the shifted
+plan is rolled out from the measured state through the solution's feedback gains
+(``u_t = u*_t + K_t (x_t - x*_t)``), so a plant that drifts from the model starts the next
+solve from a corrected plan rather than an open-loop one that may sit in another basin.
+ A solve that ends non-finite or diverged is replaced by a safe fallback (the
 previous plan's control for this period, or the caller's ``fallback(x)``), and the status says
 so. ``closed_loop`` runs a whole episode as one ``lax.scan``; ``MPCController`` is the stateful
 façade (``controller.step(x) -> u``).
@@ -20,16 +24,19 @@ from jax import lax
 
 from opifex.control._ilqr import ILQR
 from opifex.control._problem import TrajectoryProblem
-from opifex.core import SolveStatus, check_int_at_least, run_solver
+from opifex.core import SolveStatus, check_choice, check_int_at_least, run_solver
 
 Array = jax.Array
+WARM_STARTS = ("feedback", "shift")
 
 
 class MPCState(NamedTuple):
     """What the controller carries between control periods.
 
     Attributes:
-        plan: the warm start for the next solve (the last solution shifted by one period).
+        plan: the last solution's controls shifted by one period, ``(T, m)``.
+        states: its states shifted alike, ``(T, n)`` (where the plan expects to be).
+        gains: its feedback gains shifted alike, ``(T, m, n)`` (zero: open-loop warm start).
         status: the last solve's ``SolveStatus`` code.
         num_steps: the last solve's iterations.
         value: the last solve's planned cost.
@@ -37,6 +44,8 @@ class MPCState(NamedTuple):
     """
 
     plan: Array
+    states: Array
+    gains: Array
     status: Array
     num_steps: Array
     value: Array
@@ -46,6 +55,21 @@ class MPCState(NamedTuple):
 def _shift(plan: Array) -> Array:
     """Drop the first control and repeat the last one."""
     return jnp.concatenate([plan[1:], plan[-1:]])
+
+
+def _warm_start(problem: TrajectoryProblem, state: MPCState, x: Array, theta: Any) -> Array:
+    """The shifted plan rolled out from ``x`` through the shifted feedback gains, clipped."""
+    lower, upper = problem.bounds(state.plan.dtype)
+    times = jnp.arange(problem.horizon, dtype=state.plan.dtype) * problem.dt
+
+    def advance(x: Array, stage: tuple) -> tuple[Array, Array]:
+        u_ref, x_ref, gain, lo, hi, t = stage
+        u = jnp.clip(u_ref + gain @ (x - x_ref), lo, hi)
+        return problem.step(x, u, t, theta[0]), u
+
+    stages = (state.plan, state.states, state.gains, lower, upper, times)
+    _, controls = lax.scan(advance, x, stages)
+    return jnp.where(jnp.all(jnp.isfinite(controls)), controls, state.plan)
 
 
 def mpc_init(problem: TrajectoryProblem, controls: Array | None = None) -> MPCState:
@@ -63,8 +87,11 @@ def mpc_init(problem: TrajectoryProblem, controls: Array | None = None) -> MPCSt
         controls = jnp.zeros((problem.horizon, problem.control_dim))
     plan = problem.clip(problem.check_controls(controls))
     zero = jnp.zeros((), plan.dtype)
+    n, (horizon, m) = problem.state_dim, plan.shape
     return MPCState(
         plan,
+        jnp.zeros((horizon, n), plan.dtype),
+        jnp.zeros((horizon, m, n), plan.dtype),
         jnp.asarray(SolveStatus.SUCCESS, jnp.int32),
         jnp.zeros((), jnp.int32),
         zero,
@@ -81,6 +108,7 @@ def mpc_step(
     *,
     trace_length: int,
     fallback: Callable[[Array], Array] | None = None,
+    warm_start: str = "feedback",
 ) -> tuple[Array, MPCState]:
     """One control period: warm-started solve from ``x``, first control, shifted plan.
 
@@ -93,6 +121,9 @@ def mpc_step(
         trace_length: the static trace length (an upper bound on ``max_steps``).
         fallback: ``fallback(x) -> u`` used when the solve fails (default: the previous plan's
             control for this period).
+        warm_start: ``"feedback"`` (default: the shifted plan rolled out through the last
+            solution's feedback gains, when the solver gives them) or ``"shift"`` (the shifted
+            plan as it is, open loop).
 
     Returns:
         ``(u, new_state)``; ``new_state.status`` is ``NONFINITE`` or ``DIVERGED`` (and
@@ -109,10 +140,10 @@ def mpc_step(
         >>> u.shape, bool(u[0] < 0)     # pushes back towards upright
         ((1,), True)
     """
+    check_choice(warm_start, WARM_STARTS, "warm_start")
     problem: TrajectoryProblem = solver.problem
-    result = run_solver(
-        solver, state.plan, x, theta, max_steps=max_steps, trace_length=trace_length
-    )
+    start = _warm_start(problem, state, x, theta)
+    result = run_solver(solver, start, x, theta, max_steps=max_steps, trace_length=trace_length)
     plan = result.params
     failed = (
         (result.status == SolveStatus.NONFINITE)
@@ -123,11 +154,22 @@ def mpc_step(
     safe = state.plan[0] if fallback is None else jnp.clip(fallback(x), lower[0], upper[0])
     safe = jnp.where(jnp.all(jnp.isfinite(safe)), safe, jnp.clip(0.0, lower[0], upper[0]))
     u = jnp.where(failed, safe, plan[0])
-    next_plan = _shift(jnp.where(failed, state.plan, plan))
+    gains = getattr(result.aux, "feedback", None)
+    if gains is None or warm_start == "shift":  # open-loop warm starts
+        gains, states = state.gains, state.states
+    else:
+        gains, states = _shift(gains), result.aux.states[1:]
+    zero = jnp.zeros_like(state.gains)
     new_state = MPCState(
-        lax.stop_gradient(next_plan), result.status, result.num_steps, result.value, failed
+        _shift(jnp.where(failed, state.plan, plan)),
+        jnp.where(failed, state.states, states),
+        jnp.where(failed | ~jnp.all(jnp.isfinite(gains)), zero, gains),
+        result.status,
+        result.num_steps,
+        result.value,
+        failed,
     )
-    return u, new_state
+    return u, lax.stop_gradient(new_state)
 
 
 class ClosedLoop(NamedTuple):
@@ -151,10 +193,12 @@ def closed_loop(
     trace_length: int,
     initial_controls: Array | None = None,
     fallback: Callable[[Array], Array] | None = None,
+    warm_start: str = "feedback",
 ) -> ClosedLoop:
     """Run MPC against ``plant(x, u, t) -> x_next`` for ``num_periods`` periods (one scan).
 
-    The plant may differ from the solver's model (disturbances, a mismatched model).
+    The plant may differ from the solver's model (disturbances, a mismatched model). The
+    keyword arguments are ``mpc_step``'s.
 
     Example:
         >>> import jax.numpy as jnp
@@ -176,7 +220,14 @@ def closed_loop(
     def period(carry: tuple, t: Array) -> tuple[tuple, tuple]:
         x, state = carry
         u, state = mpc_step(
-            solver, state, x, theta, max_steps, trace_length=trace_length, fallback=fallback
+            solver,
+            state,
+            x,
+            theta,
+            max_steps,
+            trace_length=trace_length,
+            fallback=fallback,
+            warm_start=warm_start,
         )
         x_next = plant(x, u, t * solver.problem.dt)
         return (x_next, state), (x, u, state.status, state.num_steps, state.used_fallback)
@@ -198,6 +249,7 @@ class MPCController:
         max_budget: the largest budget a call may ask for (the trace's static length).
         theta: ``(dynamics_params, cost_params)`` (default: the problem's).
         fallback: ``fallback(x) -> u`` for failed solves (default: the previous plan).
+        warm_start: ``"feedback"`` or ``"shift"`` (see ``mpc_step``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -219,8 +271,10 @@ class MPCController:
         max_budget: int | None = None,
         theta: Any = None,
         fallback: Callable[[Array], Array] | None = None,
+        warm_start: str = "feedback",
     ) -> None:
         check_int_at_least(max_steps, 1, "max_steps")
+        check_choice(warm_start, WARM_STARTS, "warm_start")
         if isinstance(solver, str):
             if solver != "ilqr":
                 raise ValueError(f'solver must be "ilqr" or a solver object, got {solver!r}')
@@ -235,7 +289,14 @@ class MPCController:
         self.theta = problem.default_theta if theta is None else theta
         self._step = jax.jit(
             lambda state, x, theta, budget: mpc_step(
-                solver, state, x, theta, budget, trace_length=self.max_budget, fallback=fallback
+                solver,
+                state,
+                x,
+                theta,
+                budget,
+                trace_length=self.max_budget,
+                fallback=fallback,
+                warm_start=warm_start,
             )
         )
         self.state = mpc_init(problem)
