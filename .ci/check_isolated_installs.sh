@@ -270,6 +270,31 @@ def check_quantum():
         fail("to_pyscf without pyscf did not raise ImportError")
 
 
+def check_control():
+    """MPC holds a pendulum near upright; the safety filter brakes a car that closes in."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    from opifex.control import (
+        MPCController, SafetyFilter, adaptive_cruise_control, discretize, pendulum,
+        quadratic_cost, time_headway_barrier, TrajectoryProblem,
+    )
+
+    model = pendulum()
+    problem = TrajectoryProblem.from_dynamics(
+        model, quadratic_cost([1.0, 0.1], [0.01]), horizon=20, dt=0.05
+    )
+    controller, step = MPCController(problem, max_steps=5), discretize(model, 0.05)
+    x = jnp.array([0.15, 0.0])  # |u| <= 2 holds it while m g l sin(theta) < 2
+    for k in range(40):
+        x = step(x, controller.step(x), 0.05 * k)
+    assert abs(float(x[0])) < 0.01, x
+    safety = SafetyFilter(adaptive_cruise_control(), [time_headway_barrier(1.8)])
+    result = safety.filter(jnp.array([20.0, 40.0, 13.89]), jnp.array([3000.0]))
+    assert bool(result.feasible) and float(result.control[0]) < 0.0, result
+
+
 def check_cli():
     """`opifex --version` lists the installed opifex distributions; `opifex demo` succeeds."""
     opifex = pathlib.Path(sys.executable).parent / "opifex"
@@ -286,6 +311,7 @@ SMOKE = {
     "l2o": check_l2o,
     "meta": check_meta,
     "quantum": check_quantum,
+    "control": check_control,
     "cli": check_cli,
 }
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,49 +24,17 @@ from mkdocs.livereload import LiveReloadServer
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules below
+from control_tables import RENDERERS as CONTROL_RENDERERS
+from control_tables import SCRIPTS as CONTROL_SCRIPTS
+from table_format import cell as _cell
+from table_format import met as _met
+from table_format import seconds as _seconds
+from table_format import table
+
 RESULTS_DIR = Path("benchmarks") / "results"
 ASSETS_DIR = "assets/benchmarks"
 MARKER = re.compile(r"<!--\s*benchmark-table:\s*([A-Za-z0-9_-]+)\s*-->")
-
-# --------------------------------------------------------------------------------------------
-# formatting
-
-
-def _cell(value: Any) -> str:
-    """One table cell: ``None`` as a dash, floats to 4 significant digits, ``|`` escaped."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _seconds(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
-
-
-def _met(value: bool | None) -> str:
-    return {True: "met", False: "**not met**", None: "not evaluated"}[value]
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    r"""A Markdown table; cells go through the same formatting as every benchmark number.
-
-    Example:
-        >>> print(table(["solver", "f"], [["a|b", 1.23456e-9], ["c", None]]))
-        | solver | f |
-        |---|---|
-        | a\|b | 1.235e-09 |
-        | c | — |
-    """
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
 
 # --------------------------------------------------------------------------------------------
 # second_order
@@ -803,6 +772,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "quantum_scf": render_quantum_scf,
     "meta_sinusoid": render_meta_sinusoid,
     "meta_burgers": render_meta_burgers,
+    **CONTROL_RENDERERS,
 }
 
 # results written by a script other than ``benchmarks/<name>/bench_<name>.py``
@@ -812,6 +782,7 @@ SCRIPTS = {
     "quantum_scf": "benchmarks/quantum/bench_scf.py",
     "meta_sinusoid": "benchmarks/meta/bench_sinusoid.py",
     "meta_burgers": "benchmarks/meta/bench_burgers.py",
+    **CONTROL_SCRIPTS,
 }
 
 

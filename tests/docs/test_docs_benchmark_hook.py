@@ -544,3 +544,39 @@ def test_the_recorded_meta_burgers_results_render_beside_the_reference_figures()
         assert reference is None or f"| {reference} |" in row
     page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
     assert "<!-- benchmark-table: meta_burgers -->" in page
+
+
+CONTROL = ("control_mpc", "control_cbf", "control_sysid", "control_imitation")
+
+
+@pytest.mark.parametrize("name", CONTROL)
+def test_the_recorded_control_results_render_on_the_benchmarks_page(name):
+    text = hook.render_benchmark(name, ROOT / "benchmarks" / "results")
+    data = json.loads((ROOT / f"benchmarks/results/{name}.json").read_text("utf-8"))
+    assert data["meta"]["date"] in text
+    for target, verdict in data.get("targets", {}).items():
+        if isinstance(verdict, bool):
+            assert f"- {target}: {'met' if verdict else '**not met**'}" in text
+    page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
+    assert f"<!-- benchmark-table: {name} -->" in page
+    assert f"]({hook.ASSETS_DIR}/{name}.png)" in page
+
+
+def test_control_mpc_tables_show_every_solver_and_mismatch_run():
+    data = json.loads((ROOT / "benchmarks/results/control_mpc.json").read_text("utf-8"))
+    text = hook.render_benchmark("control_mpc", ROOT / "benchmarks" / "results")
+    for name, entry in data["cold"].items():
+        for row in entry["rows"]:
+            assert f"| {name} | {row['solver']} | {row['status']} | {row['iterations']} |" in text
+    for name, entry in data["mismatch"].items():
+        feedback = [r for r in entry["rows"] if r["warm_start"] == "feedback"]
+        cells = ["no" if not r["held"] else f"{r['held_from_seconds']:.4g}" for r in feedback]
+        assert f"| {name} ({entry['parameter']}) | feedback | " + " | ".join(cells) + " |" in text
+
+
+@pytest.mark.parametrize("name", CONTROL)
+def test_missing_control_results_name_their_script(name, tmp_path):
+    script = hook.SCRIPTS[name]
+    assert (ROOT / script).is_file()
+    with pytest.raises(PluginError, match=script.replace(".", r"\.")):
+        hook.render_benchmark(name, tmp_path)

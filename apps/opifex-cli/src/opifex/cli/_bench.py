@@ -249,3 +249,36 @@ def meta_burgers(
 ) -> None:
     """MAML and Reptile starts for a Burgers PINN against random starts, with tuned Adam."""
     run_script("meta/bench_burgers.py", _argv(output_dir, quick=quick), benchmarks_dir)
+
+
+CONTROL_BENCHMARKS = {
+    "control-mpc": (
+        "bench_mpc.py",
+        "iLQR swing-ups beside CasADi + IPOPT and trajax, closed loops, rates, gradients.",
+    ),
+    "control-cbf": (
+        "bench_cbf.py",
+        "CBF safety filters over 1000 random episodes per case; time per call beside qpax.",
+    ),
+    "control-sysid": ("bench_sysid.py", "SINDy, parametric fits and neural ODEs."),
+    "control-imitation": (
+        "bench_imitation.py",
+        "Recover dynamics and cost parameters by gradient descent through the MPC solver.",
+    ),
+}
+
+
+def _control_command(script: str, summary: str) -> Any:
+    def command(
+        quick: Annotated[bool, typer.Option("--quick", help="A smoke-sized run.")] = False,
+        output_dir: OutputDir = None,
+        benchmarks_dir: BenchmarksDir = None,
+    ) -> None:
+        run_script(f"control/{script}", _argv(output_dir, quick=quick), benchmarks_dir)
+
+    command.__doc__ = summary
+    return command
+
+
+for _name, (_script, _summary) in CONTROL_BENCHMARKS.items():
+    bench_app.command(_name)(_control_command(_script, _summary))

@@ -62,8 +62,8 @@ class ILQRConfig:
         box_qp_iterations: projected-Newton iterations per stage when a bounded control has
             several components (one is exact for a single component).
         scan_unroll: stages per loop iteration of the backward and forward passes: unrolling
-            cuts the per-stage loop overhead (faster solves on a CPU) and lengthens the
-            compilation; ``benchmarks/control/bench_mpc.py`` measures both.
+            cuts the per-stage loop overhead and lengthens the compilation;
+            ``benchmarks/control/bench_mpc.py`` measures both (on the CPU it has not paid).
 
     Example:
         >>> ILQRConfig(max_steps=50).line_search_steps
@@ -80,7 +80,7 @@ class ILQRConfig:
     regularization_factor: float = 10.0
     max_regularization: float = 1e8
     box_qp_iterations: int = 10
-    scan_unroll: int = 5
+    scan_unroll: int = 1
 
     def __post_init__(self) -> None:
         check_int_at_least(self.max_steps, 0, "max_steps")
