@@ -95,9 +95,9 @@ def render_control_mpc(data: dict[str, Any]) -> str:
         [[r["method"], seconds(r["compile_seconds"]), r["iterations"], r["ms_per_iteration"],
           r["cost"]] for r in data["integrator"]["rows"]],
     )  # fmt: skip
-    steps = list(next(iter(data["gradients"].values()))["rows"][0]["rel_error_vs_fd"])
+    fd_steps = list(next(iter(data["gradients"].values()))["rows"][0]["rel_error_vs_fd"])
     gradients = table(
-        ["problem", "method", *[f"rel. error vs FD, h = {h}" for h in steps],
+        ["problem", "method", *[f"rel. error vs FD, h = {h}" for h in fd_steps],
          "rel. error vs implicit", "time"],
         [[name, r["method"], *r["rel_error_vs_fd"].values(), r["rel_error_vs_implicit"],
           seconds(r["seconds"])]

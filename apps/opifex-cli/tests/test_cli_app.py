@@ -53,7 +53,7 @@ def test_console_script_is_installed():
 
 def test_no_arguments_shows_the_commands():
     result = _invoke()
-    assert all(command in result.output for command in ("demo", "scf", "bench", "train"))
+    assert all(command in result.output for command in ("demo", "scf", "mpc", "bench", "train"))
 
 
 def test_unknown_benchmark_lists_the_available_ones():
@@ -61,9 +61,12 @@ def test_unknown_benchmark_lists_the_available_ones():
     assert result.exit_code == 2
     assert "'no-such-bench' is not a benchmark" in result.output
     available = (
-        "available: l2o, l2o-lasso, l2o-mlp-regression, meta, meta-burgers, quantum, second-order"
+        "available: control-cbf, control-imitation, control-mpc, control-sysid, l2o, l2o-lasso, "
+        "l2o-mlp-regression, meta, meta-burgers, quantum, second-order"
     )
-    assert available in result.output
+    # the error box wraps long lines: compare without the frame and line breaks
+    flat = " ".join(line.strip("│ ") for line in result.output.splitlines())
+    assert available in " ".join(flat.split())
 
 
 def test_missing_benchmarks_dir_is_a_clear_error(tmp_path, monkeypatch):
