@@ -30,6 +30,8 @@ END_TO_END = {
     "opifex.control._ilqr",
     "opifex.control._mpc",
     "opifex.control._neural_ode",
+    "opifex.control._qp",
+    "opifex.control._safety",
     "opifex.control._shooting",
     "opifex.control._sindy",
     "opifex.control._sysid",
@@ -57,8 +59,6 @@ END_TO_END = {
 SLOW = {
     "opifex.control._dynamics",
     "opifex.control._problem",
-    "opifex.control._qp",
-    "opifex.control._safety",
     "opifex.core._optax_solver",
     "opifex.core.families._lasso",
     "opifex.core.families._logistic",

@@ -372,7 +372,7 @@ def test_rk4_converges_at_fourth_order_and_euler_at_first():
 STIFF_DT, STIFF_STEPS = 0.2, 5
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_kvaerno5_solves_a_stiff_linear_ode():
     """dx/dt = -1000 (x - cos t): implicit kvaerno5 (adaptive, rtol 1e-9; ~100 steps in the
     first period, through the transient) vs the closed form and solve_ivp (Radau, rtol 1e-10),
@@ -400,7 +400,7 @@ def test_kvaerno5_solves_a_stiff_linear_ode():
     np.testing.assert_allclose(xs, reference, atol=1e-8)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_failed_diffrax_solve_is_nan():
     """An explicit adaptive solver on the stiff ODE is held to |lam h| <~ 3.5 (over 128 steps a
     period here): with max_solver_steps=16 the solve fails and the state is NaN, not a number.

@@ -129,7 +129,7 @@ def test_closed_loop_cruise_control_stays_safe():
     assert abs(float(h[-1])) < 0.05  # it ends following at the 1.8 s headway
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_obstacle_barrier_two_obstacles_jit_vmap_and_no_recompilation():
     safety = SafetyFilter(
         double_integrator(2, max_accel=2.0),

@@ -45,7 +45,7 @@ def _pendulum_data(horizon: int, seed: int = 0, noise: float = 0.0):
 MODEL = pendulum()  # one object: fits of the same shapes share one compiled program
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_single_shooting_recovers_pendulum_and_agrees_with_scipy():
     _, noisy, us = _pendulum_data(120, noise=0.002)
     guess = {"mass": 1.0, "length": 1.0, "damping": 0.3}
@@ -186,7 +186,7 @@ def test_fit_parameters_rejects_bad_input(kwargs, error, match):
         fit_parameters(**args)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_neural_dynamics_is_an_mlp_of_standardised_inputs():
     model = neural_dynamics(
         jax.random.key(0), 2, 1, (8,), input_mean=[1.0, 2.0, 0.0], output_scale=[3.0, 4.0]
