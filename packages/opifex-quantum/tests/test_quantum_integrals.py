@@ -107,7 +107,7 @@ def test_integrals_match_pyscf(molecule, name, cartesian):
     assert abs(float(ints.nuclear_repulsion) - mol.energy_nuc()) < 1e-12
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_eri_has_eightfold_symmetry_and_only_unique_quartets_are_computed():
     numbers, coordinates, charges = _system("H2O")
     basis = build_basis(numbers, "6-31g*")
