@@ -70,9 +70,10 @@ class SwingUpReport:
 
     @property
     def angles(self) -> np.ndarray:
-        """The pole angle from upright, wrapped to ``(-pi, pi]``."""
-        raw = self.states[:, self.angle_index]
-        return np.angle(np.exp(1j * raw))
+        """The pole angle from upright, wrapped to ``[-pi, pi)``."""
+        from opifex.control import wrap_angle
+
+        return np.asarray(wrap_angle(self.states[:, self.angle_index]))
 
     @property
     def held_from(self) -> float | None:

@@ -276,19 +276,16 @@ class ILQR:
 
     def _forward(self, state, k, gains, x0, theta) -> tuple[Array, Array, Array]:
         """Rollouts of the feedback policy for every step length: states, controls, costs."""
-        lower, upper = self.problem.bounds(state.params.dtype)
-        times = jnp.arange(self.problem.horizon, dtype=x0.dtype) * self.problem.dt
-        dynamics_params = theta[0]
 
         def one(alpha: Array) -> tuple[Array, Array, Array]:
-            def advance(x: Array, data: tuple) -> tuple[Array, tuple]:
-                x_ref, u_ref, k_t, gain, lo, hi, t = data
-                u = jnp.clip(u_ref + alpha * k_t + gain @ (x - x_ref), lo, hi)
-                return self.problem.step(x, u, t, dynamics_params), (x, u)
-
-            data = (state.states[:-1], state.params, k, gains, lower, upper, times)
-            last, (xs, us) = lax.scan(advance, x0, data, unroll=self.config.scan_unroll)
-            states = jnp.concatenate([xs, last[None]])
+            states, us = self.problem.rollout_policy(
+                state.params + alpha * k,
+                state.states[:-1],
+                gains,
+                x0,
+                theta,
+                unroll=self.config.scan_unroll,
+            )
             return states, us, jnp.sum(self.problem.stage_costs(states, us, theta))
 
         alphas = 0.5 ** jnp.arange(self.config.line_search_steps, dtype=x0.dtype)

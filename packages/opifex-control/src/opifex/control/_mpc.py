@@ -59,16 +59,7 @@ def _shift(plan: Array) -> Array:
 
 def _warm_start(problem: TrajectoryProblem, state: MPCState, x: Array, theta: Any) -> Array:
     """The shifted plan rolled out from ``x`` through the shifted feedback gains, clipped."""
-    lower, upper = problem.bounds(state.plan.dtype)
-    times = jnp.arange(problem.horizon, dtype=state.plan.dtype) * problem.dt
-
-    def advance(x: Array, stage: tuple) -> tuple[Array, Array]:
-        u_ref, x_ref, gain, lo, hi, t = stage
-        u = jnp.clip(u_ref + gain @ (x - x_ref), lo, hi)
-        return problem.step(x, u, t, theta[0]), u
-
-    stages = (state.plan, state.states, state.gains, lower, upper, times)
-    _, controls = lax.scan(advance, x, stages)
+    _, controls = problem.rollout_policy(state.plan, state.states, state.gains, x, theta)
     return jnp.where(jnp.all(jnp.isfinite(controls)), controls, state.plan)
 
 

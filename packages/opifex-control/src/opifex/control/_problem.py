@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from opifex.control._dynamics import Dynamics, StepFn, discretize, rollout
 from opifex.core import check_int_at_least, check_positive
@@ -194,6 +195,47 @@ class TrajectoryProblem:
     def rollout(self, controls: Array, x0: Array, theta: Any) -> Array:
         """States ``x_0 .. x_T`` under ``controls``."""
         return rollout(self.step, x0, controls, theta[0], self.dt)
+
+    def rollout_policy(
+        self,
+        controls: Array,
+        states: Array,
+        gains: Array,
+        x0: Array,
+        theta: Any,
+        *,
+        unroll: int = 1,
+    ) -> tuple[Array, Array]:
+        """States and controls of ``u_t = clip(controls_t + gains_t (x_t - states_t))`` from ``x0``.
+
+        The feedback policy about a reference trajectory (``states``: ``(T, n)``, one per
+        control; ``gains``: ``(T, m, n)``): iLQR's forward pass and MPC's warm start.
+
+        Returns:
+            ``(x_0 .. x_T, u_0 .. u_{T-1})``.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from opifex.control import double_integrator, quadratic_cost
+            >>> problem = TrajectoryProblem.from_dynamics(
+            ...     double_integrator(), quadratic_cost([1.0, 1.0], [1.0]), horizon=3, dt=1.0,
+            ...     bounded=False)
+            >>> xs, us = problem.rollout_policy(jnp.zeros((3, 1)), jnp.zeros((3, 2)),
+            ...     jnp.full((3, 1, 2), -0.5), jnp.array([1.0, 0.0]), problem.default_theta)
+            >>> us[0].tolist()    # -0.5 (x - 0) - 0.5 (v - 0)
+            [-0.5]
+        """
+        lower, upper = self.bounds(controls.dtype)
+        times = jnp.arange(self.horizon, dtype=controls.dtype) * self.dt
+
+        def advance(x: Array, stage: tuple) -> tuple[Array, tuple[Array, Array]]:
+            u_ref, x_ref, gain, lo, hi, t = stage
+            u = jnp.clip(u_ref + gain @ (x - x_ref), lo, hi)
+            return self.step(x, u, t, theta[0]), (x, u)
+
+        stages = (controls, states, gains, lower, upper, times)
+        last, (xs, us) = lax.scan(advance, x0, stages, unroll=unroll)
+        return jnp.concatenate([xs, last[None]]), us
 
     def stage_costs(self, states: Array, controls: Array, theta: Any) -> Array:
         """The ``T`` running costs and the final cost, shape ``(T + 1,)``."""
