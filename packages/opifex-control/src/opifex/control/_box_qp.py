@@ -17,7 +17,7 @@ from jax import lax
 
 Array = jax.Array
 
-_BACKTRACK = 0.5 ** jnp.arange(8)  # projected search step lengths, tried together
+BACKTRACK_STEPS = 8  # projected search step lengths 1, 1/2, ... tried together
 
 
 class BoxQPSolution(NamedTuple):
@@ -71,7 +71,8 @@ def box_qp(
         free = _free_mask(x, grad, lower, upper)
         factor = jnp.linalg.cholesky(_restrict(hessian, free))
         direction = -jax.scipy.linalg.cho_solve((factor, True), jnp.where(free, grad, 0.0))
-        trials = jnp.clip(x + _BACKTRACK[:, None] * direction, lower, upper)
+        lengths = 0.5 ** jnp.arange(BACKTRACK_STEPS, dtype=x.dtype)
+        trials = jnp.clip(x + lengths[:, None] * direction, lower, upper)
         values = jax.vmap(objective)(trials)
         best = jnp.argmin(jnp.where(jnp.isfinite(values), values, jnp.inf))
         improved = values[best] <= objective(x)
