@@ -74,14 +74,9 @@ def _opifex_cold(name: str, dtype: str, repeats: int) -> dict[str, Any]:
     """Compile and time opifex's ILQR from ``U = 0`` in ``dtype``."""
     with jax.enable_x64(dtype == "float64"):
         problem, data = PROBLEMS[name]()
-        solver = ILQR(problem)
-        theta = problem.default_theta
-        x0 = jnp.asarray(data.x0, dtype)
-        controls = jnp.zeros((data.horizon, data.control_dim), dtype)
-        start = time.perf_counter()
-        compiled = jax.jit(solver.run).lower(controls, x0, theta).compile()
-        compile_seconds = time.perf_counter() - start
-        times, result = timed_calls(lambda: compiled(controls, x0, theta), repeats, SOLVE_BUDGET_S)
+        compile_seconds, times, result = _timed_solve(
+            problem, data.x0, ILQRConfig(), repeats, SOLVE_BUDGET_S
+        )
         plan = np.asarray(result.params, np.float64)
         states = np.asarray(result.aux.states, np.float64)
         values = np.asarray(result.trace["value"], np.float64)
@@ -348,15 +343,18 @@ def control_rates() -> list[dict[str, Any]]:
     return rows
 
 
-def _timed_solve(problem: TrajectoryProblem, x0: Any, config: ILQRConfig, repeats: int):
-    """Compile ILQR on ``problem`` from ``U = 0``; (compile seconds, solve times, result)."""
+def _timed_solve(
+    problem: TrajectoryProblem, x0: Any, config: ILQRConfig, repeats: int, budget_s: float
+):
+    """Compile ILQR on ``problem`` from ``U = 0`` in JAX's default float dtype; (compile
+    seconds, solve times, result)."""
     solver = ILQR(problem, config)
     theta, x0 = problem.default_theta, jnp.asarray(x0)
-    controls = jnp.zeros((problem.horizon, problem.control_dim))
+    controls = jnp.zeros((problem.horizon, problem.control_dim), x0.dtype)
     start = time.perf_counter()
     compiled = jax.jit(solver.run).lower(controls, x0, theta).compile()
     compile_seconds = time.perf_counter() - start
-    times, result = timed_calls(lambda: compiled(controls, x0, theta), repeats, 10.0)
+    times, result = timed_calls(lambda: compiled(controls, x0, theta), repeats, budget_s)
     return compile_seconds, times, result
 
 
@@ -374,7 +372,7 @@ def integrator_cost(name: str, repeats: int) -> dict[str, Any]:
         problem = TrajectoryProblem.from_dynamics(
             data.dynamics(), data.cost(), horizon=data.horizon, dt=data.dt, method=method
         )
-        compile_seconds, times, result = _timed_solve(problem, data.x0, config, repeats)
+        compile_seconds, times, result = _timed_solve(problem, data.x0, config, repeats, 10.0)
         iterations = int(result.num_steps)
         rows.append(
             {

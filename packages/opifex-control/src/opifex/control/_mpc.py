@@ -133,7 +133,7 @@ def mpc_step(
     """
     check_choice(warm_start, WARM_STARTS, "warm_start")
     problem: TrajectoryProblem = solver.problem
-    start = _warm_start(problem, state, x, theta)
+    start = state.plan if warm_start == "shift" else _warm_start(problem, state, x, theta)
     result = run_solver(solver, start, x, theta, max_steps=max_steps, trace_length=trace_length)
     plan = result.params
     failed = (
