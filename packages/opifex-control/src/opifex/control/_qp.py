@@ -65,10 +65,6 @@ class FilterQPSolution(NamedTuple):
     converged: Array
 
 
-def _clip(v: Array, lower: Array, upper: Array) -> Array:
-    return jnp.minimum(jnp.maximum(v, lower), upper)
-
-
 def _coordinate(c: Array, a: Array, d: Array, b: Array, lower: Array, upper: Array) -> Array:
     """The multiplier ``lam >= 0`` of ``max_lam min_{u in box} ... ``: one half-space, exact.
 
@@ -85,7 +81,7 @@ def _coordinate(c: Array, a: Array, d: Array, b: Array, lower: Array, upper: Arr
     points = jnp.sort(jnp.concatenate([jnp.zeros(1, c.dtype), kinks(lower), kinks(upper)]))
     finite = jnp.isfinite(points)
     points = jnp.where(finite, points, 0.0)
-    phi = jax.vmap(lambda lam: a @ _clip(c + lam * d, lower, upper) - b)(points)
+    phi = jax.vmap(lambda lam: a @ jnp.clip(c + lam * d, lower, upper) - b)(points)
     index = jnp.arange(points.shape[0])
     k = jnp.max(jnp.where(finite & (phi < 0), index, 0))  # the last kink left of the root
     after = jnp.minimum(k + 1, points.shape[0] - 1)
@@ -104,7 +100,7 @@ def _coordinate(c: Array, a: Array, d: Array, b: Array, lower: Array, upper: Arr
 
 def _primal(lam: Array, theta: tuple) -> Array:
     u_nom, normals, _, lower, upper, weight = theta
-    return _clip(u_nom + (lam @ normals) / weight, lower, upper)
+    return jnp.clip(u_nom + (lam @ normals) / weight, lower, upper)
 
 
 def _tolerance(u: Array, theta: tuple, rtol: float) -> Array:
@@ -370,7 +366,7 @@ def filter_qp(
     )
     # implicit derivatives at a converged solution; a well-posed stand-in problem elsewhere
     # (nothing active: a non-singular system), whose derivatives are discarded by the where
-    u_safe = lax.stop_gradient(_clip(u_nom, theta[3], theta[4]))
+    u_safe = lax.stop_gradient(jnp.clip(u_nom, theta[3], theta[4]))
     stand_in = (*theta[:2], normals @ u_safe - 1.0, *theta[3:])
     theta_root = jax.tree.map(lambda a, b: jnp.where(converged, a, b), theta, stand_in)
     z = (lax.stop_gradient(_primal(lam, theta)), lam)
