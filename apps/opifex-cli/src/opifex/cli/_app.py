@@ -119,9 +119,10 @@ def mpc(
 
     jax.config.update("jax_enable_x64", True)
     from opifex.cli import _mpc
+    from opifex.control import SWING_UPS
 
-    if system not in ("pendulum", "cartpole"):
-        fail(f"unknown system {system!r}; choose pendulum or cartpole")
+    if system not in SWING_UPS:
+        fail(f"unknown system {system!r}; choose {' or '.join(SWING_UPS)}")
     if seconds <= 0 or budget < 1:
         fail("--seconds must be positive and --budget at least 1")
     console = stdout_console()
