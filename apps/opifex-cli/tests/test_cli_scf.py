@@ -29,6 +29,9 @@ def test_scf_prints_energy_cycles_plot_and_gradient(tmp_path):
     assert "converged in 5 cycles" in result.output
     assert "nuclear gradient" in result.output and "█" in result.output
     assert plot.stat().st_size > 1000
+    assert re.search(
+        r"^nuclear gradient: compile \d+\.\d+ s \+ solve \d+\.\d+ s", result.stdout, re.M
+    )
 
 
 @pytest.mark.slow
@@ -41,10 +44,38 @@ def test_scf_from_xyz_file(tmp_path):
     assert abs(energy - H2_STO3G) < 1e-8
 
 
+TIMING = re.compile(r"^SCF: compile (\d+\.\d+) s \+ solve (\d+\.\d+) s \((.+)\)$", re.M)
+
+
+@pytest.mark.slow
+def test_scf_says_when_it_compiles_and_prints_the_compile_and_solve_times():
+    # a conv_tol no other test uses: a program this process has not compiled yet
+    result = _invoke("scf", "H2", "--conv-tol", "3.3e-9")
+    assert result.exit_code == 0, result.output
+    assert "tracing the SCF of H H / sto-3g ..." in result.stderr
+    assert "compiling the SCF of H H / sto-3g with XLA" in result.stderr
+    assert "solving the SCF ..." in result.stderr
+    timing = TIMING.search(result.stdout)
+    assert timing is not None, result.stdout
+    compile_s, solve_s = float(timing.group(1)), float(timing.group(2))
+    assert compile_s > 0 and solve_s >= 0
+    assert "persistent compilation cache" in timing.group(3)  # the test suite's cache is on
+    again = _invoke("scf", "H2", "--conv-tol", "3.3e-9")  # same process: nothing to compile
+    assert "compiling" not in again.stderr
+    assert TIMING.search(again.stdout).group(3) == "already compiled in this process"
+
+
+def test_compile_time_is_the_union_of_nested_compile_events():
+    from opifex.cli._scf import _covered
+
+    assert _covered([(0.0, 2.0), (0.5, 1.0), (3.0, 4.0), (3.5, 5.0)]) == 4.0
+    assert _covered([]) == 0.0
+
+
 def test_scf_rejects_unknown_molecule_and_options():
     unknown = _invoke("scf", "unobtainium")
     assert unknown.exit_code == 2 and "neither a known molecule" in unknown.output
-    bad_basis = _invoke("scf", "H2", "--basis", "cc-pvdz")
+    bad_basis = _invoke("scf", "H2", "--basis", "no-such-basis")
     assert bad_basis.exit_code == 2 and "unknown basis set" in bad_basis.output
     open_shell = _invoke("scf", "O2", "--method", "rhf")
     assert open_shell.exit_code == 2 and "closed-shell" in open_shell.output

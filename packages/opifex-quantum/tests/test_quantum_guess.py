@@ -105,7 +105,7 @@ def test_hydrogen_is_a_one_electron_atom(name):
     ("z", "name"),
     [
         pytest.param(8, "sto-3g", id="O-sto-3g", marks=_E2E),
-        pytest.param(6, "sto-3g", id="C-sto-3g", marks=_SLOW),
+        pytest.param(6, "sto-3g", id="C-sto-3g", marks=_E2E),
         pytest.param(6, "6-31g", id="C-6-31g", marks=_E2E),
     ],
 )

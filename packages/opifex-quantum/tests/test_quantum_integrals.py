@@ -12,9 +12,9 @@ import pytest
 
 from opifex.quantum import _integrals
 from opifex.quantum._basis import build_basis, double_factorial
+from opifex.quantum._eri_plan import quartet_plan
 from opifex.quantum._integrals import compute_integrals
 from opifex.quantum._molecule import nuclear_repulsion
-from opifex.quantum._two_electron import shell_quartets
 
 pyscf_gto = pytest.importorskip("pyscf.gto")
 
@@ -116,8 +116,8 @@ def test_eri_has_eightfold_symmetry_and_only_unique_quartets_are_computed():
         np.testing.assert_allclose(eri, np.einsum(f"ijkl->{perm}", eri), rtol=0, atol=1e-14)
     n_shells = len(basis.shells)
     n_pairs = n_shells * (n_shells + 1) // 2
-    assert sum(q.n_quartets for q in shell_quartets(basis)) == n_pairs * (n_pairs + 1) // 2
-    assert len(shell_quartets(basis)) == 21  # s, p, d: pair classes 6 -> 21 quartet classes
+    assert sum(q.n_quartets for q in quartet_plan(basis)) == n_pairs * (n_pairs + 1) // 2
+    assert len(quartet_plan(basis)) == 21  # s, p, d: pair classes 6 -> 21 quartet classes
 
 
 def _weighted_sum(basis, charges):

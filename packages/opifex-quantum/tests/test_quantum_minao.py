@@ -37,8 +37,11 @@ def test_ground_configurations_hold_the_atomic_number():
         assert electrons == pytest.approx(z)
     assert ground_configuration(7) == {0: [2.0, 2.0], 1: [1.0]}  # 1s2 2s2 2p3
     assert ground_configuration(11) == {0: [2.0, 2.0, 1.0], 1: [2.0]}  # [Ne] 3s1
-    with pytest.raises(ValueError, match=r"H to Ar .* Z=19"):
-        ground_configuration(19)
+    # chromium and copper: one 4s electron, a half-filled or filled 3d shell (per orbital)
+    assert ground_configuration(24) == {0: [2.0, 2.0, 2.0, 1.0], 1: [2.0, 2.0], 2: [1.0]}
+    assert ground_configuration(29) == {0: [2.0, 2.0, 2.0, 1.0], 1: [2.0, 2.0], 2: [2.0]}
+    with pytest.raises(ValueError, match=r"H to Kr .* Z=37"):
+        ground_configuration(37)
 
 
 @pytest.mark.slow

@@ -173,15 +173,85 @@ def test_molecule_is_a_pytree_with_static_metadata():
     assert water.nuclear_charges.dtype == np.float64
 
 
+LIH = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+
+
 def test_constructor_normalises_and_validates_static_fields():
-    mol = Molecule(np.zeros((2, 3)), ["Li", np.int32(1)], np.int64(0), 1)
+    mol = Molecule(LIH, ["Li", np.int32(1)], np.int64(0), 1)
     assert mol.atomic_numbers == (3, 1) and type(mol.charge) is int
     with pytest.raises(ValueError, match="atomic_numbers is empty"):
         Molecule(np.zeros((0, 3)), ())
     with pytest.raises(TypeError, match="atomic_numbers must be a sequence"):
         Molecule(np.zeros((1, 3)), 1)
     with pytest.raises(ValueError, match="is impossible with 2 electrons"):
-        Molecule(np.zeros((2, 3)), (1, 1), 0, 2)
+        Molecule(LIH, (1, 1), 0, 2)
+
+
+@pytest.mark.parametrize(
+    ("coordinates", "error", "match"),
+    [
+        (np.zeros((3,)), ValueError, re.escape("shape (n_atoms, 3) = (2, 3)")),
+        (np.zeros((2, 2)), ValueError, re.escape("got (2, 2)")),
+        (np.zeros((3, 3)), ValueError, re.escape("got (3, 3)")),
+        ([[0, 0, 0]], ValueError, re.escape("got (1, 3)")),
+        (np.array([[0.0, 0, 0], [0, 0, np.nan]]), ValueError, r"finite: atom 1 \(H\)"),
+        (np.array([[np.inf, 0, 0], [0, 0, 1.4]]), ValueError, r"finite: atom 0 \(H\)"),
+        (np.zeros((2, 3)), ValueError, r"atoms 0 \(H\) and 1 \(H\) are 0 Bohr apart"),
+        ([[0, 0, 0], [0, 0, 0.05]], ValueError, "are 0.05 Bohr apart; nuclei must be at least"),
+        (None, TypeError, "coordinates must be an array of shape"),
+        (object(), TypeError, "coordinates must be real numbers"),
+        ("0 0 0", TypeError, "coordinates must be an array of shape"),
+        (np.zeros((2, 3), dtype=complex), TypeError, "coordinates must be real numbers"),
+        (np.ones((2, 3), dtype=bool), TypeError, "coordinates must be real numbers"),
+        ([[0, 0, 0], [0, 0]], TypeError, "coordinates must be an array of shape"),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_constructor_validates_coordinates_like_create_molecular_system(coordinates, error, match):
+    with pytest.raises(error, match=match):
+        Molecule(coordinates, (1, 1))
+    if isinstance(coordinates, np.ndarray) and coordinates.dtype == np.float64:
+        with pytest.raises(ValueError, match=match):  # a jax array is checked the same way
+            Molecule(jnp.asarray(coordinates), (1, 1))
+
+
+def test_replace_and_batches_are_validated_too():
+    h2 = Molecule(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.4]]), (1, 1))
+    with pytest.raises(ValueError, match="are 0 Bohr apart"):
+        dataclasses.replace(h2, coordinates=np.zeros((2, 3)))
+    batch = np.zeros((4, 2, 3))
+    batch[:, 1, 2] = [1.0, 1.4, 0.02, 2.0]
+    with pytest.raises(ValueError, match=re.escape("are 0.02 Bohr apart (batch index (2,))")):
+        dataclasses.replace(h2, coordinates=batch)
+    batch[2, 1, 2] = 1.2
+    assert dataclasses.replace(h2, coordinates=batch).coordinates.shape == (4, 2, 3)
+
+
+def test_tracers_and_rebuilt_molecules_skip_the_value_checks():
+    h2 = Molecule(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.4]]), (1, 1))
+    # jax rebuilds molecules from leaves that are no geometry at all
+    _, treedef = jax.tree_util.tree_flatten(h2)
+    for leaf in (object(), None, 0, np.zeros((2, 3)), np.zeros(())):
+        rebuilt = jax.tree_util.tree_unflatten(treedef, [leaf])
+        assert rebuilt.coordinates is leaf and rebuilt.atomic_numbers == (1, 1)
+    assert jax.tree.map(lambda x: None, h2).coordinates is None
+    zeros = jax.tree.map(jnp.zeros_like, h2)  # all nuclei at one point: fine for a pytree
+    assert float(jnp.abs(zeros.coordinates).sum()) == 0.0
+    # a gradient is a Molecule of forces, rebuilt without checks
+    grad = jax.grad(lambda m: m.nuclear_repulsion())(h2)
+    assert isinstance(grad, Molecule) and grad.coordinates.shape == (2, 3)
+    # tracers: only the shape is checked, even for coincident nuclei
+    traced = jax.jit(lambda c: Molecule(c, (1, 1)).nuclear_repulsion())
+    assert np.isinf(float(traced(jnp.zeros((2, 3)))))
+    energies = jax.vmap(lambda c: dataclasses.replace(h2, coordinates=c).nuclear_repulsion())(
+        jnp.zeros((3, 2, 3)).at[:, 1, 2].set(jnp.array([1.0, 2.0, 4.0]))
+    )
+    np.testing.assert_allclose(energies, [1.0, 0.5, 0.25])
+    with pytest.raises(ValueError, match=re.escape("got (3,)")):
+        jax.jit(lambda c: Molecule(c, (1, 1)).nuclear_repulsion())(jnp.zeros(3))
+    # AOT lowering with shapes only
+    shape = jax.ShapeDtypeStruct((2, 3), jnp.float64)
+    assert Molecule(shape, (1, 1)).coordinates is shape
 
 
 def test_float32_without_x64():

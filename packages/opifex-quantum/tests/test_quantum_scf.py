@@ -541,3 +541,28 @@ def test_bad_arguments_raise():
     jax.config.update("jax_enable_x64", False)
     with pytest.raises(RuntimeError, match="64-bit"):
         run_rhf(ints, 2)
+
+
+@pytest.mark.slow
+def test_unconverged_scf_gives_nan_energy_gradient_and_no_silent_zero():
+    from opifex.quantum import molecule_from_name, nuclear_gradient, scf_energy
+
+    h2 = molecule_from_name("H2")
+    short = SCFConfig(max_steps=1, conv_tol=1e-14, conv_tol_grad=1e-12)  # retry off: fails
+    assert np.isnan(float(scf_energy(h2, config=short)))
+    # jax.grad of where(converged, E, nan) is 0 here: a wrong force that looks right
+    assert np.all(np.isnan(np.asarray(nuclear_gradient(h2, config=short))))
+
+
+def test_run_scf_arguments_are_checked_before_compiling():
+    from opifex.quantum import molecule_from_name, run_scf
+
+    h2 = molecule_from_name("H2")
+    with pytest.raises(TypeError, match="config must be an SCFConfig"):
+        run_scf(h2, config={"conv_tol": 1e-9})
+    with pytest.raises(TypeError, match="molecule must be a Molecule"):
+        run_scf(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="basis must be a basis-set name or a BasisSet"):
+        run_scf(h2, basis=3)
+    with pytest.raises(ValueError, match="guess"):
+        run_scf(h2, guess="huckel")

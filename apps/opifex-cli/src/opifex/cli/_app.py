@@ -149,7 +149,7 @@ def scf(
         str, typer.Argument(help="A known molecule (H2O, CH4, O2, ...) or an XYZ file.")
     ],
     basis: Annotated[
-        str, typer.Option(help="sto-3g, 6-31g, 6-31g*, 6-31g** or ano-rcc-mb.")
+        str, typer.Option(help="sto-3g, 6-31g, 6-31g*, cc-pvdz, ... (known_basis_sets()).")
     ] = "sto-3g",
     method: Annotated[str | None, typer.Option(help="rhf or uhf (default: from spin).")] = None,
     charge: Annotated[int | None, typer.Option(help="Total charge (XYZ input).")] = None,
@@ -157,17 +157,29 @@ def scf(
     cartesian: Annotated[bool, typer.Option(help="Cartesian (6) d functions.")] = False,
     guess: Annotated[str, typer.Option(help="minao, sad or core.")] = "minao",
     conv_tol: Annotated[float, typer.Option(help="Energy-change tolerance (Eh).")] = 1e-9,
-    max_steps: Annotated[int, typer.Option(help="SCF cycle budget.")] = 50,
+    max_steps: Annotated[
+        int, typer.Option(help="SCF cycle budget (no retry: a run that uses it up fails).")
+    ] = 50,
     max_iterations: Annotated[
         int | None, typer.Option(hidden=True, help="Deprecated spelling of --max-steps.")
     ] = None,
     forces: Annotated[bool, typer.Option(help="Also print the nuclear gradient.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write the convergence plot (PNG).")] = None,
 ) -> None:
-    """Hartree-Fock SCF of a molecule: energy, cycles and a convergence plot."""
+    """Hartree-Fock SCF of a molecule: energy, cycles, a convergence plot and the timings.
+
+    The first run of a molecule's composition, basis set and options compiles the SCF (and,
+    with --forces, the gradient) with JAX; a status line on stderr says so while it runs, and
+    the output ends with the compile / solve split. Compiled programs go to the persistent
+    compilation cache (see `opifex --help`), so the next run reads them back. An SCF that
+    does not converge within --max-steps cycles is reported as such (exit status 1); it is
+    not retried.
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    from rich.console import Console
+
     from opifex.cli import _scf
     from opifex.quantum import FORCE_CONV_TOL_GRAD, SCFConfig, nuclear_gradient, run_scf
 
@@ -175,22 +187,39 @@ def scf(
     if max_iterations is not None:
         warn("--max-iterations is deprecated (removed in the next release); use --max-steps")
         max_steps = max_iterations
+    timings = []
     try:
         mol = _scf.load_molecule(molecule, charge, multiplicity)
         config = SCFConfig(conv_tol=conv_tol, max_steps=max_steps)
         options = {"method": method, "config": config, "guess": guess, "cartesian": cartesian}
-        with progress_bar("compiling and solving", console) as progress:
-            result = jax.jit(lambda m: run_scf(m, basis, **options))(mol)
-            progress(1, 2 if forces else 1, "SCF")
+        what = f"{' '.join(mol.symbols)} / {basis}"
+        with _scf.StatusLine(Console(stderr=True)) as status:
+
+            def say(task: str):
+                return lambda phase: status.update(
+                    f"compiling the {task} of {what} with XLA (or reading it back from the "
+                    "persistent compilation cache)"
+                    if phase == "compiling"
+                    else f"solving the {task}"
+                )
+
+            status.update(f"tracing the SCF of {what}")
+            with _scf.watch_compilation(say("SCF")) as timing:
+                result = jax.block_until_ready(run_scf(mol, basis, **options))
+            timings.append(("SCF", timing))
             gradient = None
             if forces and bool(result.converged):
                 tight = min(config.gradient_tolerance, FORCE_CONV_TOL_GRAD)
                 options["config"] = dataclasses.replace(config, conv_tol_grad=tight)
-                gradient = jax.jit(lambda m: nuclear_gradient(m, basis, **options))(mol)
-                progress(2, 2, "nuclear gradient")
+                status.update(f"tracing the nuclear gradient of {what}")
+                with _scf.watch_compilation(say("nuclear gradient")) as timing:
+                    gradient = jax.block_until_ready(nuclear_gradient(mol, basis, **options))
+                timings.append(("nuclear gradient", timing))
     except (ValueError, TypeError, FileNotFoundError) as error:
         fail(str(error), code=2)
     _scf.render(mol, basis, result, gradient, console)
+    for label, timing in timings:
+        console.print(_scf.timing_line(label, timing), markup=False, highlight=False)
     if plot is not None:
         _scf.save_plot(result, plot, f"{' '.join(mol.symbols)} / {basis}")
         console.print(f"convergence plot written to {plot}")

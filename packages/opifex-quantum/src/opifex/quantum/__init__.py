@@ -1,9 +1,10 @@
 """opifex.quantum: differentiable Hartree-Fock (RHF / UHF) with Gaussian basis sets in JAX.
 
 Build a ``Molecule`` (``create_molecular_system`` or ``molecule_from_name``), then
-``run_scf(molecule, "6-31g")``: integrals (McMurchie-Davidson, 8-fold ERI symmetry), a MINAO
-guess (projected atomic natural orbitals; SAD and core guesses on request), and a jit-compiled
-SCF solver with DIIS / ADIIS / EDIIS, level shifting, damping and automatic retries, driven by
+``run_scf(molecule, "6-31g")``: integrals (McMurchie-Davidson, 8-fold ERI symmetry, blocked
+and Schwarz-screened for larger bases), a MINAO guess (projected atomic natural orbitals; SAD
+and core guesses on request), and a jit-compiled SCF solver with DIIS / ADIIS / EDIIS, level
+shifting, damping and an optional retry (off unless ``SCFConfig`` enables it), driven by
 ``opifex.core.run_solver``. It returns ``opifex.core``'s ``SolveResult``: ``value`` (the total
 energy), ``params`` (the density), ``num_steps`` (SCF cycles), ``converged`` / ``status``,
 ``trace`` and ``aux`` (an ``SCFOutputs``: energy components and orbitals). ``result.value`` is
@@ -25,6 +26,7 @@ from opifex.quantum._basis import (
 from opifex.quantum._elements import ELEMENT_SYMBOLS, atomic_number, element_symbol
 from opifex.quantum._energy_components import EnergyComponents
 from opifex.quantum._energy_function import EnergyFunction, make_energy_fn
+from opifex.quantum._eri_supermatrix import ERISupermatrix
 from opifex.quantum._fock import coulomb_matrix, exchange_matrix
 from opifex.quantum._geometries import known_molecules, molecule_from_name
 from opifex.quantum._guess import atomic_density, superposition_of_atomic_densities
@@ -57,6 +59,7 @@ __all__ = [
     "FORCE_CONV_TOL_GRAD",
     "MIN_NUCLEAR_DISTANCE",
     "BasisSet",
+    "ERISupermatrix",
     "EnergyComponents",
     "EnergyFunction",
     "Integrals",

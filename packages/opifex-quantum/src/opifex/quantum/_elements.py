@@ -1,4 +1,4 @@
-"""Element symbols and atomic numbers, hydrogen to krypton."""
+"""Element symbols, atomic numbers and ground-state configurations, hydrogen to krypton."""
 
 import operator
 
@@ -77,3 +77,44 @@ def element_symbol(z: int) -> str:
         ('Cl', 'Fe')
     """
     return ELEMENT_SYMBOLS[atomic_number(z) - 1]
+
+
+# Subshells (n, l) in the order the aufbau (Madelung) rule fills them, up to krypton.
+_AUFBAU_ORDER = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (4, 0), (3, 2), (4, 1))
+# Atoms whose ground state breaks the Madelung rule (up to Kr): one 4s electron moves to 3d.
+_ONE_4S_ELECTRON = (24, 29)  # Cr [Ar] 3d5 4s1, Cu [Ar] 3d10 4s1
+
+
+def ground_state_configuration(element: str | int) -> tuple[tuple[int, int, int], ...]:
+    """The occupied subshells of the neutral atom's ground state, ``(n, l, electrons)``.
+
+    The experimental ground configurations (NIST), in filling order: the Madelung rule, except
+    Cr ``[Ar] 3d5 4s1`` and Cu ``[Ar] 3d10 4s1``. These are PySCF's
+    ``pyscf.data.elements.CONFIGURATION``; PySCF's own atomic guesses use its
+    ``NRSRHF_CONFIGURATION`` instead (the lowest spherically averaged Hartree-Fock state), which
+    differs for Sc (4s2 4p1) and Cr to Ni (4s2 3d4, then 4s0 3d7 to 3d10).
+
+    Args:
+        element: a symbol or atomic number, H to Kr.
+
+    Returns:
+        ``(n, l, electrons)`` for each occupied subshell.
+
+    Raises:
+        ValueError: if the element is not one of H..Kr.
+
+    Example:
+        >>> ground_state_configuration("Cr")[-2:]   # ... 4s1 3d5
+        ((4, 0, 1), (3, 2, 5))
+    """
+    z = atomic_number(element)
+    left, configuration = z, []
+    for n, l in _AUFBAU_ORDER:  # noqa: E741
+        electrons = min(left, 2 * (2 * l + 1))
+        if electrons:
+            configuration.append((n, l, electrons))
+        left -= electrons
+    if z in _ONE_4S_ELECTRON:  # 4s2 3d(k) -> 4s1 3d(k+1)
+        shift = {(4, 0): -1, (3, 2): 1}
+        configuration = [(n, l, e + shift.get((n, l), 0)) for n, l, e in configuration]  # noqa: E741
+    return tuple(configuration)

@@ -1,4 +1,13 @@
-"""All the integrals an SCF needs, in one jit-compiled call per basis set."""
+"""All the integrals an SCF needs: one-electron matrices and blocked, screened ERIs.
+
+Small bases get the dense ``(n, n, n, n)`` tensor from ``opifex.quantum._two_electron`` (every
+unique quartet in one shot: quick to compile); larger ones Coulomb and exchange supermatrices
+(``ERISupermatrix``, about half the memory, faster Fock builds) from the blocked loops of
+``opifex.quantum._eri_engine``, whose compiled size does not grow with the molecule. There, with
+concrete coordinates, quartets whose Schwarz bound ``sqrt((AB|AB)) sqrt((CD|CD))`` is below
+``screening`` are skipped; under a transformation (traced coordinates) every quartet is computed,
+because the bound needs numbers.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,17 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from opifex.core import check_choice
 from opifex.quantum._basis import BasisSet
+from opifex.quantum._eri_engine import (
+    coulomb_supermatrix,
+    plan_arguments,
+    schwarz_pair_bounds,
+)
+from opifex.quantum._eri_plan import diagonal_plan, pair_layout, quartet_plan
+from opifex.quantum._eri_supermatrix import ERISupermatrix, exchange_supermatrix
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._molecule import nuclear_repulsion
 from opifex.quantum._one_electron import one_electron_from_pairs
@@ -15,37 +33,92 @@ from opifex.quantum._precision import require_x64
 from opifex.quantum._shell_pairs import primitive_pairs, shell_pairs
 from opifex.quantum._two_electron import eri_from_pairs
 
+ERI_LAYOUTS = ("auto", "dense", "supermatrix")
+DENSE_MAX_FUNCTIONS = 48
+"""``eri_layout="auto"`` keeps the dense tensor up to this many functions (42 MB)."""
+SCREENING_THRESHOLD = 1e-14
+"""Default Schwarz threshold (Eh): quartets whose bound is below it are not computed."""
 
-@functools.partial(jax.jit, static_argnums=0)
-def _compute(basis: BasisSet, coordinates: jax.Array, nuclear_charges: jax.Array) -> Integrals:
+
+def _pairs(basis: BasisSet, coordinates: jax.Array) -> list:
     classes, _ = shell_pairs(basis)
-    pairs = [primitive_pairs(pc, coordinates) for pc in classes]
+    return [primitive_pairs(pc, coordinates) for pc in classes]
+
+
+@functools.partial(jax.jit, static_argnames=("basis", "keys"))
+def _schwarz_bounds(basis: BasisSet, coordinates: jax.Array, arrays: tuple, *, keys) -> jax.Array:
+    return schwarz_pair_bounds(basis, keys, arrays, _pairs(basis, coordinates))
+
+
+@functools.cache
+def _full_plan(basis: BasisSet) -> tuple:
+    return plan_arguments(quartet_plan(basis))
+
+
+def integral_plan(basis: BasisSet, coordinates, screening: float) -> tuple:
+    """The blocked quartets to compute: screened at concrete coordinates, else all of them.
+
+    Returns:
+        ``(keys, arrays)`` as ``opifex.quantum._eri_engine.plan_arguments`` gives them.
+    """
+    if screening <= 0.0 or isinstance(coordinates, jax.core.Tracer):
+        return _full_plan(basis)
+    keys, arrays = plan_arguments(diagonal_plan(basis))
+    bounds = np.asarray(_schwarz_bounds(basis, jnp.asarray(coordinates), arrays, keys=keys))
+    return plan_arguments(quartet_plan(basis, bounds, screening))
+
+
+@functools.partial(jax.jit, static_argnames=("basis", "eri_layout", "keys"))
+def _compute(
+    basis: BasisSet,
+    coordinates: jax.Array,
+    nuclear_charges: jax.Array,
+    arrays: tuple,
+    *,
+    eri_layout: str,
+    keys: tuple,
+) -> Integrals:
+    pairs = _pairs(basis, coordinates)
     overlap, kinetic, nuclear = one_electron_from_pairs(basis, pairs, coordinates, nuclear_charges)
-    eri = eri_from_pairs(basis, pairs)
+    if eri_layout == "dense":
+        eri = eri_from_pairs(basis, pairs)
+    else:
+        coulomb = coulomb_supermatrix(basis, keys, arrays, pairs)
+        eri = ERISupermatrix(coulomb, exchange_supermatrix(coulomb, pair_layout(basis)), basis)
     return Integrals(
         overlap, kinetic, nuclear, eri, nuclear_repulsion(coordinates, nuclear_charges)
     )
 
 
 def compute_integrals(
-    basis: BasisSet, coordinates: jax.Array, nuclear_charges: jax.Array
+    basis: BasisSet,
+    coordinates: jax.Array,
+    nuclear_charges: jax.Array,
+    *,
+    eri_layout: str = "auto",
+    screening: float = SCREENING_THRESHOLD,
 ) -> Integrals:
     """Overlap, kinetic, nuclear-attraction and electron-repulsion integrals, and ``E_nuc``.
 
-    Compiled once per basis set (``basis`` is static); ``coordinates`` may be traced, so the
-    call works under ``jax.jit``, ``jax.vmap`` over geometries and ``jax.grad`` / ``jax.jacfwd``.
+    Compiled once per basis set and screening outcome (``basis`` is static, the quartet lists
+    are arguments of the compiled program); ``coordinates`` may be traced, so the call works
+    under ``jax.jit``, ``jax.vmap`` over geometries and ``jax.grad`` / ``jax.jacfwd``.
 
     Args:
         basis: the basis set placed on the atoms (static).
         coordinates: ``(n_atoms, 3)`` nuclear positions in Bohr.
         nuclear_charges: ``(n_atoms,)`` nuclear charges.
+        eri_layout: ``"dense"`` (an ``(n, n, n, n)`` array), ``"supermatrix"`` (an
+            ``ERISupermatrix``) or ``"auto"`` (dense up to ``DENSE_MAX_FUNCTIONS`` functions).
+        screening: Schwarz threshold of the supermatrix layout; ``0`` computes every unique
+            quartet. Applied only when ``coordinates`` are concrete numbers.
 
     Returns:
         The ``Integrals`` (float64), matrices over ``basis.n_functions`` functions.
 
     Raises:
         RuntimeError: if 64-bit floats are off.
-        ValueError: if the shapes do not match the basis.
+        ValueError: if the shapes do not match the basis, or for an unknown ``eri_layout``.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -69,4 +142,12 @@ def compute_integrals(
         raise ValueError(
             f"nuclear_charges must have shape ({n_atoms},), got {nuclear_charges.shape}"
         )
-    return _compute(basis, coordinates, nuclear_charges)
+    check_choice(eri_layout, ERI_LAYOUTS, "eri_layout")
+    if not np.isfinite(screening) or screening < 0:
+        raise ValueError(f"screening must be a finite number >= 0, got {screening!r}")
+    if eri_layout == "auto":
+        eri_layout = "dense" if basis.n_functions <= DENSE_MAX_FUNCTIONS else "supermatrix"
+    keys, arrays = (
+        ((), ()) if eri_layout == "dense" else integral_plan(basis, coordinates, screening)
+    )
+    return _compute(basis, coordinates, nuclear_charges, arrays, eri_layout=eri_layout, keys=keys)

@@ -14,37 +14,42 @@ computed once per element and basis set, in numpy, without integrals over the mo
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import numpy as np
 
 from opifex.quantum._basis import BasisSet, Shell, build_basis, cartesian_powers, double_factorial
+from opifex.quantum._elements import MAX_ATOMIC_NUMBER, ground_state_configuration
 from opifex.quantum._guess import block_diagonal_guess
 
 ANO_BASIS = "ano-rcc-mb"
-# (l, capacity) of the subshells in filling order up to argon: 1s 2s 2p 3s 3p.
-_SUBSHELLS = ((0, 2), (0, 2), (1, 6), (0, 2), (1, 6))
 
 
 def ground_configuration(atomic_number: int) -> dict[int, list[float]]:
-    """Electrons per orbital of each occupied shell, by angular momentum (H to Ar).
+    """Electrons per orbital of each occupied shell, by angular momentum (H to Kr).
 
-    A partly filled shell shares its electrons equally among its ``2l + 1`` orbitals.
+    The ground configuration of ``ground_state_configuration`` (Cr ``[Ar] 3d5 4s1``, Cu
+    ``[Ar] 3d10 4s1``); a partly filled shell shares its electrons equally among its ``2l + 1``
+    orbitals (spherical averaging). Shells of one ``l`` are listed by increasing ``n``; there
+    is a key for every ``l`` up to the highest occupied one, and always for s and p.
 
     Example:
         >>> ground_configuration(6)   # carbon: 1s2 2s2 2p2
         {0: [2.0, 2.0], 1: [0.6666666666666666]}
+        >>> ground_configuration(24)[2]   # chromium: 3d5, one electron in each 3d orbital
+        [1.0]
     """
-    if not 1 <= atomic_number <= 18:
-        raise ValueError(f"the MINAO guess covers H to Ar (Z = 1-18), got Z={atomic_number}")
-    configuration: dict[int, list[float]] = {0: [], 1: []}
-    left = atomic_number
-    for l, capacity in _SUBSHELLS:  # noqa: E741
-        electrons = min(left, capacity)
-        if electrons:
-            configuration[l].append(electrons / (2 * l + 1))
-        left -= electrons
-    return configuration
+    if isinstance(atomic_number, bool) or not 1 <= atomic_number <= MAX_ATOMIC_NUMBER:
+        raise ValueError(
+            f"the MINAO guess covers H to Kr (Z = 1-{MAX_ATOMIC_NUMBER}), got Z={atomic_number}"
+        )
+    subshells = ground_state_configuration(atomic_number)
+    highest = max(1, *(l for _, l, _ in subshells))  # noqa: E741
+    configuration: dict[int, list[float]] = {l: [] for l in range(highest + 1)}  # noqa: E741
+    for _, l, electrons in sorted(subshells, key=lambda subshell: subshell[:2]):  # noqa: E741
+        configuration[l].append(electrons / (2 * l + 1))
+    return dict(sorted(configuration.items()))
 
 
 def _moments(n: int, gamma: np.ndarray) -> np.ndarray:
@@ -89,11 +94,11 @@ def _ano_occupations(source: BasisSet, atomic_number: int) -> np.ndarray:
     The k-th contraction of angular momentum l holds the k-th occupied shell of that l.
     """
     configuration = ground_configuration(atomic_number)
-    occupations, seen = [], {0: 0, 1: 0}
+    occupations, seen = [], collections.Counter()
     for shell in source.shells:
         k = seen[shell.l]
         seen[shell.l] += 1
-        shell_occupations = configuration[shell.l]
+        shell_occupations = configuration.get(shell.l, [])
         electrons = shell_occupations[k] if k < len(shell_occupations) else 0.0
         occupations += [electrons] * (2 * shell.l + 1)
     return np.asarray(occupations)
@@ -104,9 +109,9 @@ def projected_ano_density(atomic_number: int, basis_name: str, cartesian: bool) 
     """The MINAO density of one neutral atom in its functions of a basis set.
 
     Args:
-        atomic_number: the element (1-18).
+        atomic_number: the element (1-36, H to Kr).
         basis_name: a basis-set name ``build_basis`` knows.
-        cartesian: cartesian instead of spherical d functions.
+        cartesian: cartesian instead of spherical functions.
 
     Returns:
         The total density matrix over the atom's functions. Its trace with the atom's overlap
@@ -120,9 +125,12 @@ def projected_ano_density(atomic_number: int, basis_name: str, cartesian: bool) 
     """
     target = build_basis((atomic_number,), basis_name, cartesian=cartesian)
     source = build_basis((atomic_number,), ANO_BASIS)
-    both = BasisSet("minao", target.shells + source.shells, cartesian, (atomic_number,))
-    to_basis = both.cartesian_to_basis
-    overlap = to_basis.T @ same_centre_overlap(both.shells) @ to_basis
+    # the target's functions (cartesian or spherical) next to the ANOs' (always spherical)
+    t_target, t_source = target.cartesian_to_basis, source.cartesian_to_basis
+    to_basis = np.zeros(np.add(t_target.shape, t_source.shape))
+    to_basis[: t_target.shape[0], : t_target.shape[1]] = t_target
+    to_basis[t_target.shape[0] :, t_target.shape[1] :] = t_source
+    overlap = to_basis.T @ same_centre_overlap(target.shells + source.shells) @ to_basis
     n = target.n_functions
     projection = np.linalg.solve(overlap[:n, :n], overlap[:n, n:])
     return (projection * _ano_occupations(source, atomic_number)) @ projection.T

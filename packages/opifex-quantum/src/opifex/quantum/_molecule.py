@@ -1,7 +1,6 @@
 """Molecules as JAX pytrees: nuclear coordinates (Bohr) plus static charges and spin."""
 
 import dataclasses
-import functools
 import operator
 import os
 from collections.abc import Sequence
@@ -80,24 +79,101 @@ def nuclear_repulsion(coordinates: jax.Array, nuclear_charges: jax.Array) -> jax
     return jnp.sum(charges[first] * charges[second] / distance, axis=-1)
 
 
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["coordinates"],
-    meta_fields=["atomic_numbers", "charge", "multiplicity"],
-)
+def _is_abstract(value: object) -> bool:
+    """A traced or shape-only array (inside ``jit`` / ``vmap`` / ``grad``, or for AOT lowering)."""
+    return isinstance(value, jax.core.Tracer | jax.ShapeDtypeStruct)
+
+
+def _check_min_distance(coordinates: np.ndarray, atomic_numbers: Sequence[int]) -> None:
+    """Raise ``ValueError`` if two nuclei are closer than ``MIN_NUCLEAR_DISTANCE`` (Bohr).
+
+    Args:
+        coordinates: ``(..., n_atoms, 3)`` positions in Bohr; leading axes are a batch.
+        atomic_numbers: the atoms, for the message.
+
+    Example:
+        >>> _check_min_distance(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.05]]), (1, 1))
+        Traceback (most recent call last):
+        ...
+        ValueError: atoms 0 (H) and 1 (H) are 0.05 Bohr apart; nuclei must be at least 0.1 ...
+    """
+    first, second = np.triu_indices(len(atomic_numbers), k=1)
+    if first.size == 0:
+        return
+    distance = np.linalg.norm(coordinates[..., first, :] - coordinates[..., second, :], axis=-1)
+    if not np.any(distance < MIN_NUCLEAR_DISTANCE):
+        return
+    where = np.unravel_index(int(np.argmin(distance)), distance.shape)
+    a, b = int(first[where[-1]]), int(second[where[-1]])
+    batch = f" (batch index {tuple(int(i) for i in where[:-1])})" if len(where) > 1 else ""
+    raise ValueError(
+        f"atoms {a} ({element_symbol(atomic_numbers[a])}) and {b} "
+        f"({element_symbol(atomic_numbers[b])}) are {distance[where]:.3g} Bohr apart{batch}; "
+        f"nuclei must be at least {MIN_NUCLEAR_DISTANCE} Bohr apart"
+    )
+
+
+def _check_coordinates(coordinates: object, atomic_numbers: tuple[int, ...]) -> None:
+    """Validate ``Molecule.coordinates``: the shape always, the values when they are concrete."""
+    n_atoms = len(atomic_numbers)
+    expected = f"(n_atoms, 3) = ({n_atoms}, 3)"
+    if _is_abstract(coordinates):
+        shape = tuple(coordinates.shape)
+    else:
+        if coordinates is None or isinstance(coordinates, str | bytes):
+            raise TypeError(
+                f"coordinates must be an array of shape {expected} in Bohr, got {coordinates!r}"
+            )
+        try:
+            values = np.asarray(coordinates)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"coordinates must be an array of shape {expected} in Bohr, got "
+                f"{type(coordinates).__name__} ({err})"
+            ) from None
+        if values.dtype.kind not in "fiu":
+            raise TypeError(
+                f"coordinates must be real numbers (Bohr), got dtype {values.dtype} from "
+                f"{type(coordinates).__name__}"
+            )
+        shape = values.shape
+    if len(shape) < 2 or shape[-2:] != (n_atoms, 3):
+        raise ValueError(
+            f"coordinates must have shape {expected} (leading batch axes allowed) for atoms "
+            f"{atomic_numbers}, got {shape}"
+        )
+    if _is_abstract(coordinates):
+        return
+    if not np.all(np.isfinite(values)):
+        bad = np.argwhere(~np.all(np.isfinite(values), axis=-1))[0]
+        atom = int(bad[-1])
+        raise ValueError(
+            f"coordinates must be finite: atom {atom} ({element_symbol(atomic_numbers[atom])}) "
+            f"is at {values[tuple(bad)].tolist()}"
+        )
+    _check_min_distance(values.astype(np.float64), atomic_numbers)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Molecule:
     """Nuclei, total charge and spin multiplicity of a molecule.
 
     A pytree whose only leaf is ``coordinates``: ``jax.grad`` of a function of a ``Molecule``
     gives a ``Molecule`` holding the nuclear gradient, and ``jax.vmap`` maps over a leading
-    batch axis of ``coordinates``. Build one with :func:`create_molecular_system`, which
-    validates the geometry; the constructor checks only the static fields. Replace the
-    geometry with ``dataclasses.replace(molecule, coordinates=new)``.
+    batch axis of ``coordinates``. Build one with :func:`create_molecular_system` (atom
+    lists, XYZ) or with the constructor, which checks the same things: known elements, a
+    possible charge and multiplicity, and coordinates of shape ``(n_atoms, 3)`` (leading
+    batch axes allowed), finite, with no two nuclei closer than ``MIN_NUCLEAR_DISTANCE``.
+    When the coordinates are JAX tracers (inside ``jit``, ``vmap``, ``grad``) or
+    ``jax.ShapeDtypeStruct``s only their shape is checked, and a ``Molecule`` that JAX
+    rebuilds from its leaves (a gradient, ``jax.tree.map``, sentinels or ``None`` leaves) is
+    not checked at all. Replace the geometry with
+    ``dataclasses.replace(molecule, coordinates=new)`` (checked like the constructor).
 
     Attributes:
         coordinates: ``(n_atoms, 3)`` nuclear positions in Bohr (NumPy float64 from
-            :func:`create_molecular_system`; any array, or a tracer, inside transformations).
+            :func:`create_molecular_system`; any real array, or a tracer inside
+            transformations).
         atomic_numbers: atomic number of each nucleus (symbols are accepted and converted).
         charge: total charge in units of the elementary charge.
         multiplicity: spin multiplicity ``2S + 1``.
@@ -128,9 +204,27 @@ class Molecule:
         charge = _as_int(self.charge, "charge")
         multiplicity = _as_int(self.multiplicity, "multiplicity")
         _check_spin(sum(numbers), charge, multiplicity)
+        _check_coordinates(self.coordinates, numbers)
         object.__setattr__(self, "atomic_numbers", numbers)
         object.__setattr__(self, "charge", charge)
         object.__setattr__(self, "multiplicity", multiplicity)
+
+    def _tree_flatten_with_keys(self) -> tuple[tuple, tuple]:
+        leaf = ((jax.tree_util.GetAttrKey("coordinates"), self.coordinates),)
+        return leaf, (self.atomic_numbers, self.charge, self.multiplicity)
+
+    def _tree_flatten(self) -> tuple[tuple, tuple]:
+        return (self.coordinates,), (self.atomic_numbers, self.charge, self.multiplicity)
+
+    @classmethod
+    def _tree_unflatten(cls, static: tuple, leaves: tuple) -> "Molecule":
+        # JAX rebuilds molecules from anything (gradients, zeros, sentinels, None leaves);
+        # the static fields were checked when the flattened molecule was built.
+        molecule = object.__new__(cls)
+        object.__setattr__(molecule, "coordinates", leaves[0])
+        for name, value in zip(("atomic_numbers", "charge", "multiplicity"), static, strict=True):
+            object.__setattr__(molecule, name, value)
+        return molecule
 
     @property
     def n_atoms(self) -> int:
@@ -185,6 +279,14 @@ class Molecule:
             (0.714285714286, 0.510204081633)
         """
         return nuclear_repulsion(jnp.asarray(self.coordinates), self.nuclear_charges)
+
+
+jax.tree_util.register_pytree_with_keys(
+    Molecule,
+    Molecule._tree_flatten_with_keys,
+    Molecule._tree_unflatten,
+    Molecule._tree_flatten,
+)
 
 
 def _unit_scale(unit: object) -> tuple[str, float]:
@@ -324,16 +426,7 @@ def create_molecular_system(
             )
     numbers, coordinates = _parse_atoms(atoms)
     coordinates = coordinates * scale
-    first, second = np.triu_indices(len(numbers), k=1)
-    distance = np.linalg.norm(coordinates[first] - coordinates[second], axis=-1)
-    if np.any(distance < MIN_NUCLEAR_DISTANCE):
-        k = int(np.argmin(distance))
-        a, b = int(first[k]), int(second[k])
-        raise ValueError(
-            f"atoms {a} ({element_symbol(numbers[a])}) and {b} ({element_symbol(numbers[b])}) "
-            f"are {distance[k]:.3g} Bohr apart; nuclei must be at least "
-            f"{MIN_NUCLEAR_DISTANCE} Bohr apart"
-        )
+    _check_min_distance(coordinates, numbers)
     charge = _as_int(charge, "charge")
     if multiplicity is None:
         multiplicity = 1 if (sum(numbers) - charge) % 2 == 0 else 2

@@ -6,14 +6,26 @@ density and energy through the fixed-point condition ``D = aufbau(F[D])`` (never
 cycles). Derivatives with respect to the nuclear coordinates (or anything else the integrals
 depend on) then follow the implicit function theorem: one linear solve with
 ``I - d aufbau(F[D]) / dD`` at the solution.
+
+Compiled once per static key. ``run_scf`` / ``scf_energy`` (one program, shared) and
+``nuclear_gradient`` (a second one) are ``jax.jit`` functions of the coordinates alone; the
+rest (basis set, electron counts, method, ``SCFConfig``, guess) is their static argument, so
+JAX's jit cache keeps one compiled program per molecule composition and settings. A second
+geometry of the same atoms, or the same molecule again, runs the compiled program without
+tracing or compiling anything. (Beyond ``WHOLE_PROGRAM_MAX_FUNCTIONS`` basis functions
+``run_scf`` at concrete coordinates runs the Schwarz-screened integrals and the SCF as two
+cached programs instead.) Called under an outer ``jit`` / ``vmap`` / ``grad`` they are traced
+into the caller's program like any jitted function.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from opifex.core import SolveResult, check_choice
 from opifex.quantum._basis import BasisSet, build_basis
@@ -29,6 +41,12 @@ from opifex.quantum._uhf import run_uhf
 
 METHODS = ("rhf", "uhf")
 GUESSES = ("minao", "sad", "core")
+WHOLE_PROGRAM_MAX_FUNCTIONS = 64
+"""Up to this many basis functions ``run_scf`` compiles integrals, guess and SCF as one program.
+
+Larger bases at concrete coordinates compute the Schwarz-screened integrals first (see
+``compute_integrals``), then run the compiled SCF on them.
+"""
 
 
 def resolve_method(molecule: Molecule, method: str | None) -> str:
@@ -60,6 +78,12 @@ def resolve_method(molecule: Molecule, method: str | None) -> str:
     return method
 
 
+@functools.lru_cache(maxsize=256)
+def _named_basis(atomic_numbers: tuple[int, ...], name: str, cartesian: bool) -> BasisSet:
+    """``build_basis``, kept: the same molecule must give an equal (jit-cache) key cheaply."""
+    return build_basis(atomic_numbers, name, cartesian=cartesian)
+
+
 def _basis_for(molecule: Molecule, basis: str | BasisSet, cartesian: bool) -> BasisSet:
     if isinstance(basis, BasisSet):
         if basis.atomic_numbers != molecule.atomic_numbers:
@@ -68,7 +92,9 @@ def _basis_for(molecule: Molecule, basis: str | BasisSet, cartesian: bool) -> Ba
                 f"{molecule.atomic_numbers}"
             )
         return basis
-    return build_basis(molecule.atomic_numbers, basis, cartesian=cartesian)
+    if not isinstance(basis, str):
+        raise TypeError(f"basis must be a basis-set name or a BasisSet, got {basis!r}")
+    return _named_basis(molecule.atomic_numbers, basis, bool(cartesian))
 
 
 def molecular_integrals(
@@ -98,6 +124,109 @@ def molecular_integrals(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    """Everything static about one SCF: the key of the compiled programs (hashable).
+
+    The coordinates are the programs' only traced argument, so every geometry of the same
+    atoms, charge, spin, basis set and settings shares one compiled program.
+    """
+
+    basis: BasisSet
+    method: str
+    n_alpha: int
+    n_beta: int
+    config: SCFConfig
+    guess: str
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.basis, self.method, self.n_alpha, self.n_beta, self.config, self.guess))
+
+    def __hash__(self) -> int:  # hashed on every call of a compiled program: computed once
+        return self._hash
+
+
+def _problem(
+    what: str,
+    molecule: Molecule,
+    basis: str | BasisSet,
+    method: str | None,
+    config: SCFConfig,
+    guess: str,
+    cartesian: bool,
+) -> _Problem:
+    """Check the arguments of a public entry point (outside jit) and build its static key."""
+    require_x64(what)
+    if not isinstance(molecule, Molecule):
+        raise TypeError(f"molecule must be a Molecule, got {type(molecule).__name__}")
+    if not isinstance(config, SCFConfig):
+        raise TypeError(f"config must be an SCFConfig, got {type(config).__name__}")
+    method = resolve_method(molecule, method)
+    check_choice(guess, GUESSES, "guess")
+    basis_set = _basis_for(molecule, basis, cartesian)
+    if method == "rhf":
+        n_alpha = n_beta = molecule.n_electrons // 2
+    else:
+        n_alpha, n_beta = molecule.n_alpha, molecule.n_beta
+    return _Problem(basis_set, method, n_alpha, n_beta, config, guess)
+
+
+def _coordinates(molecule: Molecule) -> jax.Array:
+    return jnp.asarray(molecule.coordinates, dtype=jnp.float64)
+
+
+def _solve(coordinates: jax.Array, problem: _Problem) -> SolveResult:
+    """Integrals, guess and SCF of one geometry (traced once per ``problem``)."""
+    basis = problem.basis
+    charges = np.asarray(basis.atomic_numbers, dtype=np.float64)
+    integrals = compute_integrals(basis, coordinates, charges)
+    initial = None
+    if problem.guess == "minao":  # geometry-independent: a constant of the program
+        initial = jnp.asarray(minao_guess(basis))
+    elif problem.guess == "sad":
+        initial = jnp.asarray(superposition_of_atomic_densities(basis))
+    if problem.method == "rhf":
+        return run_rhf(integrals, problem.n_alpha + problem.n_beta, problem.config, initial)
+    return run_uhf(integrals, problem.n_alpha, problem.n_beta, problem.config, initial)
+
+
+def _converged_energy(result: SolveResult) -> jax.Array:
+    """The energy, NaN unless converged; its derivatives are NaN then too.
+
+    ``where(converged, value, nan)`` would have a zero derivative for an unconverged SCF (a
+    wrong gradient that looks right); the product carries the NaN into every derivative.
+    """
+    return result.value * jnp.where(result.converged, 1.0, jnp.nan)
+
+
+def _energy(coordinates: jax.Array, problem: _Problem) -> jax.Array:
+    return _converged_energy(_solve(coordinates, problem))
+
+
+# The compiled programs, one per static ``problem`` (and coordinate shape) in jit's cache.
+_solve_jit = jax.jit(_solve, static_argnums=1)
+_gradient_jit = jax.jit(jax.grad(_energy), static_argnums=1)
+
+
+def _run(coordinates: jax.Array, problem: _Problem) -> SolveResult:
+    """``_solve`` as one cached program, except for large bases at concrete coordinates.
+
+    Up to ``WHOLE_PROGRAM_MAX_FUNCTIONS`` functions the integrals, guess and SCF are one
+    program: one compilation and, per call, one dispatch. (At concrete coordinates
+    ``compute_integrals`` would first run a Schwarz pre-pass, a program of its own, which
+    rarely drops a quartet in a basis this small; traced, it computes every quartet.)
+    Beyond that, at concrete coordinates, the integrals are computed on their own
+    (Schwarz-screened, compiled per basis set and screening outcome) and then the SCF
+    (compiled per electron count and config).
+    """
+    if problem.basis.n_functions <= WHOLE_PROGRAM_MAX_FUNCTIONS or isinstance(
+        coordinates, jax.core.Tracer
+    ):
+        return _solve_jit(coordinates, problem)
+    return _solve(coordinates, problem)
+
+
 def run_scf(
     molecule: Molecule,
     basis: str | BasisSet = "sto-3g",
@@ -109,15 +238,23 @@ def run_scf(
 ) -> SolveResult:
     """Hartree-Fock SCF of a molecule; ``result.value`` is differentiable in the geometry.
 
-    Works under ``jit`` (everything but the coordinates is static) and ``vmap`` over a batch
-    of geometries. A failed SCF is never raised: read ``result.converged`` and
-    ``result.status``; ``config.retry_*`` retries it with level shifting / damping.
+    A ``jax.jit`` function of the coordinates, compiled once per molecule composition
+    (atoms, charge, spin), basis set, method, ``config`` and guess: another geometry of the
+    same atoms reuses the compiled program (no tracing, no compilation; beyond
+    ``WHOLE_PROGRAM_MAX_FUNCTIONS`` functions the screened integrals and the SCF are two
+    programs, reused while the screening keeps the same quartet blocks). It also works under
+    an outer ``jit``, under ``vmap`` over a batch of geometries and under ``grad``. A failed
+    SCF is never raised: read ``result.converged`` and ``result.status``. There is no retry
+    unless you ask for one: ``SCFConfig(retry_level_shift=...)`` and/or ``retry_damping=...``
+    make a run that exhausts ``max_steps`` continue from its last density with level shifting
+    / damping (off by default).
 
     Args:
         molecule: the molecule.
         basis: a basis-set name or a ``BasisSet`` placed on the molecule's atoms.
         method: ``"rhf"``, ``"uhf"``, or ``None``: RHF for singlets, UHF otherwise.
-        config: the ``SCFConfig`` (convergence, DIIS, level shift, damping, retries).
+        config: the ``SCFConfig`` (convergence, DIIS, level shift, damping, and the retry,
+            which is off unless ``retry_level_shift`` or ``retry_damping`` is set).
         guess: ``"minao"`` (projected minimal-basis atomic natural orbitals, see
             ``minao_guess``), ``"sad"`` (superposition of free-atom Hartree-Fock densities) or
             ``"core"`` (core Hamiltonian).
@@ -131,29 +268,23 @@ def run_scf(
 
     Raises:
         ValueError: for an unknown method, guess or basis set, or RHF of an open shell.
+        TypeError: for a ``molecule``, ``basis`` or ``config`` of the wrong type.
         RuntimeError: if 64-bit floats are disabled.
 
     Example:
+        >>> import dataclasses
         >>> import jax
         >>> from opifex.quantum._geometries import molecule_from_name
+        >>> water = molecule_from_name("H2O")
         >>> with jax.enable_x64(True):
-        ...     result = run_scf(molecule_from_name("H2O"), "sto-3g")
+        ...     result = run_scf(water, "sto-3g")  # compiles
+        ...     moved = dataclasses.replace(water, coordinates=water.coordinates * 1.01)
+        ...     again = run_scf(moved, "sto-3g")  # same atoms: the compiled program again
         >>> bool(result.converged), round(float(result.value), 8), int(result.num_steps)
         (True, -74.94207995, 7)
     """
-    require_x64("run_scf")
-    method = resolve_method(molecule, method)
-    check_choice(guess, GUESSES, "guess")
-    basis_set = _basis_for(molecule, basis, cartesian)
-    integrals = molecular_integrals(molecule, basis_set)
-    initial = None
-    if guess == "minao":
-        initial = jnp.asarray(minao_guess(basis_set))
-    elif guess == "sad":
-        initial = jnp.asarray(superposition_of_atomic_densities(basis_set))
-    if method == "rhf":
-        return run_rhf(integrals, molecule.n_electrons, config, initial)
-    return run_uhf(integrals, molecule.n_alpha, molecule.n_beta, config, initial)
+    problem = _problem("run_scf", molecule, basis, method, config, guess, cartesian)
+    return _run(_coordinates(molecule), problem)
 
 
 def scf_energy(
@@ -168,7 +299,8 @@ def scf_energy(
     """The converged Hartree-Fock energy, or NaN when the SCF did not converge.
 
     Differentiable in ``molecule.coordinates`` (see ``run_scf``), so ``jax.grad`` gives
-    nuclear gradients and ``jax.hessian`` second derivatives.
+    nuclear gradients and ``jax.hessian`` second derivatives. It runs ``run_scf``'s compiled
+    program (shared, compiled once per static key).
 
     Args:
         molecule: the molecule.
@@ -179,7 +311,8 @@ def scf_energy(
         cartesian: cartesian d functions when ``basis`` is a name.
 
     Returns:
-        The total energy in Hartree (NaN for an unconverged SCF, never a wrong number).
+        The total energy in Hartree (NaN for an unconverged SCF, never a wrong number; its
+        derivatives are NaN then too).
 
     Example:
         >>> import jax
@@ -188,10 +321,8 @@ def scf_energy(
         ...     print(round(float(scf_energy(molecule_from_name("H2"))), 6))
         -1.116759
     """
-    result = run_scf(
-        molecule, basis, method=method, config=config, guess=guess, cartesian=cartesian
-    )
-    return jnp.where(result.converged, result.value, jnp.nan)
+    problem = _problem("scf_energy", molecule, basis, method, config, guess, cartesian)
+    return _converged_energy(_run(_coordinates(molecule), problem))
 
 
 def nuclear_gradient(
@@ -212,6 +343,10 @@ def nuclear_gradient(
     then agree with PySCF's tightly converged ones to ~1e-7 Eh/Bohr. ``jax.grad`` of
     ``scf_energy`` gives the same gradient for the same ``config``.
 
+    ``jax.jit(jax.grad(...))`` of the energy, compiled once per static key like ``run_scf``
+    (its own program: the SCF and the implicit adjoint together), so the next geometry of the
+    same atoms runs without tracing or compiling.
+
     Args:
         molecule: the molecule.
         basis: a basis-set name or a ``BasisSet``.
@@ -231,11 +366,5 @@ def nuclear_gradient(
         >>> bool(abs(float(g[0, 0] + g[1, 0])) < 1e-8)   # no net force
         True
     """
-
-    def energy(coordinates: jax.Array) -> jax.Array:
-        moved = dataclasses.replace(molecule, coordinates=coordinates)
-        return scf_energy(
-            moved, basis, method=method, config=config, guess=guess, cartesian=cartesian
-        )
-
-    return jax.grad(energy)(jnp.asarray(molecule.coordinates))
+    problem = _problem("nuclear_gradient", molecule, basis, method, config, guess, cartesian)
+    return _gradient_jit(_coordinates(molecule), problem)

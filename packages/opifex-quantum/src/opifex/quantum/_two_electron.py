@@ -1,4 +1,9 @@
-"""Electron-repulsion integrals ``(ij|kl)`` (McMurchie-Davidson) over the unique shell quartets.
+"""The dense electron-repulsion tensor of a small basis, all unique quartets in one shot.
+
+``eri_layout="dense"`` (bases up to ``DENSE_MAX_FUNCTIONS``): every primitive quartet of a class
+at once, with static index arrays, which XLA compiles several times faster than the blocked
+loops of ``opifex.quantum._eri_engine`` (used for larger bases); both share
+``primitive_quartet_integrals``, and the tests hold them to each other.
 
 Only the shell quartets unique under the 8-fold permutational symmetry (pairs ``i >= j``,
 ``k >= l``, pair ``ij >= kl``) are computed, grouped into classes by the angular momenta of their
@@ -19,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from opifex.quantum._basis import BasisSet
-from opifex.quantum._hermite import hermite_coulomb, hermite_indices
+from opifex.quantum._eri_engine import primitive_quartet_integrals
 from opifex.quantum._shell_pairs import PairClass, PrimitivePairs, primitive_pairs, shell_pairs
 
 
@@ -96,17 +101,6 @@ def shell_quartets(basis: BasisSet) -> tuple[QuartetClass, ...]:
 
 
 @functools.cache
-def _hermite_product(l_bra: int, l_ket: int) -> tuple[np.ndarray, np.ndarray]:
-    """Static ``(n_herm_bra, n_herm_ket)`` positions of ``R_{t+t',u+u',v+v'}`` and ket signs."""
-    position = {key: k for k, key in enumerate(hermite_indices(l_bra + l_ket))}
-    ket = hermite_indices(l_ket)
-    gather = np.asarray(
-        [[position[tuple(np.add(h, g))] for g in ket] for h in hermite_indices(l_bra)]
-    )
-    return gather, np.asarray([(-1.0) ** sum(g) for g in ket])
-
-
-@functools.cache
 def _tensor_gather(basis: BasisSet) -> np.ndarray:
     """``(n_cart,) * 4`` positions of every integral in the concatenated quartet blocks."""
     classes, _ = shell_pairs(basis)
@@ -139,17 +133,7 @@ def _class_integrals(
     ket: PrimitivePairs,
 ) -> jax.Array:
     """The contracted integrals of one quartet class, flattened."""
-    l_bra = bra_class.l_a + bra_class.l_b
-    l_ket = ket_class.l_a + ket_class.l_b
-    gather, sign = _hermite_product(l_bra, l_ket)
-    p = bra.exponent[qc.bra_prim]
-    q = ket.exponent[qc.ket_prim]
-    r_pq = (bra.center[qc.bra_prim] - ket.center[qc.ket_prim]).T
-    r = hermite_coulomb(l_bra + l_ket, p * q / (p + q), r_pq)[gather]
-    r = r * (2 * jnp.pi**2.5 / (p * q * jnp.sqrt(p + q)))
-    values = jnp.einsum(
-        "qah,hkq,qck->qac", bra.hermite[qc.bra_prim], r, ket.hermite[qc.ket_prim] * sign
-    )
+    values = primitive_quartet_integrals(bra_class, ket_class, bra, ket, qc.bra_prim, qc.ket_prim)
     summed = jax.ops.segment_sum(
         values, qc.quartet_id, num_segments=qc.n_quartets, indices_are_sorted=True
     )

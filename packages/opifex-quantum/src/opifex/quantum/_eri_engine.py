@@ -1,0 +1,198 @@
+"""Blocked electron-repulsion integrals (McMurchie-Davidson) over the unique shell quartets.
+
+For each (bra class, ket class) of a ``quartet_plan``, a ``lax.scan`` runs over fixed-size blocks
+of shell quartets. A block expands its quartets into their primitive quartets (at most
+``block``), computes
+``(ab|cd) = 2 pi^(5/2) / (p q sqrt(p + q)) sum E^{ab}_{tuv} (-1)^(t'+u'+v') E^{cd}_{t'u'v'}
+R_{t+t',u+u',v+v'}(pq / (p + q), P - Q)``, sums them per shell quartet, transforms them to the
+basis functions (spherical or normalised cartesian) and hands the block to a consumer (the
+supermatrix assembly or the Schwarz bounds). The plan's index arrays are arguments of the
+compiled program, not constants, so its size depends on the angular momenta and the block size,
+not on the molecule, and the memory in use at once on one block. Each block is rematerialised
+under reverse-mode differentiation (``jax.checkpoint``), so gradients do not keep every block's
+intermediates either.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from opifex.quantum._basis import BasisSet, cartesian_block
+from opifex.quantum._eri_plan import BlockedQuartets, pair_layout
+from opifex.quantum._hermite import hermite_coulomb, hermite_indices
+from opifex.quantum._shell_pairs import PairClass, PrimitivePairs, shell_pairs
+
+
+@functools.cache
+def _hermite_product(l_bra: int, l_ket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Static ``(n_herm_bra, n_herm_ket)`` positions of ``R_{t+t',u+u',v+v'}`` and ket signs."""
+    position = {key: k for k, key in enumerate(hermite_indices(l_bra + l_ket))}
+    ket = hermite_indices(l_ket)
+    gather = np.asarray(
+        [[position[tuple(np.add(h, g))] for g in ket] for h in hermite_indices(l_bra)]
+    )
+    return gather, np.asarray([(-1.0) ** sum(g) for g in ket])
+
+
+@functools.cache
+def _pair_transform(l_a: int, l_b: int, cartesian: bool) -> np.ndarray:
+    """``(n_cart_a * n_cart_b, n_func_a * n_func_b)``: raw cartesian pair to basis pair."""
+    return np.kron(cartesian_block(l_a, cartesian), cartesian_block(l_b, cartesian))
+
+
+class QuartetArrays(NamedTuple):
+    """The arrays of one ``BlockedQuartets`` as arguments of the compiled program."""
+
+    bra_pair: jax.Array
+    ket_pair: jax.Array
+    start: jax.Array
+    block_first: jax.Array
+    block_count: jax.Array
+
+
+def plan_arguments(plan: tuple[BlockedQuartets, ...]) -> tuple[tuple, tuple[QuartetArrays, ...]]:
+    """Split a plan into its static keys ``(bra, ket, block)`` and its (numpy) array arguments."""
+    keys = tuple((q.bra, q.ket, q.block) for q in plan)
+    return keys, tuple(QuartetArrays(*q.arrays()) for q in plan)
+
+
+def primitive_quartet_integrals(
+    bra: PairClass,
+    ket: PairClass,
+    bra_pp: PrimitivePairs,
+    ket_pp: PrimitivePairs,
+    bra_prim: jax.Array,
+    ket_prim: jax.Array,
+) -> jax.Array:
+    """``(n, n_cart_bra_pair, n_cart_ket_pair)`` integrals of primitive quartets (raw cartesian).
+
+    Args:
+        bra: the bra pair class.
+        ket: the ket pair class.
+        bra_pp: ``primitive_pairs`` of the bra class.
+        ket_pp: ``primitive_pairs`` of the ket class.
+        bra_prim: ``(n,)`` bra primitive pair of each primitive quartet.
+        ket_prim: ``(n,)`` ket primitive pair.
+    """
+    l_bra, l_ket = bra.l_a + bra.l_b, ket.l_a + ket.l_b
+    gather, sign = _hermite_product(l_bra, l_ket)
+    p = bra_pp.exponent[bra_prim]
+    q = ket_pp.exponent[ket_prim]
+    r_pq = (bra_pp.center[bra_prim] - ket_pp.center[ket_prim]).T
+    r = hermite_coulomb(l_bra + l_ket, p * q / (p + q), r_pq)[gather]
+    r = r * (2 * jnp.pi**2.5 / (p * q * jnp.sqrt(p + q)))
+    return jnp.einsum(
+        "qah,hkq,qck->qac", bra_pp.hermite[bra_prim], r, ket_pp.hermite[ket_prim] * sign
+    )
+
+
+def _primitive_indices(
+    arrays: QuartetArrays, block: int, bra: PairClass, ket: PairClass, first, count
+):
+    """Per primitive quartet of a block: its quartet (within the block) and primitive pairs."""
+    bra_pair = jax.lax.dynamic_slice_in_dim(arrays.bra_pair, first, block)
+    ket_pair = jax.lax.dynamic_slice_in_dim(arrays.ket_pair, first, block)
+    start = jax.lax.dynamic_slice_in_dim(arrays.start, first, block)
+    present = jnp.arange(block) < count
+    bra_count = jnp.asarray(bra.prim_count, jnp.int32)[bra_pair]
+    ket_count = jnp.asarray(ket.prim_count, jnp.int32)[ket_pair]
+    total = jnp.sum(jnp.where(present, bra_count * ket_count, 0))
+    # quartet of each primitive quartet: mark where each quartet starts, then count the marks
+    marks = jnp.zeros(block, jnp.int32).at[jnp.where(present, start, block)].add(1, mode="drop")
+    quartet = jnp.clip(jnp.cumsum(marks) - 1, 0, block - 1)
+    t = jnp.arange(block, dtype=jnp.int32)
+    local = t - start[quartet]
+    width = ket_count[quartet]
+    bra_prim = jnp.asarray(bra.prim_start, jnp.int32)[bra_pair[quartet]] + local // width
+    ket_prim = jnp.asarray(ket.prim_start, jnp.int32)[ket_pair[quartet]] + local % width
+    used = t < total
+    segment = jnp.where(used, quartet, block)  # out of range: dropped by segment_sum
+    return (
+        segment,
+        jnp.where(used, bra_prim, 0),
+        jnp.where(used, ket_prim, 0),
+        bra_pair,
+        ket_pair,
+        present,
+    )
+
+
+def _block_values(basis, key, bra_pp, ket_pp, arrays, first, count):
+    """``(block, n_func_bra_pair, n_func_ket_pair)`` integrals of one block, and its quartets."""
+    classes, _ = shell_pairs(basis)
+    cb, ck, block = key
+    bra, ket = classes[cb], classes[ck]
+    segment, bra_prim, ket_prim, bra_pair, ket_pair, present = _primitive_indices(
+        arrays, block, bra, ket, first, count
+    )
+    values = primitive_quartet_integrals(bra, ket, bra_pp, ket_pp, bra_prim, ket_prim)
+    summed = jax.ops.segment_sum(values, segment, num_segments=block, indices_are_sorted=True)
+    t_bra = _pair_transform(bra.l_a, bra.l_b, basis.cartesian)
+    t_ket = _pair_transform(ket.l_a, ket.l_b, basis.cartesian)
+    return jnp.einsum("qac,ai,ck->qik", summed, t_bra, t_ket), bra_pair, ket_pair, present
+
+
+def scan_blocks(basis: BasisSet, keys, plan_arrays, pairs: list[PrimitivePairs], consume, carry):
+    """Fold ``consume(carry, key, values, bra_pair, ket_pair, present)`` over every block.
+
+    Args:
+        basis: the basis set (static).
+        keys: the plan's static keys (``plan_arguments``).
+        plan_arrays: the plan's ``QuartetArrays``.
+        pairs: ``primitive_pairs`` of every pair class.
+        consume: the consumer of one block (returns the new carry).
+        carry: the initial carry.
+
+    Returns:
+        The final carry.
+    """
+    for key, arrays in zip(keys, plan_arrays, strict=True):
+        bra_pp, ket_pp = pairs[key[0]], pairs[key[1]]
+        values_of = jax.checkpoint(functools.partial(_block_values, basis, key), prevent_cse=False)
+
+        def body(
+            state, block, key=key, arrays=arrays, bra_pp=bra_pp, ket_pp=ket_pp, values_of=values_of
+        ):
+            values, bra_pair, ket_pair, present = values_of(bra_pp, ket_pp, arrays, *block)
+            return consume(state, key, values, bra_pair, ket_pair, present), None
+
+        carry, _ = jax.lax.scan(body, carry, (arrays.block_first, arrays.block_count))
+    return carry
+
+
+def coulomb_supermatrix(basis: BasisSet, keys, plan_arrays, pairs) -> jax.Array:
+    """``E[(ij), (kl)] = (ij|kl)`` over the extended pairs of ``pair_layout(basis)``."""
+    layout = pair_layout(basis)
+    offsets = jnp.asarray(layout.pair_offset, jnp.int32)
+
+    def place(matrix, key, values, bra_pair, ket_pair, present):
+        cb, ck, _ = key
+        rows = offsets[layout.class_offsets[cb] + bra_pair][:, None] + jnp.arange(values.shape[1])
+        cols = offsets[layout.class_offsets[ck] + ket_pair][:, None] + jnp.arange(values.shape[2])
+        rows = jnp.where(present[:, None], rows, layout.n_ext)  # absent quartets: dropped
+        matrix = matrix.at[rows[:, :, None], cols[:, None, :]].set(values, mode="drop")
+        transposed = jnp.swapaxes(values, 1, 2)
+        return matrix.at[cols[:, :, None], rows[:, None, :]].set(transposed, mode="drop")
+
+    dtype = pairs[0].exponent.dtype
+    empty = jnp.zeros((layout.n_ext, layout.n_ext), dtype)
+    return scan_blocks(basis, keys, plan_arrays, pairs, place, empty)
+
+
+def schwarz_pair_bounds(basis: BasisSet, keys, plan_arrays, pairs) -> jax.Array:
+    """``sqrt(max_ab (ab|ab))`` of every shell pair (class order), from a ``diagonal_plan``."""
+    layout = pair_layout(basis)
+
+    def largest(bounds, key, values, bra_pair, ket_pair, present):
+        diagonal = jnp.max(jnp.abs(jnp.diagonal(values, axis1=1, axis2=2)), axis=1)
+        index = jnp.where(present, layout.class_offsets[key[0]] + bra_pair, bounds.size)
+        return bounds.at[index].max(diagonal, mode="drop")
+
+    dtype = pairs[0].exponent.dtype
+    bounds = jnp.zeros(layout.pair_shells.shape[0], dtype)
+    return jnp.sqrt(scan_blocks(basis, keys, plan_arrays, pairs, largest, bounds))

@@ -1,0 +1,298 @@
+"""Host-side plan of the two-electron integrals: pair layout, unique quartets, blocks, screening.
+
+Everything here is numpy, computed once per basis set (and, when screening, per geometry):
+
+- ``pair_layout``: the *extended pairs* of basis functions, one row per function pair ``(i, j)``
+  with ``i`` on shell ``A`` and ``j`` on shell ``B`` for every unique shell pair ``A >= B`` (both
+  orders when ``A == B``), grouped by shell pair. The two supermatrices of
+  ``opifex.quantum._eri_supermatrix`` are indexed by them.
+- ``quartet_plan``: the unique shell quartets (8-fold symmetry: shell pairs ``AB >= CD``) grouped
+  by the angular-momentum classes of their bra and ket pairs, optionally Schwarz-screened
+  (``sqrt((AB|AB)) sqrt((CD|CD)) < threshold`` dropped), packed into blocks of at most ``block``
+  primitive quartets. The block count is rounded up to a few sizes per octave so that a nearby
+  geometry reuses the compiled program. The compiled kernel loops over the blocks, so its size
+  depends on the angular momenta and the block size, not on the molecule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from opifex.quantum._basis import BasisSet
+from opifex.quantum._shell_pairs import shell_pairs
+
+_BLOCK_ELEMENTS = 2**17  # entries of a block's largest array (1 MB of float64)
+
+
+def shell_functions(basis: BasisSet) -> tuple[np.ndarray, np.ndarray]:
+    """First basis function of each shell (``(n_shells + 1,)`` offsets) and each shell's count.
+
+    Example:
+        >>> from opifex.quantum._basis import build_basis
+        >>> offsets, counts = shell_functions(build_basis([8, 1, 1], "sto-3g"))
+        >>> offsets.tolist(), counts.tolist()
+        ([0, 1, 2, 5, 6, 7], [1, 1, 3, 1, 1])
+    """
+    counts = np.asarray([basis_block_width(basis, s.l) for s in basis.shells])
+    return np.concatenate([[0], np.cumsum(counts)]), counts
+
+
+def basis_block_width(basis: BasisSet, l: int) -> int:  # noqa: E741
+    """Number of basis functions of a shell of angular momentum ``l`` in ``basis``."""
+    return (l + 1) * (l + 2) // 2 if basis.cartesian or l < 2 else 2 * l + 1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PairLayout:
+    """The extended function pairs of a basis (see the module docstring); all numpy.
+
+    Attributes:
+        n_functions: basis functions ``n``.
+        pair_shells: ``(n_pairs, 2)`` shells ``(A, B)`` of every shell pair, class by class.
+        pair_offset: ``(n_pairs,)`` first extended row of each shell pair.
+        rows_i: ``(n_ext,)`` first function of each extended pair.
+        rows_j: ``(n_ext,)`` second function.
+        weight: ``(n_ext,)`` 2 where ``A != B`` (the row stands for ``(i, j)`` and ``(j, i)``),
+            1 on a diagonal shell pair (both orders have their own row).
+        index: ``(n, n)`` an extended row of every function pair ``(i, j)``.
+        class_offsets: first global pair of each pair class (``(n_classes + 1,)``).
+    """
+
+    n_functions: int
+    pair_shells: np.ndarray
+    pair_offset: np.ndarray
+    rows_i: np.ndarray
+    rows_j: np.ndarray
+    weight: np.ndarray
+    index: np.ndarray
+    class_offsets: np.ndarray
+
+    @property
+    def n_ext(self) -> int:
+        """Number of extended pairs (rows of a supermatrix)."""
+        return self.rows_i.size
+
+
+def _pair_shells(basis: BasisSet) -> tuple[np.ndarray, np.ndarray]:
+    """Shells ``(A, B)`` of every pair of ``shell_pairs`` (class order) and class offsets."""
+    classes, _ = shell_pairs(basis)
+    cart_offsets = np.cumsum([0] + [(s.l + 1) * (s.l + 2) // 2 for s in basis.shells])
+    shell_of_cart = np.searchsorted(cart_offsets, np.arange(cart_offsets[-1]), side="right") - 1
+    shells = [
+        np.stack([shell_of_cart[pc.func_a[:, 0]], shell_of_cart[pc.func_b[:, 0]]], axis=1)
+        for pc in classes
+    ]
+    sizes = [pc.n_pairs for pc in classes]
+    return np.concatenate(shells), np.concatenate([[0], np.cumsum(sizes)])
+
+
+@functools.cache
+def pair_layout(basis: BasisSet) -> PairLayout:
+    """The extended pairs of ``basis`` (cached per basis).
+
+    Example:
+        >>> from opifex.quantum._basis import build_basis
+        >>> layout = pair_layout(build_basis([8, 1, 1], "sto-3g"))
+        >>> layout.n_functions, layout.n_ext, int(layout.weight.sum())
+        (7, 31, 49)
+    """
+    pair_shells, class_offsets = _pair_shells(basis)
+    offsets, counts = shell_functions(basis)
+    n = int(offsets[-1])
+    widths = counts[pair_shells[:, 0]] * counts[pair_shells[:, 1]]
+    pair_offset = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    index = np.full((n, n), -1, dtype=np.int64)
+    rows_i, rows_j, weight = [], [], []
+    for (a, b), start in zip(pair_shells, pair_offset, strict=True):
+        fa = np.arange(offsets[a], offsets[a + 1])
+        fb = np.arange(offsets[b], offsets[b + 1])
+        rows = start + np.arange(fa.size * fb.size).reshape(fa.size, fb.size)
+        index[fb[:, None], fa[None, :]] = rows.T
+        index[fa[:, None], fb[None, :]] = rows
+        rows_i.append(np.repeat(fa, fb.size))
+        rows_j.append(np.tile(fb, fa.size))
+        weight.append(np.full(rows.size, 1.0 if a == b else 2.0))
+    assert (index >= 0).all(), "shell pairs do not cover the function pairs"
+    return PairLayout(
+        n_functions=n,
+        pair_shells=pair_shells,
+        pair_offset=pair_offset,
+        rows_i=np.concatenate(rows_i),
+        rows_j=np.concatenate(rows_j),
+        weight=np.concatenate(weight),
+        index=index,
+        class_offsets=class_offsets,
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BlockedQuartets:
+    """The unique shell quartets of one (bra class, ket class), packed into blocks.
+
+    Attributes:
+        bra: index of the bra pair class.
+        ket: index of the ket pair class (``ket <= bra``).
+        block: primitive quartets per block (static).
+        bra_pair: ``(n_padded,)`` bra shell pair (within its class) of each quartet.
+        ket_pair: ``(n_padded,)`` ket shell pair.
+        start: ``(n_padded,)`` first primitive quartet of each quartet, counted from the first
+            quartet of its block.
+        block_first: ``(n_blocks,)`` first quartet of each block.
+        block_count: ``(n_blocks,)`` quartets in each block (0 for padding blocks).
+    """
+
+    bra: int
+    ket: int
+    block: int
+    bra_pair: np.ndarray
+    ket_pair: np.ndarray
+    start: np.ndarray
+    block_first: np.ndarray
+    block_count: np.ndarray
+
+    @property
+    def n_quartets(self) -> int:
+        """Number of quartets (``block_count.sum()``)."""
+        return int(self.block_count.sum())
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The per-quartet and per-block arrays the kernel reads."""
+        return self.bra_pair, self.ket_pair, self.start, self.block_first, self.block_count
+
+
+def rounded_up(count: int) -> int:
+    """``count`` rounded up to 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20 ... (4 per octave).
+
+    Example:
+        >>> [rounded_up(n) for n in (0, 5, 9, 17, 100)]
+        [0, 5, 10, 20, 112]
+    """
+    if count <= 8:
+        return count
+    step = 2 ** (int(np.log2(count)) - 2)
+    return -(-count // step) * step
+
+
+def _block_size(l_bra: tuple[int, int], l_ket: tuple[int, int], largest: int) -> int:
+    """Primitive quartets per block: the block's largest arrays stay near the CPU caches."""
+    cart = [(l + 1) * (l + 2) // 2 for l in (*l_bra, *l_ket)]  # noqa: E741
+    order = sum(l_bra) + sum(l_ket)
+    hermite = (order + 1) * (order + 2) * (order + 3) // 6
+    size = _BLOCK_ELEMENTS // max(int(np.prod(cart)), hermite)
+    size = 2 ** int(np.clip(np.floor(np.log2(max(size, 1))), 8, 16))
+    return max(size, 2 ** int(np.ceil(np.log2(largest))))
+
+
+def _pack(counts: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy blocks of whole quartets with at most ``block`` primitive quartets each."""
+    ends = np.cumsum(counts)
+    firsts, first = [], 0
+    while first < counts.size:
+        base = ends[first] - counts[first]
+        firsts.append(first)
+        first = int(np.searchsorted(ends, base + block, side="right"))
+    firsts = np.asarray(firsts, dtype=np.int64)
+    block_count = np.diff(np.append(firsts, counts.size))
+    starts = ends - counts - np.repeat(ends[firsts] - counts[firsts], block_count)
+    return firsts, block_count, starts
+
+
+def quartet_plan(basis: BasisSet, pair_bound: np.ndarray | None = None, threshold: float = 0.0):
+    """The unique shell quartets of ``basis``, Schwarz-screened when ``pair_bound`` is given.
+
+    Args:
+        basis: the basis set.
+        pair_bound: ``(n_pairs,)`` ``sqrt(max (ab|ab))`` of every shell pair (class order), or
+            None to keep every quartet.
+        threshold: quartets with ``pair_bound[AB] * pair_bound[CD] < threshold`` are dropped.
+
+    Returns:
+        A tuple of ``BlockedQuartets``, one per (bra class, ket class) with any quartet.
+
+    Example:
+        >>> from opifex.quantum._basis import build_basis
+        >>> plan = quartet_plan(build_basis([8, 1, 1], "sto-3g"))
+        >>> [(q.bra, q.ket, q.n_quartets) for q in plan]
+        [(0, 0, 55), (1, 0, 40), (1, 1, 10), (2, 0, 10), (2, 1, 4), (2, 2, 1)]
+    """
+    classes, _ = shell_pairs(basis)
+    layout = pair_layout(basis)
+    n_pairs = layout.pair_shells.shape[0]
+    class_of = np.repeat(np.arange(len(classes)), np.diff(layout.class_offsets))
+    big, small = np.tril_indices(n_pairs)
+    if pair_bound is not None:
+        keep = pair_bound[big] * pair_bound[small] >= threshold
+        big, small = big[keep], small[keep]
+    # bra = the pair of the higher class (pairs of one class: the bigger global index)
+    swap = class_of[big] < class_of[small]
+    bra = np.where(swap, small, big)
+    ket = np.where(swap, big, small)
+    order = np.lexsort((ket, bra, class_of[ket], class_of[bra]))
+    bra, ket = bra[order], ket[order]
+    keys = class_of[bra] * len(classes) + class_of[ket]
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    plan = []
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, keys.size], strict=True):
+        if lo == hi:
+            continue
+        cb, ck = int(class_of[bra[lo]]), int(class_of[ket[lo]])
+        bra_pair = bra[lo:hi] - layout.class_offsets[cb]
+        ket_pair = ket[lo:hi] - layout.class_offsets[ck]
+        counts = classes[cb].prim_count[bra_pair] * classes[ck].prim_count[ket_pair]
+        l_bra = (classes[cb].l_a, classes[cb].l_b)
+        l_ket = (classes[ck].l_a, classes[ck].l_b)
+        block = _block_size(l_bra, l_ket, int(counts.max()))
+        firsts, block_count, starts = _pack(counts, block)
+        n_blocks = rounded_up(firsts.size)
+        pad_quartets = rounded_up(bra_pair.size) + block - bra_pair.size
+        pad_blocks = n_blocks - firsts.size
+        plan.append(
+            BlockedQuartets(
+                bra=cb,
+                ket=ck,
+                block=block,
+                bra_pair=np.pad(bra_pair, (0, pad_quartets)).astype(np.int32),
+                ket_pair=np.pad(ket_pair, (0, pad_quartets)).astype(np.int32),
+                start=np.pad(starts, (0, pad_quartets)).astype(np.int32),
+                block_first=np.pad(firsts, (0, pad_blocks), constant_values=bra_pair.size).astype(
+                    np.int32
+                ),
+                block_count=np.pad(block_count, (0, pad_blocks)).astype(np.int32),
+            )
+        )
+    return tuple(plan)
+
+
+def diagonal_plan(basis: BasisSet) -> tuple[BlockedQuartets, ...]:
+    """The quartets ``(AB|AB)`` of every shell pair, for the Schwarz bounds.
+
+    Example:
+        >>> from opifex.quantum._basis import build_basis
+        >>> [q.n_quartets for q in diagonal_plan(build_basis([8, 1, 1], "sto-3g"))]
+        [10, 4, 1]
+    """
+    classes, _ = shell_pairs(basis)
+    plan = []
+    for c, pc in enumerate(classes):
+        pairs = np.arange(pc.n_pairs)
+        counts = pc.prim_count**2
+        l_pair = (pc.l_a, pc.l_b)
+        block = _block_size(l_pair, l_pair, int(counts.max()))
+        firsts, block_count, starts = _pack(counts, block)
+        pad = block
+        plan.append(
+            BlockedQuartets(
+                bra=c,
+                ket=c,
+                block=block,
+                bra_pair=np.pad(pairs, (0, pad)).astype(np.int32),
+                ket_pair=np.pad(pairs, (0, pad)).astype(np.int32),
+                start=np.pad(starts, (0, pad)).astype(np.int32),
+                block_first=firsts.astype(np.int32),
+                block_count=block_count.astype(np.int32),
+            )
+        )
+    return tuple(plan)

@@ -1,0 +1,133 @@
+"""The blocked two-electron engine: unique quartets, blocks, Schwarz screening, supermatrices.
+
+The dense tensor (the one-shot kernel of ``_two_electron``) is checked against PySCF in
+``test_quantum_integrals``; here the blocked engine's supermatrices, blocking and screening are
+checked against it (and against its ``einsum`` J and K).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from opifex.quantum import _eri_plan, _integrals, build_basis, molecule_from_name, run_rhf
+from opifex.quantum._eri_plan import pair_layout, quartet_plan, rounded_up
+from opifex.quantum._integrals import compute_integrals
+
+
+@pytest.fixture(autouse=True)
+def _x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _integrals_of(name, basis_name, **kwargs):
+    molecule = molecule_from_name(name)
+    basis = build_basis(molecule.atomic_numbers, basis_name)
+    coordinates = jnp.asarray(molecule.coordinates)
+    charges = jnp.asarray(molecule.nuclear_charges)
+    return basis, compute_integrals(basis, coordinates, charges, **kwargs)
+
+
+def test_the_plan_lists_every_unique_shell_quartet_once():
+    basis = build_basis(molecule_from_name("H2O").atomic_numbers, "6-31g*")
+    layout = pair_layout(basis)
+    seen = set()
+    for quartets in quartet_plan(basis):
+        n = quartets.n_quartets
+        bra = layout.class_offsets[quartets.bra] + quartets.bra_pair[:n]
+        ket = layout.class_offsets[quartets.ket] + quartets.ket_pair[:n]
+        seen |= {(max(b, k), min(b, k)) for b, k in zip(bra.tolist(), ket.tolist(), strict=True)}
+        assert sum(quartets.block_count) == n
+    n_pairs = layout.pair_shells.shape[0]
+    assert seen == {(a, b) for a in range(n_pairs) for b in range(a + 1)}
+
+
+@pytest.mark.e2e
+def test_supermatrices_give_the_dense_coulomb_and_exchange_matrices():
+    _, dense = _integrals_of("H2O", "6-31g*", eri_layout="dense")
+    _, packed = _integrals_of("H2O", "6-31g*", eri_layout="supermatrix")
+    eri = np.asarray(dense.eri)
+    density = np.random.default_rng(0).normal(size=eri.shape[:2])
+    density = density + density.T
+    coulomb = np.einsum("ijkl,kl->ij", eri, density)
+    exchange = np.einsum("ikjl,kl->ij", eri, density)
+    np.testing.assert_allclose(packed.eri.coulomb_matrix(density), coulomb, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(packed.eri.exchange_matrix(density), exchange, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(packed.eri.dense(), eri, rtol=0, atol=1e-14)
+
+
+@pytest.mark.e2e
+def test_small_blocks_give_the_same_integrals(monkeypatch):
+    basis, reference = _integrals_of("H2O", "6-31g*", eri_layout="dense")
+    monkeypatch.setattr(_eri_plan, "_BLOCK_ELEMENTS", 1)  # the smallest blocks: 256 quartets
+    plan = quartet_plan(basis)
+    assert max(len(q.block_count) for q in plan) > 4
+    _, blocked = _integrals_of("H2O", "6-31g*", eri_layout="supermatrix", screening=0.0)
+    np.testing.assert_allclose(blocked.eri.dense(), reference.eri, rtol=0, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_screening_drops_distant_quartets_within_the_threshold():
+    molecule = molecule_from_name("H2")
+    shift = np.array([0.0, 0.0, 30.0])
+    far = np.concatenate([molecule.coordinates, molecule.coordinates + shift])
+    basis = build_basis((1, 1, 1, 1), "6-31g")
+    charges = jnp.ones(4)
+    screened = compute_integrals(basis, far, charges, eri_layout="supermatrix").eri.dense()
+    full = compute_integrals(basis, far, charges, eri_layout="dense").eri
+    keys, _ = _integrals.integral_plan(basis, far, _integrals.SCREENING_THRESHOLD)
+    n_pairs = pair_layout(basis).pair_shells.shape[0]
+    kept = sum(q.n_quartets for q in quartet_plan(basis, _bounds(basis, far), 1e-14))
+    assert kept < n_pairs * (n_pairs + 1) // 2
+    assert len(keys) >= 1
+    np.testing.assert_allclose(screened, full, rtol=0, atol=1e-14)
+
+
+def _bounds(basis, coordinates):
+    keys, arrays = _eri_plan_arguments(basis)
+    return np.asarray(
+        _integrals._schwarz_bounds(basis, jnp.asarray(coordinates), arrays, keys=keys)
+    )
+
+
+def _eri_plan_arguments(basis):
+    from opifex.quantum._eri_engine import plan_arguments
+
+    return plan_arguments(_eri_plan.diagonal_plan(basis))
+
+
+def test_block_counts_are_rounded_to_four_sizes_per_octave():
+    assert [rounded_up(n) for n in range(9)] == list(range(9))
+    assert [rounded_up(n) for n in (9, 10, 11, 13, 15, 17, 33, 1000)] == [
+        10,
+        10,
+        12,
+        14,
+        16,
+        20,
+        40,
+        1024,
+    ]
+
+
+@pytest.mark.e2e
+def test_rhf_energy_with_supermatrices_equals_the_dense_one():
+    molecule = molecule_from_name("H2O")
+    energies = []
+    for layout in ("dense", "supermatrix"):
+        _, ints = _integrals_of("H2O", "6-31g", eri_layout=layout)
+        result = run_rhf(ints, molecule.n_electrons)
+        assert bool(result.converged)
+        energies.append(float(result.value))
+    assert abs(energies[0] - energies[1]) < 1e-11
+
+
+def test_unknown_layout_and_bad_screening_are_errors():
+    basis = build_basis((1, 1), "sto-3g")
+    xyz, charges = jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.4]]), jnp.ones(2)
+    with pytest.raises(ValueError, match="eri_layout"):
+        compute_integrals(basis, xyz, charges, eri_layout="packed")
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="screening"):
+            compute_integrals(basis, xyz, charges, screening=bad)
