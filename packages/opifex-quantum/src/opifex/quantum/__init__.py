@@ -18,6 +18,7 @@ for outside optimisers. Everything runs in float64: call
 from opifex.quantum._basis import (
     BasisSet,
     Shell,
+    basis_elements,
     basis_set_data,
     build_basis,
     canonical_basis_name,
@@ -70,6 +71,7 @@ __all__ = [
     "atomic_density",
     "atomic_number",
     "aufbau_density",
+    "basis_elements",
     "basis_set_data",
     "build_basis",
     "canonical_basis_name",
