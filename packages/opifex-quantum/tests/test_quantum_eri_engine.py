@@ -13,6 +13,7 @@ import pytest
 from opifex.quantum import _eri_plan, _integrals, build_basis, molecule_from_name, run_rhf
 from opifex.quantum._eri_plan import pair_layout, quartet_plan, rounded_up
 from opifex.quantum._integrals import compute_integrals
+from opifex.quantum._shell_pairs import shell_pairs
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +85,22 @@ def test_screening_drops_distant_quartets_within_the_threshold():
     np.testing.assert_allclose(screened, full, rtol=0, atol=1e-14)
 
 
+@pytest.mark.e2e
+def test_primitive_screening_keeps_the_integrals_and_drops_distant_primitives():
+    molecule = molecule_from_name("CH4")
+    basis = build_basis(molecule.atomic_numbers, "6-31g")
+    coordinates = np.asarray(molecule.coordinates)
+    kept = _eri_plan.primitive_selection(basis, coordinates, 1e-16)
+    every = _eri_plan.primitive_selection(basis)
+    assert sum(int(s.count.sum()) for s in kept) < sum(int(s.count.sum()) for s in every)
+    for selection, pair_class in zip(kept, shell_pairs(basis)[0], strict=True):
+        assert sorted(selection.order.tolist()) == list(range(pair_class.coef.size))
+    charges = jnp.asarray(molecule.nuclear_charges)
+    screened = compute_integrals(basis, coordinates, charges, eri_layout="supermatrix")
+    full = compute_integrals(basis, coordinates, charges, eri_layout="dense")
+    np.testing.assert_allclose(screened.eri.dense(), full.eri, rtol=0, atol=1e-13)
+
+
 def _bounds(basis, coordinates):
     keys, arrays = _eri_plan_arguments(basis)
     return np.asarray(
@@ -94,7 +111,7 @@ def _bounds(basis, coordinates):
 def _eri_plan_arguments(basis):
     from opifex.quantum._eri_engine import plan_arguments
 
-    return plan_arguments(_eri_plan.diagonal_plan(basis))
+    return plan_arguments(_eri_plan.diagonal_plan(basis), _eri_plan.primitive_selection(basis))
 
 
 def test_block_counts_are_rounded_to_four_sizes_per_octave():

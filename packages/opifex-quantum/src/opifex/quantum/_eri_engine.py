@@ -55,10 +55,23 @@ class QuartetArrays(NamedTuple):
     block_count: jax.Array
 
 
-def plan_arguments(plan: tuple[BlockedQuartets, ...]) -> tuple[tuple, tuple[QuartetArrays, ...]]:
-    """Split a plan into its static keys ``(bra, ket, block)`` and its (numpy) array arguments."""
+class PairArrays(NamedTuple):
+    """A ``PrimitiveSelection``'s arrays as arguments of the compiled program."""
+
+    order: jax.Array
+    count: jax.Array
+
+
+def plan_arguments(plan: tuple[BlockedQuartets, ...], selection) -> tuple[tuple, tuple]:
+    """A plan's static keys ``(bra, ket, block)`` and its (numpy) array arguments.
+
+    Returns:
+        ``(keys, (quartet_arrays, pair_arrays))``: a ``QuartetArrays`` per quartet class and a
+        ``PairArrays`` per pair class (from the ``primitive_selection`` the plan was made with).
+    """
     keys = tuple((q.bra, q.ket, q.block) for q in plan)
-    return keys, tuple(QuartetArrays(*q.arrays()) for q in plan)
+    quartets = tuple(QuartetArrays(*q.arrays()) for q in plan)
+    return keys, (quartets, tuple(PairArrays(*s.arrays()) for s in selection))
 
 
 def primitive_quartet_integrals(
@@ -92,24 +105,33 @@ def primitive_quartet_integrals(
 
 
 def _primitive_indices(
-    arrays: QuartetArrays, block: int, bra: PairClass, ket: PairClass, first, count
+    arrays: QuartetArrays,
+    block: int,
+    bra: PairClass,
+    ket: PairClass,
+    bra_kept: PairArrays,
+    ket_kept: PairArrays,
+    first,
+    count,
 ):
     """Per primitive quartet of a block: its quartet (within the block) and primitive pairs."""
     bra_pair = jax.lax.dynamic_slice_in_dim(arrays.bra_pair, first, block)
     ket_pair = jax.lax.dynamic_slice_in_dim(arrays.ket_pair, first, block)
     start = jax.lax.dynamic_slice_in_dim(arrays.start, first, block)
     present = jnp.arange(block) < count
-    bra_count = jnp.asarray(bra.prim_count, jnp.int32)[bra_pair]
-    ket_count = jnp.asarray(ket.prim_count, jnp.int32)[ket_pair]
+    bra_count = bra_kept.count[bra_pair]
+    ket_count = ket_kept.count[ket_pair]
     total = jnp.sum(jnp.where(present, bra_count * ket_count, 0))
     # quartet of each primitive quartet: mark where each quartet starts, then count the marks
     marks = jnp.zeros(block, jnp.int32).at[jnp.where(present, start, block)].add(1, mode="drop")
     quartet = jnp.clip(jnp.cumsum(marks) - 1, 0, block - 1)
     t = jnp.arange(block, dtype=jnp.int32)
     local = t - start[quartet]
-    width = ket_count[quartet]
-    bra_prim = jnp.asarray(bra.prim_start, jnp.int32)[bra_pair[quartet]] + local // width
-    ket_prim = jnp.asarray(ket.prim_start, jnp.int32)[ket_pair[quartet]] + local % width
+    width = jnp.maximum(ket_count[quartet], 1)
+    bra_slot = jnp.asarray(bra.prim_start, jnp.int32)[bra_pair[quartet]] + local // width
+    ket_slot = jnp.asarray(ket.prim_start, jnp.int32)[ket_pair[quartet]] + local % width
+    bra_prim = bra_kept.order[jnp.clip(bra_slot, 0, bra_kept.order.shape[0] - 1)]
+    ket_prim = ket_kept.order[jnp.clip(ket_slot, 0, ket_kept.order.shape[0] - 1)]
     used = t < total
     segment = jnp.where(used, quartet, block)  # out of range: dropped by segment_sum
     return (
@@ -122,13 +144,13 @@ def _primitive_indices(
     )
 
 
-def _block_values(basis, key, bra_pp, ket_pp, arrays, first, count):
+def _block_values(basis, key, bra_pp, ket_pp, arrays, bra_kept, ket_kept, first, count):
     """``(block, n_func_bra_pair, n_func_ket_pair)`` integrals of one block, and its quartets."""
     classes, _ = shell_pairs(basis)
     cb, ck, block = key
     bra, ket = classes[cb], classes[ck]
     segment, bra_prim, ket_prim, bra_pair, ket_pair, present = _primitive_indices(
-        arrays, block, bra, ket, first, count
+        arrays, block, bra, ket, bra_kept, ket_kept, first, count
     )
     values = primitive_quartet_integrals(bra, ket, bra_pp, ket_pp, bra_prim, ket_prim)
     summed = jax.ops.segment_sum(values, segment, num_segments=block, indices_are_sorted=True)
@@ -143,7 +165,7 @@ def scan_blocks(basis: BasisSet, keys, plan_arrays, pairs: list[PrimitivePairs],
     Args:
         basis: the basis set (static).
         keys: the plan's static keys (``plan_arguments``).
-        plan_arrays: the plan's ``QuartetArrays``.
+        plan_arrays: the plan's arrays (``plan_arguments``).
         pairs: ``primitive_pairs`` of every pair class.
         consume: the consumer of one block (returns the new carry).
         carry: the initial carry.
@@ -151,14 +173,13 @@ def scan_blocks(basis: BasisSet, keys, plan_arrays, pairs: list[PrimitivePairs],
     Returns:
         The final carry.
     """
-    for key, arrays in zip(keys, plan_arrays, strict=True):
-        bra_pp, ket_pp = pairs[key[0]], pairs[key[1]]
+    quartet_arrays, pair_arrays = plan_arrays
+    for key, arrays in zip(keys, quartet_arrays, strict=True):
+        sides = (pairs[key[0]], pairs[key[1]], arrays, pair_arrays[key[0]], pair_arrays[key[1]])
         values_of = jax.checkpoint(functools.partial(_block_values, basis, key), prevent_cse=False)
 
-        def body(
-            state, block, key=key, arrays=arrays, bra_pp=bra_pp, ket_pp=ket_pp, values_of=values_of
-        ):
-            values, bra_pair, ket_pair, present = values_of(bra_pp, ket_pp, arrays, *block)
+        def body(state, block, key=key, sides=sides, values_of=values_of):
+            values, bra_pair, ket_pair, present = values_of(*sides, *block)
             return consume(state, key, values, bra_pair, ket_pair, present), None
 
         carry, _ = jax.lax.scan(body, carry, (arrays.block_first, arrays.block_count))

@@ -163,6 +163,70 @@ class BlockedQuartets:
         return self.bra_pair, self.ket_pair, self.start, self.block_first, self.block_count
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class PrimitiveSelection:
+    """The primitive pairs of one pair class that are computed, each shell pair's first.
+
+    Attributes:
+        order: ``(n_prim,)`` primitive pairs of the class, permuted within each shell pair's
+            range (``prim_start`` .. ``+ prim_count``) so that the kept ones come first.
+        count: ``(n_pairs,)`` kept primitive pairs of each shell pair.
+    """
+
+    order: np.ndarray
+    count: np.ndarray
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays the kernel reads."""
+        return self.order, self.count
+
+
+def primitive_selection(
+    basis: BasisSet, coordinates: np.ndarray | None = None, threshold: float = 0.0
+) -> tuple[PrimitiveSelection, ...]:
+    """Per pair class, the primitive pairs whose integrals can exceed ``threshold``.
+
+    A primitive pair ``ab`` with product prefactor ``K_ab = |c_a c_b| exp(-a b / p R_AB^2)``
+    contributes at most ``K_ab K_max 2 pi^(5/2) / (p q_min sqrt(p + q_min))`` to any primitive
+    integral (``K_max`` and ``q_min``: the largest prefactor and smallest exponent of any pair);
+    pairs below ``threshold`` are left out. Without ``coordinates`` every pair is kept.
+
+    Example:
+        >>> from opifex.quantum._basis import build_basis
+        >>> import numpy as np
+        >>> basis = build_basis([6, 6], "6-31g")
+        >>> far = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 6.0]])
+        >>> kept = [int(s.count.sum()) for s in primitive_selection(basis, far, 1e-16)]
+        >>> total = [int(s.count.sum()) for s in primitive_selection(basis)]
+        >>> sum(kept) < sum(total)
+        True
+    """
+    classes, _ = shell_pairs(basis)
+    if coordinates is None or threshold <= 0.0:
+        return tuple(
+            PrimitiveSelection(
+                np.arange(pc.coef.size, dtype=np.int32), pc.prim_count.astype(np.int32)
+            )
+            for pc in classes
+        )
+    coordinates = np.asarray(coordinates, dtype=np.float64)
+    prefactors, exponents = [], []
+    for pc in classes:
+        p = pc.exp_a + pc.exp_b
+        distance2 = np.sum((coordinates[pc.atom_a] - coordinates[pc.atom_b]) ** 2, axis=1)
+        prefactors.append(np.abs(pc.coef) * np.exp(-pc.exp_a * pc.exp_b / p * distance2))
+        exponents.append(p)
+    k_max = max(k.max() for k in prefactors)
+    q_min = min(p.min() for p in exponents)
+    selections = []
+    for pc, k, p in zip(classes, prefactors, exponents, strict=True):
+        keep = k * k_max * 2 * np.pi**2.5 / (p * q_min * np.sqrt(p + q_min)) >= threshold
+        order = np.lexsort((np.arange(keep.size), ~keep, pc.pair_id)).astype(np.int32)
+        count = np.bincount(pc.pair_id, weights=keep, minlength=pc.n_pairs).astype(np.int32)
+        selections.append(PrimitiveSelection(order, count))
+    return tuple(selections)
+
+
 def rounded_up(count: int) -> int:
     """``count`` rounded up to 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20 ... (4 per octave).
 
@@ -200,7 +264,12 @@ def _pack(counts: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return firsts, block_count, starts
 
 
-def quartet_plan(basis: BasisSet, pair_bound: np.ndarray | None = None, threshold: float = 0.0):
+def quartet_plan(
+    basis: BasisSet,
+    pair_bound: np.ndarray | None = None,
+    threshold: float = 0.0,
+    selection: tuple[PrimitiveSelection, ...] | None = None,
+):
     """The unique shell quartets of ``basis``, Schwarz-screened when ``pair_bound`` is given.
 
     Args:
@@ -208,6 +277,8 @@ def quartet_plan(basis: BasisSet, pair_bound: np.ndarray | None = None, threshol
         pair_bound: ``(n_pairs,)`` ``sqrt(max (ab|ab))`` of every shell pair (class order), or
             None to keep every quartet.
         threshold: quartets with ``pair_bound[AB] * pair_bound[CD] < threshold`` are dropped.
+        selection: the primitive pairs computed (``primitive_selection``; default all); a
+            quartet with no primitive pair left on one side is dropped.
 
     Returns:
         A tuple of ``BlockedQuartets``, one per (bra class, ket class) with any quartet.
@@ -220,12 +291,16 @@ def quartet_plan(basis: BasisSet, pair_bound: np.ndarray | None = None, threshol
     """
     classes, _ = shell_pairs(basis)
     layout = pair_layout(basis)
+    if selection is None:
+        selection = primitive_selection(basis)
+    kept = np.concatenate([s.count for s in selection])
     n_pairs = layout.pair_shells.shape[0]
     class_of = np.repeat(np.arange(len(classes)), np.diff(layout.class_offsets))
     big, small = np.tril_indices(n_pairs)
+    keep = (kept[big] > 0) & (kept[small] > 0)
     if pair_bound is not None:
-        keep = pair_bound[big] * pair_bound[small] >= threshold
-        big, small = big[keep], small[keep]
+        keep &= pair_bound[big] * pair_bound[small] >= threshold
+    big, small = big[keep], small[keep]
     # bra = the pair of the higher class (pairs of one class: the bigger global index)
     swap = class_of[big] < class_of[small]
     bra = np.where(swap, small, big)
@@ -241,7 +316,7 @@ def quartet_plan(basis: BasisSet, pair_bound: np.ndarray | None = None, threshol
         cb, ck = int(class_of[bra[lo]]), int(class_of[ket[lo]])
         bra_pair = bra[lo:hi] - layout.class_offsets[cb]
         ket_pair = ket[lo:hi] - layout.class_offsets[ck]
-        counts = classes[cb].prim_count[bra_pair] * classes[ck].prim_count[ket_pair]
+        counts = selection[cb].count[bra_pair] * selection[ck].count[ket_pair]
         l_bra = (classes[cb].l_a, classes[cb].l_b)
         l_ket = (classes[ck].l_a, classes[ck].l_b)
         block = _block_size(l_bra, l_ket, int(counts.max()))

@@ -24,7 +24,12 @@ from opifex.quantum._eri_engine import (
     plan_arguments,
     schwarz_pair_bounds,
 )
-from opifex.quantum._eri_plan import diagonal_plan, pair_layout, quartet_plan
+from opifex.quantum._eri_plan import (
+    diagonal_plan,
+    pair_layout,
+    primitive_selection,
+    quartet_plan,
+)
 from opifex.quantum._eri_supermatrix import ERISupermatrix, exchange_supermatrix
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._molecule import nuclear_repulsion
@@ -52,20 +57,27 @@ def _schwarz_bounds(basis: BasisSet, coordinates: jax.Array, arrays: tuple, *, k
 
 @functools.cache
 def _full_plan(basis: BasisSet) -> tuple:
-    return plan_arguments(quartet_plan(basis))
+    selection = primitive_selection(basis)
+    return plan_arguments(quartet_plan(basis, selection=selection), selection)
 
 
 def integral_plan(basis: BasisSet, coordinates, screening: float) -> tuple:
     """The blocked quartets to compute: screened at concrete coordinates, else all of them.
+
+    Screening drops shell quartets by their Schwarz bound and primitive pairs whose bound on
+    any primitive integral is below ``screening / 100`` (``primitive_selection``).
 
     Returns:
         ``(keys, arrays)`` as ``opifex.quantum._eri_engine.plan_arguments`` gives them.
     """
     if screening <= 0.0 or isinstance(coordinates, jax.core.Tracer):
         return _full_plan(basis)
-    keys, arrays = plan_arguments(diagonal_plan(basis))
+    full = primitive_selection(basis)
+    keys, arrays = plan_arguments(diagonal_plan(basis), full)
     bounds = np.asarray(_schwarz_bounds(basis, jnp.asarray(coordinates), arrays, keys=keys))
-    return plan_arguments(quartet_plan(basis, bounds, screening))
+    selection = primitive_selection(basis, np.asarray(coordinates), screening / 100)
+    plan = quartet_plan(basis, bounds, screening, selection)
+    return plan_arguments(plan, selection)
 
 
 @functools.partial(jax.jit, static_argnames=("basis", "eri_layout", "keys"))
