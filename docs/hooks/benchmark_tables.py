@@ -609,7 +609,12 @@ def render_quantum_scf(data: dict[str, Any]) -> str:
                 _code(batch[key], "num_converged", lambda n: f"{n} / {batch['size']}"),
                 batch["max_abs_energy_diff"],
             ]
-            for code, key in (("opifex `jit(vmap(run_scf))`", "opifex"), ("PySCF loop", "pyscf"))
+            for code, key in (
+                ("opifex `jit(vmap(run_scf))`", "opifex"),
+                ("opifex loop of `jit(run_scf)`", "opifex_loop"),
+                ("PySCF loop", "pyscf"),
+            )
+            if key in batch
         ],
     )
     iterations = table(
@@ -764,7 +769,50 @@ def render_meta_burgers(data: dict[str, Any]) -> str:
     )
 
 
+def render_quantum_scale(data: dict[str, Any]) -> str:
+    """Markdown for ``quantum_scale``: RHF time and peak memory beside PySCF, per case."""
+    rows = []
+    for r in data["rows"]:
+        ours, theirs = r["opifex"], r["pyscf"]
+        rows.append(
+            [
+                f"{r['molecule']}/{r['basis']}",
+                str(theirs.get("n_functions", "-")),
+                _seconds(theirs.get("steady_s")),
+                _seconds(ours.get("steady_s")),
+                _seconds(ours.get("first_s")),
+                _ratio(ours.get("steady_s"), theirs.get("steady_s")),
+                f"{theirs['peak_rss_mb']:.0f}" if "peak_rss_mb" in theirs else "-",
+                f"{ours['peak_rss_mb']:.0f}" if "peak_rss_mb" in ours else "-",
+                r.get("energy_diff"),
+                f"{ours.get('cycles', '-')} / {theirs.get('cycles', '-')}",
+            ]
+        )
+    meta = data["meta"]
+    return "\n\n".join(
+        [
+            f"Run {meta['date']} on {meta['device']} ({meta.get('cpu', '')}).",
+            table(
+                [
+                    "case",
+                    "functions",
+                    "PySCF SCF",
+                    "opifex SCF (steady)",
+                    "opifex first call",
+                    "opifex / PySCF",
+                    "PySCF peak MB",
+                    "opifex peak MB",
+                    "ΔE (Eh)",
+                    "cycles opifex / PySCF",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "quantum_scale": render_quantum_scale,
     "second_order": render_second_order,
     "l2o": render_l2o,
     "l2o_lasso": render_l2o_lasso,
@@ -780,6 +828,7 @@ SCRIPTS = {
     "l2o_lasso": "benchmarks/l2o/bench_l2o_lasso.py",
     "l2o_mlp_regression": "benchmarks/l2o/bench_l2o_mlp_regression.py",
     "quantum_scf": "benchmarks/quantum/bench_scf.py",
+    "quantum_scale": "benchmarks/quantum/bench_scale.py",
     "meta_sinusoid": "benchmarks/meta/bench_sinusoid.py",
     "meta_burgers": "benchmarks/meta/bench_burgers.py",
     **CONTROL_SCRIPTS,

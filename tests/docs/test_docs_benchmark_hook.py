@@ -287,7 +287,7 @@ def test_unknown_benchmark_name_is_rejected(results_dir):
         match=(
             "unknown benchmark 'nope' in a benchmark-table marker; known: control_cbf, "
             "control_imitation, control_mpc, control_sysid, l2o, l2o_lasso, l2o_mlp_regression, "
-            "meta_burgers, meta_sinusoid, quantum_scf, second_order"
+            "meta_burgers, meta_sinusoid, quantum_scale, quantum_scf, second_order"
         ),
     ):
         hook.replace_markers("<!-- benchmark-table: nope -->", results_dir)
@@ -508,6 +508,28 @@ def test_quantum_scf_results_render_side_by_side(tmp_path):
     assert "| system | opifex iterations (MINAO guess) | opifex, SAD guess |" in text
     assert "| H2O/sto-3g | 6 | 8 | 7 | -74.9659011900 | 2e-12 |" in text
     assert "| N2/6-31g | unavailable | unavailable | 9 | unavailable | — |" in text
+
+
+def test_quantum_scale_rows_show_both_codes_and_a_failed_case(tmp_path):
+    ours = {"first_s": 12.5, "steady_s": 2.0, "energy": -230.0, "cycles": 8, "peak_rss_mb": 900.0}
+    theirs = {"steady_s": 0.8, "energy": -230.0, "cycles": 8, "n_functions": 66,
+              "peak_rss_mb": 240.0}  # fmt: skip
+    data = {
+        "benchmark": "quantum_scale",
+        "meta": {"date": "2030-01-02", "device": "cpu", "cpu": "test"},
+        "rows": [
+            {"molecule": "benzene", "basis": "6-31g", "opifex": ours, "pyscf": theirs,
+             "energy_diff": 2e-12},
+            {"molecule": "naphthalene", "basis": "6-31g", "opifex": {"status": "FAILED"},
+             "pyscf": theirs},
+        ],
+    }  # fmt: skip
+    (tmp_path / "quantum_scale.json").write_text(json.dumps(data), encoding="utf-8")
+    text = hook.render_benchmark("quantum_scale", tmp_path)
+    assert (
+        "| benzene/6-31g | 66 | 800 ms | 2 s | 12.5 s | 2.5 | 240 | 900 | 2e-12 | 8 / 8 |" in text
+    )
+    assert "| naphthalene/6-31g | 66 | 800 ms | — | — | — | 240 | - | — | - / 8 |" in text
 
 
 def test_quantum_scf_results_missing_a_field_name_it_and_the_script(tmp_path):
