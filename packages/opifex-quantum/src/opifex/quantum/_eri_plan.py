@@ -264,6 +264,28 @@ def _pack(counts: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return firsts, block_count, starts
 
 
+def _blocked(bra, ket, bra_pair, ket_pair, counts, l_bra, l_ket) -> BlockedQuartets:
+    """Pack one class's quartets into blocks; pad the arrays to rounded-up lengths."""
+    block = _block_size(l_bra, l_ket, int(counts.max()))
+    firsts, block_count, starts = _pack(counts, block)
+    pad_quartets = rounded_up(bra_pair.size) + block - bra_pair.size
+    pad_blocks = rounded_up(firsts.size) - firsts.size
+
+    def padded(values: np.ndarray, pad: int, fill: int = 0) -> np.ndarray:
+        return np.pad(values, (0, pad), constant_values=fill).astype(np.int32)
+
+    return BlockedQuartets(
+        bra=bra,
+        ket=ket,
+        block=block,
+        bra_pair=padded(bra_pair, pad_quartets),
+        ket_pair=padded(ket_pair, pad_quartets),
+        start=padded(starts, pad_quartets),
+        block_first=padded(firsts, pad_blocks, bra_pair.size),
+        block_count=padded(block_count, pad_blocks),
+    )
+
+
 def quartet_plan(
     basis: BasisSet,
     pair_bound: np.ndarray | None = None,
@@ -319,25 +341,7 @@ def quartet_plan(
         counts = selection[cb].count[bra_pair] * selection[ck].count[ket_pair]
         l_bra = (classes[cb].l_a, classes[cb].l_b)
         l_ket = (classes[ck].l_a, classes[ck].l_b)
-        block = _block_size(l_bra, l_ket, int(counts.max()))
-        firsts, block_count, starts = _pack(counts, block)
-        n_blocks = rounded_up(firsts.size)
-        pad_quartets = rounded_up(bra_pair.size) + block - bra_pair.size
-        pad_blocks = n_blocks - firsts.size
-        plan.append(
-            BlockedQuartets(
-                bra=cb,
-                ket=ck,
-                block=block,
-                bra_pair=np.pad(bra_pair, (0, pad_quartets)).astype(np.int32),
-                ket_pair=np.pad(ket_pair, (0, pad_quartets)).astype(np.int32),
-                start=np.pad(starts, (0, pad_quartets)).astype(np.int32),
-                block_first=np.pad(firsts, (0, pad_blocks), constant_values=bra_pair.size).astype(
-                    np.int32
-                ),
-                block_count=np.pad(block_count, (0, pad_blocks)).astype(np.int32),
-            )
-        )
+        plan.append(_blocked(cb, ck, bra_pair, ket_pair, counts, l_bra, l_ket))
     return tuple(plan)
 
 
@@ -353,21 +357,6 @@ def diagonal_plan(basis: BasisSet) -> tuple[BlockedQuartets, ...]:
     plan = []
     for c, pc in enumerate(classes):
         pairs = np.arange(pc.n_pairs)
-        counts = pc.prim_count**2
         l_pair = (pc.l_a, pc.l_b)
-        block = _block_size(l_pair, l_pair, int(counts.max()))
-        firsts, block_count, starts = _pack(counts, block)
-        pad = block
-        plan.append(
-            BlockedQuartets(
-                bra=c,
-                ket=c,
-                block=block,
-                bra_pair=np.pad(pairs, (0, pad)).astype(np.int32),
-                ket_pair=np.pad(pairs, (0, pad)).astype(np.int32),
-                start=np.pad(starts, (0, pad)).astype(np.int32),
-                block_first=firsts.astype(np.int32),
-                block_count=block_count.astype(np.int32),
-            )
-        )
+        plan.append(_blocked(c, c, pairs, pairs, pc.prim_count**2, l_pair, l_pair))
     return tuple(plan)
