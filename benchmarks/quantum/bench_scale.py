@@ -10,7 +10,7 @@ hexagons), which is all a timing needs; both codes get the same one.
 
 Run from the workspace root::
 
-    uv run python benchmarks/quantum/bench_scale.py            # all cases (minutes)
+    uv run python benchmarks/quantum/bench_scale.py            # all four cases (minutes)
     uv run python benchmarks/quantum/bench_scale.py --quick    # benzene/6-31G only
 """
 
@@ -34,7 +34,12 @@ from bench_common import print_tables, run_metadata, write_outputs
 Progress = Callable[[int, int, str], None]
 NAME = "quantum_scale"
 LOG = logging.getLogger("opifex.benchmarks.quantum")
-CASES = (("benzene", "6-31g"), ("benzene", "6-31g*"), ("naphthalene", "6-31g"))
+CASES = (
+    ("benzene", "6-31g"),
+    ("benzene", "6-31g*"),
+    ("naphthalene", "6-31g"),
+    ("benzene", "def2-svp"),
+)
 CONV_TOL = 1e-9
 _BOND_CC, _BOND_CH = 1.39, 1.09
 

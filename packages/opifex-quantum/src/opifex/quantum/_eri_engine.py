@@ -2,7 +2,7 @@
 
 For each (bra class, ket class) of a ``quartet_plan``, a ``lax.scan`` runs over fixed-size blocks
 of shell quartets. A block expands its quartets into their primitive quartets (at most
-``block``), computes
+``block``; only the primitive pairs a ``primitive_selection`` keeps), computes
 ``(ab|cd) = 2 pi^(5/2) / (p q sqrt(p + q)) sum E^{ab}_{tuv} (-1)^(t'+u'+v') E^{cd}_{t'u'v'}
 R_{t+t',u+u',v+v'}(pq / (p + q), P - Q)``, sums them per shell quartet, transforms them to the
 basis functions (spherical or normalised cartesian) and hands the block to a consumer (the
