@@ -147,6 +147,7 @@ def test_truncated_bptt_with_one_truncation_per_unroll_is_the_exact_gradient():
         np.testing.assert_allclose(grad, exact, rtol=1e-5)
 
 
+@pytest.mark.slow  # ~3-4 s cold (compilation)
 def test_full_backprop_is_exact_at_every_estimate_and_counts_a_shorter_horizon():
     # every estimate is a fresh whole unroll (nothing persists), so each one is exact
     estimator = full_backprop(INNER, T)

@@ -274,6 +274,7 @@ def test_a_progress_function_is_called_after_each_chunk_instead_of_the_bar(capsy
     assert "meta-train" not in capsys.readouterr().err  # no tqdm bar
 
 
+@pytest.mark.slow  # ~3-4 s cold (compilation)
 def test_float32_meta_parameters_stay_float32_when_float64_is_on():
     # the tasks draw float64 arrays under x64, so the meta-gradient is float64: phi, Adam's
     # state and the unrolls keep the dtypes they started with

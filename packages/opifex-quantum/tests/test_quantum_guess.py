@@ -86,7 +86,8 @@ def test_atomic_density_equals_pyscf_spherically_averaged_hf(z, name):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside PySCF's atom_hf
-@pytest.mark.parametrize("name", ["sto-3g", pytest.param("6-31g", marks=_SLOW)])
+@_SLOW
+@pytest.mark.parametrize("name", ["sto-3g", "6-31g"])
 def test_hydrogen_is_a_one_electron_atom(name):
     """H has no self-repulsion: its density is the lowest core-Hamiltonian orbital, as in PySCF."""
     density = atomic_density(1, name, False)
