@@ -79,14 +79,8 @@ class PairLayout:
 def _pair_shells(basis: BasisSet) -> tuple[np.ndarray, np.ndarray]:
     """Shells ``(A, B)`` of every pair of ``shell_pairs`` (class order) and class offsets."""
     classes, _ = shell_pairs(basis)
-    cart_offsets = np.cumsum([0] + [(s.l + 1) * (s.l + 2) // 2 for s in basis.shells])
-    shell_of_cart = np.searchsorted(cart_offsets, np.arange(cart_offsets[-1]), side="right") - 1
-    shells = [
-        np.stack([shell_of_cart[pc.func_a[:, 0]], shell_of_cart[pc.func_b[:, 0]]], axis=1)
-        for pc in classes
-    ]
     sizes = [pc.n_pairs for pc in classes]
-    return np.concatenate(shells), np.concatenate([[0], np.cumsum(sizes)])
+    return np.concatenate([pc.shells for pc in classes]), np.concatenate([[0], np.cumsum(sizes)])
 
 
 @functools.cache

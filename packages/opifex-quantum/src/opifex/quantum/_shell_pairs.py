@@ -38,6 +38,8 @@ class PairClass:
         prim_count: ``(n_pairs,)`` number of primitive pairs of each shell pair.
         func_a: ``(n_pairs, n_cart_a)`` cartesian function indices of the first shell.
         func_b: ``(n_pairs, n_cart_b)`` cartesian function indices of the second shell.
+        shells: ``(n_pairs, 2)`` the two shells ``(A, B)`` of each pair (indices into
+            ``basis.shells``).
     """
 
     l_a: int
@@ -52,6 +54,7 @@ class PairClass:
     prim_count: np.ndarray
     func_a: np.ndarray
     func_b: np.ndarray
+    shells: np.ndarray
 
     @property
     def n_pairs(self) -> int:
@@ -117,6 +120,7 @@ def shell_pairs(basis: BasisSet) -> tuple[tuple[PairClass, ...], tuple[tuple[int
                 prim_count=np.asarray(counts),
                 func_a=np.asarray([np.arange(offsets[a], offsets[a + 1]) for a, _ in pairs]),
                 func_b=np.asarray([np.arange(offsets[b], offsets[b + 1]) for _, b in pairs]),
+                shells=np.asarray(pairs).reshape(-1, 2),
             )
         )
     rank = {key: k for k, key in enumerate(keys)}
