@@ -61,6 +61,11 @@ def _full_plan(basis: BasisSet) -> tuple:
     return plan_arguments(quartet_plan(basis, selection=selection), selection)
 
 
+@functools.cache
+def _diagonal_plan(basis: BasisSet) -> tuple:
+    return plan_arguments(diagonal_plan(basis), primitive_selection(basis))
+
+
 def integral_plan(basis: BasisSet, coordinates, screening: float) -> tuple:
     """The blocked quartets to compute: screened at concrete coordinates, else all of them.
 
@@ -72,8 +77,7 @@ def integral_plan(basis: BasisSet, coordinates, screening: float) -> tuple:
     """
     if screening <= 0.0 or isinstance(coordinates, jax.core.Tracer):
         return _full_plan(basis)
-    full = primitive_selection(basis)
-    keys, arrays = plan_arguments(diagonal_plan(basis), full)
+    keys, arrays = _diagonal_plan(basis)
     bounds = np.asarray(_schwarz_bounds(basis, jnp.asarray(coordinates), arrays, keys=keys))
     selection = primitive_selection(basis, np.asarray(coordinates), screening / 100)
     plan = quartet_plan(basis, bounds, screening, selection)
