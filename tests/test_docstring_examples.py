@@ -50,6 +50,7 @@ END_TO_END = {
     "opifex.meta._meta_sgd",
     "opifex.meta._reptile",
     "opifex.meta._tasks",
+    "opifex.quantum._density_fitting",
     "opifex.quantum._diis",
     "opifex.quantum._one_electron",
     "opifex.quantum._scf",

@@ -24,6 +24,7 @@ from opifex.quantum._basis import (
     canonical_basis_name,
     known_basis_sets,
 )
+from opifex.quantum._density_fitting import DensityFittedERI
 from opifex.quantum._elements import ELEMENT_SYMBOLS, atomic_number, element_symbol
 from opifex.quantum._energy_components import EnergyComponents
 from opifex.quantum._energy_function import EnergyFunction, make_energy_fn
@@ -60,6 +61,7 @@ __all__ = [
     "FORCE_CONV_TOL_GRAD",
     "MIN_NUCLEAR_DISTANCE",
     "BasisSet",
+    "DensityFittedERI",
     "ERISupermatrix",
     "EnergyComponents",
     "EnergyFunction",

@@ -144,19 +144,68 @@ def _primitive_indices(
     )
 
 
-def _block_values(basis, key, bra_pp, ket_pp, arrays, bra_kept, ket_kept, first, count):
+def _block_values(
+    bra, ket, cartesian, block, bra_pp, ket_pp, arrays, bra_kept, ket_kept, first, count
+):
     """``(block, n_func_bra_pair, n_func_ket_pair)`` integrals of one block, and its quartets."""
-    classes, _ = shell_pairs(basis)
-    cb, ck, block = key
-    bra, ket = classes[cb], classes[ck]
     segment, bra_prim, ket_prim, bra_pair, ket_pair, present = _primitive_indices(
         arrays, block, bra, ket, bra_kept, ket_kept, first, count
     )
     values = primitive_quartet_integrals(bra, ket, bra_pp, ket_pp, bra_prim, ket_prim)
     summed = jax.ops.segment_sum(values, segment, num_segments=block, indices_are_sorted=True)
-    t_bra = _pair_transform(bra.l_a, bra.l_b, basis.cartesian)
-    t_ket = _pair_transform(ket.l_a, ket.l_b, basis.cartesian)
+    t_bra = _pair_transform(bra.l_a, bra.l_b, cartesian)
+    t_ket = _pair_transform(ket.l_a, ket.l_b, cartesian)
     return jnp.einsum("qac,ai,ck->qik", summed, t_bra, t_ket), bra_pair, ket_pair, present
+
+
+class ClassSide(NamedTuple):
+    """One side (bra or ket) of a blocked integral: its pair classes and their arrays.
+
+    Attributes:
+        classes: the ``PairClass`` es (static).
+        pairs: ``primitive_pairs`` of each class.
+        kept: the ``PairArrays`` of each class (which primitive pairs are computed).
+    """
+
+    classes: tuple[PairClass, ...]
+    pairs: list[PrimitivePairs]
+    kept: tuple[PairArrays, ...]
+
+
+def scan_class_blocks(
+    bra: ClassSide, ket: ClassSide, cartesian: bool, keys, quartet_arrays, consume, carry
+):
+    """Fold ``consume(carry, key, values, bra_pair, ket_pair, present)`` over every block.
+
+    The general form of ``scan_blocks``: bra and ket pairs may come from different classes
+    (the orbital pairs and the auxiliary "pairs" of density fitting, for instance).
+
+    Args:
+        bra: the bra side.
+        ket: the ket side.
+        cartesian: cartesian instead of spherical functions (static).
+        keys: static ``(bra class, ket class, block)`` of each quartet class.
+        quartet_arrays: a ``QuartetArrays`` per key.
+        consume: the consumer of one block (returns the new carry).
+        carry: the initial carry.
+
+    Returns:
+        The final carry.
+    """
+    for key, arrays in zip(keys, quartet_arrays, strict=True):
+        cb, ck, block = key
+        sides = (bra.pairs[cb], ket.pairs[ck], arrays, bra.kept[cb], ket.kept[ck])
+        values_of = jax.checkpoint(
+            functools.partial(_block_values, bra.classes[cb], ket.classes[ck], cartesian, block),
+            prevent_cse=False,
+        )
+
+        def body(state, block, key=key, sides=sides, values_of=values_of):
+            values, bra_pair, ket_pair, present = values_of(*sides, *block)
+            return consume(state, key, values, bra_pair, ket_pair, present), None
+
+        carry, _ = jax.lax.scan(body, carry, (arrays.block_first, arrays.block_count))
+    return carry
 
 
 def scan_blocks(basis: BasisSet, keys, plan_arrays, pairs: list[PrimitivePairs], consume, carry):
@@ -174,16 +223,34 @@ def scan_blocks(basis: BasisSet, keys, plan_arrays, pairs: list[PrimitivePairs],
         The final carry.
     """
     quartet_arrays, pair_arrays = plan_arrays
-    for key, arrays in zip(keys, quartet_arrays, strict=True):
-        sides = (pairs[key[0]], pairs[key[1]], arrays, pair_arrays[key[0]], pair_arrays[key[1]])
-        values_of = jax.checkpoint(functools.partial(_block_values, basis, key), prevent_cse=False)
+    side = ClassSide(shell_pairs(basis)[0], pairs, pair_arrays)
+    return scan_class_blocks(side, side, basis.cartesian, keys, quartet_arrays, consume, carry)
 
-        def body(state, block, key=key, sides=sides, values_of=values_of):
-            values, bra_pair, ket_pair, present = values_of(*sides, *block)
-            return consume(state, key, values, bra_pair, ket_pair, present), None
 
-        carry, _ = jax.lax.scan(body, carry, (arrays.block_first, arrays.block_count))
-    return carry
+def block_placer(rows_of, cols_of, symmetric: bool):
+    """A ``scan_class_blocks`` consumer that writes each block into a matrix.
+
+    Args:
+        rows_of: ``(bra class, bra pair) -> first row`` of each bra pair's functions.
+        cols_of: ``(ket class, ket pair) -> first column`` of each ket pair's functions.
+        symmetric: also write the transposed block (a symmetric matrix from unique quartets).
+
+    Returns:
+        ``place(matrix, key, values, bra_pair, ket_pair, present) -> matrix``; absent quartets
+        are dropped.
+    """
+
+    def place(matrix, key, values, bra_pair, ket_pair, present):
+        rows = rows_of(key[0], bra_pair)[:, None] + jnp.arange(values.shape[1])
+        cols = cols_of(key[1], ket_pair)[:, None] + jnp.arange(values.shape[2])
+        rows = jnp.where(present[:, None], rows, matrix.shape[0])  # absent quartets: dropped
+        matrix = matrix.at[rows[:, :, None], cols[:, None, :]].set(values, mode="drop")
+        if not symmetric:
+            return matrix
+        transposed = jnp.swapaxes(values, 1, 2)
+        return matrix.at[cols[:, :, None], rows[:, None, :]].set(transposed, mode="drop")
+
+    return place
 
 
 def coulomb_supermatrix(basis: BasisSet, keys, plan_arrays, pairs) -> jax.Array:
@@ -191,17 +258,12 @@ def coulomb_supermatrix(basis: BasisSet, keys, plan_arrays, pairs) -> jax.Array:
     layout = pair_layout(basis)
     offsets = jnp.asarray(layout.pair_offset, jnp.int32)
 
-    def place(matrix, key, values, bra_pair, ket_pair, present):
-        cb, ck, _ = key
-        rows = offsets[layout.class_offsets[cb] + bra_pair][:, None] + jnp.arange(values.shape[1])
-        cols = offsets[layout.class_offsets[ck] + ket_pair][:, None] + jnp.arange(values.shape[2])
-        rows = jnp.where(present[:, None], rows, layout.n_ext)  # absent quartets: dropped
-        matrix = matrix.at[rows[:, :, None], cols[:, None, :]].set(values, mode="drop")
-        transposed = jnp.swapaxes(values, 1, 2)
-        return matrix.at[cols[:, :, None], rows[:, None, :]].set(transposed, mode="drop")
+    def first_row(pair_class: int, pair: jax.Array) -> jax.Array:
+        return offsets[layout.class_offsets[pair_class] + pair]
 
     dtype = pairs[0].exponent.dtype
     empty = jnp.zeros((layout.n_ext, layout.n_ext), dtype)
+    place = block_placer(first_row, first_row, symmetric=True)
     return scan_blocks(basis, keys, plan_arrays, pairs, place, empty)
 
 

@@ -1,12 +1,21 @@
-"""Coulomb and exchange matrices from a dense electron-repulsion tensor or an ``ERISupermatrix``."""
+"""Coulomb and exchange matrices from a dense electron-repulsion tensor or a compact layout.
+
+The compact layouts (``ERISupermatrix``, ``DensityFittedERI``) build J and K themselves.
+"""
 
 import jax
 import jax.numpy as jnp
 
+from opifex.quantum._density_fitting import DensityFittedERI
 from opifex.quantum._eri_supermatrix import ERISupermatrix
 
+COMPACT_LAYOUTS = (ERISupermatrix, DensityFittedERI)
+"""The ``Integrals.eri`` types other than a dense ``(n, n, n, n)`` array."""
 
-def coulomb_matrix(density: jax.Array, eri: jax.Array | ERISupermatrix) -> jax.Array:
+
+def coulomb_matrix(
+    density: jax.Array, eri: jax.Array | ERISupermatrix | DensityFittedERI
+) -> jax.Array:
     """``J[D]_ij = sum_kl (ij|kl) D_kl`` for chemists'-notation ``eri``.
 
     Example:
@@ -14,12 +23,14 @@ def coulomb_matrix(density: jax.Array, eri: jax.Array | ERISupermatrix) -> jax.A
         >>> coulomb_matrix(jnp.eye(1), jnp.full((1, 1, 1, 1), 0.5)).tolist()
         [[0.5]]
     """
-    if isinstance(eri, ERISupermatrix):
+    if isinstance(eri, COMPACT_LAYOUTS):
         return eri.coulomb_matrix(density)
     return jnp.einsum("ijkl,kl->ij", eri, density)
 
 
-def exchange_matrix(density: jax.Array, eri: jax.Array | ERISupermatrix) -> jax.Array:
+def exchange_matrix(
+    density: jax.Array, eri: jax.Array | ERISupermatrix | DensityFittedERI
+) -> jax.Array:
     """``K[D]_ij = sum_kl (ik|jl) D_kl`` for chemists'-notation ``eri``.
 
     Example:
@@ -27,6 +38,6 @@ def exchange_matrix(density: jax.Array, eri: jax.Array | ERISupermatrix) -> jax.
         >>> exchange_matrix(jnp.eye(1), jnp.full((1, 1, 1, 1), 0.5)).tolist()
         [[0.5]]
     """
-    if isinstance(eri, ERISupermatrix):
+    if isinstance(eri, COMPACT_LAYOUTS):
         return eri.exchange_matrix(density)
     return jnp.einsum("ikjl,kl->ij", eri, density)

@@ -6,7 +6,8 @@ unique quartet in one shot: quick to compile); larger ones Coulomb and exchange 
 ``opifex.quantum._eri_engine``, whose compiled size does not grow with the molecule. There, with
 concrete coordinates, quartets whose Schwarz bound ``sqrt((AB|AB)) sqrt((CD|CD))`` is below
 ``screening`` are skipped; under a transformation (traced coordinates) every quartet is computed,
-because the bound needs numbers.
+because the bound needs numbers. With an auxiliary basis, density-fitted integrals
+(``DensityFittedERI``, ``opifex.quantum._density_fitting``) instead of exact ones.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ import numpy as np
 
 from opifex.core import check_choice
 from opifex.quantum._basis import BasisSet
+from opifex.quantum._density_fitting import (
+    DensityFittedERI,
+    auxiliary_shell_bounds,
+    coulomb_metric,
+    fitted_factor,
+    plan_arrays,
+    three_centre,
+)
+from opifex.quantum._df_plan import metric_plan, three_centre_plan
 from opifex.quantum._eri_engine import (
     coulomb_supermatrix,
     plan_arguments,
@@ -38,7 +48,7 @@ from opifex.quantum._precision import require_x64
 from opifex.quantum._shell_pairs import primitive_pairs, shell_pairs
 from opifex.quantum._two_electron import eri_from_pairs
 
-ERI_LAYOUTS = ("auto", "dense", "supermatrix")
+ERI_LAYOUTS = ("auto", "dense", "supermatrix", "density_fitted")
 DENSE_MAX_FUNCTIONS = 48
 """``eri_layout="auto"`` keeps the dense tensor up to this many functions (42 MB)."""
 SCREENING_THRESHOLD = 1e-14
@@ -84,23 +94,64 @@ def integral_plan(basis: BasisSet, coordinates, screening: float) -> tuple:
     return plan_arguments(plan, selection)
 
 
-@functools.partial(jax.jit, static_argnames=("basis", "eri_layout", "keys"))
+@functools.partial(jax.jit, static_argnames=("aux", "keys"))
+def _metric(aux: BasisSet, coordinates: jax.Array, quartets: tuple, *, keys) -> jax.Array:
+    return coulomb_metric(aux, coordinates, keys, quartets)
+
+
+@functools.cache
+def _metric_plan(aux: BasisSet) -> tuple:
+    return plan_arrays(metric_plan(aux))
+
+
+def fitting_plan(basis: BasisSet, aux: BasisSet, coordinates, screening: float) -> tuple:
+    """The blocked 2- and 3-centre integrals of density fitting, screened at concrete coordinates.
+
+    Combinations ``(AB|P)`` with ``sqrt((AB|AB)) sqrt((P|P)) < screening`` are skipped.
+
+    Returns:
+        ``((metric keys, three-centre keys), (metric arrays, three-centre arrays))``.
+    """
+    metric_keys, metric_arrays = _metric_plan(aux)
+    if screening <= 0.0 or isinstance(coordinates, jax.core.Tracer):
+        plan = three_centre_plan(basis, aux)
+    else:
+        keys, arrays = _diagonal_plan(basis)
+        xyz = jnp.asarray(coordinates)
+        pair_bound = np.asarray(_schwarz_bounds(basis, xyz, arrays, keys=keys))
+        metric = np.asarray(_metric(aux, xyz, metric_arrays, keys=metric_keys))
+        aux_bound = auxiliary_shell_bounds(aux, metric)
+        plan = three_centre_plan(basis, aux, pair_bound, aux_bound, screening)
+    three_keys, three_arrays = plan_arrays(plan)
+    return (metric_keys, three_keys), (metric_arrays, three_arrays)
+
+
+def _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays):
+    """The ``eri`` of ``Integrals`` in the requested layout (traced)."""
+    if eri_layout == "dense":
+        return eri_from_pairs(basis, pairs)
+    if eri_layout == "supermatrix":
+        coulomb = coulomb_supermatrix(basis, keys, arrays, pairs)
+        return ERISupermatrix(coulomb, exchange_supermatrix(coulomb, pair_layout(basis)), basis)
+    metric = coulomb_metric(aux, coordinates, keys[0], arrays[0])
+    pair_integrals = three_centre(basis, aux, coordinates, keys[1], arrays[1])
+    return DensityFittedERI(fitted_factor(pair_integrals, metric, basis), basis, aux)
+
+
+@functools.partial(jax.jit, static_argnames=("basis", "aux", "eri_layout", "keys"))
 def _compute(
     basis: BasisSet,
     coordinates: jax.Array,
     nuclear_charges: jax.Array,
     arrays: tuple,
     *,
+    aux: BasisSet | None,
     eri_layout: str,
     keys: tuple,
 ) -> Integrals:
     pairs = _pairs(basis, coordinates)
     overlap, kinetic, nuclear = one_electron_from_pairs(basis, pairs, coordinates, nuclear_charges)
-    if eri_layout == "dense":
-        eri = eri_from_pairs(basis, pairs)
-    else:
-        coulomb = coulomb_supermatrix(basis, keys, arrays, pairs)
-        eri = ERISupermatrix(coulomb, exchange_supermatrix(coulomb, pair_layout(basis)), basis)
+    eri = _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays)
     return Integrals(
         overlap, kinetic, nuclear, eri, nuclear_repulsion(coordinates, nuclear_charges)
     )
@@ -113,6 +164,7 @@ def compute_integrals(
     *,
     eri_layout: str = "auto",
     screening: float = SCREENING_THRESHOLD,
+    auxbasis: BasisSet | None = None,
 ) -> Integrals:
     """Overlap, kinetic, nuclear-attraction and electron-repulsion integrals, and ``E_nuc``.
 
@@ -125,16 +177,21 @@ def compute_integrals(
         coordinates: ``(n_atoms, 3)`` nuclear positions in Bohr.
         nuclear_charges: ``(n_atoms,)`` nuclear charges.
         eri_layout: ``"dense"`` (an ``(n, n, n, n)`` array), ``"supermatrix"`` (an
-            ``ERISupermatrix``) or ``"auto"`` (dense up to ``DENSE_MAX_FUNCTIONS`` functions).
-        screening: Schwarz threshold of the supermatrix layout; ``0`` computes every unique
-            quartet. Applied only when ``coordinates`` are concrete numbers.
+            ``ERISupermatrix``), ``"density_fitted"`` (a ``DensityFittedERI``; needs
+            ``auxbasis``) or ``"auto"``: density fitted when ``auxbasis`` is given, else dense
+            up to ``DENSE_MAX_FUNCTIONS`` functions and supermatrices beyond.
+        screening: Schwarz threshold of the supermatrix and density-fitted layouts; ``0``
+            computes every unique quartet. Applied only when ``coordinates`` are concrete.
+        auxbasis: the auxiliary basis set of density fitting (RI-JK), placed on the same atoms
+            (e.g. ``build_basis(atoms, "def2-universal-jkfit")``), or None for exact integrals.
 
     Returns:
         The ``Integrals`` (float64), matrices over ``basis.n_functions`` functions.
 
     Raises:
         RuntimeError: if 64-bit floats are off.
-        ValueError: if the shapes do not match the basis, or for an unknown ``eri_layout``.
+        ValueError: if the shapes do not match the basis, for an unknown ``eri_layout``, or an
+            ``auxbasis`` missing for, or given with, a layout that does (not) use one.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -158,12 +215,46 @@ def compute_integrals(
         raise ValueError(
             f"nuclear_charges must have shape ({n_atoms},), got {nuclear_charges.shape}"
         )
-    check_choice(eri_layout, ERI_LAYOUTS, "eri_layout")
     if not np.isfinite(screening) or screening < 0:
         raise ValueError(f"screening must be a finite number >= 0, got {screening!r}")
-    if eri_layout == "auto":
-        eri_layout = "dense" if basis.n_functions <= DENSE_MAX_FUNCTIONS else "supermatrix"
-    keys, arrays = (
-        ((), ()) if eri_layout == "dense" else integral_plan(basis, coordinates, screening)
+    eri_layout = _resolved_layout(basis, eri_layout, auxbasis)
+    if eri_layout == "dense":
+        keys, arrays = (), ()
+    elif eri_layout == "supermatrix":
+        keys, arrays = integral_plan(basis, coordinates, screening)
+    else:
+        keys, arrays = fitting_plan(basis, auxbasis, coordinates, screening)
+    return _compute(
+        basis,
+        coordinates,
+        nuclear_charges,
+        arrays,
+        aux=auxbasis,
+        eri_layout=eri_layout,
+        keys=keys,
     )
-    return _compute(basis, coordinates, nuclear_charges, arrays, eri_layout=eri_layout, keys=keys)
+
+
+def _resolved_layout(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None) -> str:
+    """``eri_layout`` with ``"auto"`` resolved; checks that ``auxbasis`` goes with it."""
+    check_choice(eri_layout, ERI_LAYOUTS, "eri_layout")
+    if auxbasis is not None:
+        if not isinstance(auxbasis, BasisSet):
+            raise TypeError(f"auxbasis must be a BasisSet or None, got {type(auxbasis).__name__}")
+        if auxbasis.atomic_numbers != basis.atomic_numbers:
+            raise ValueError(
+                f"auxbasis is placed on atoms {auxbasis.atomic_numbers}, the basis on "
+                f"{basis.atomic_numbers}"
+            )
+        if auxbasis.cartesian != basis.cartesian:
+            raise ValueError("auxbasis and basis must both be cartesian or both spherical")
+        if eri_layout not in ("auto", "density_fitted"):
+            raise ValueError(
+                f"auxbasis is only used by eri_layout='density_fitted', not {eri_layout!r}"
+            )
+        return "density_fitted"
+    if eri_layout == "density_fitted":
+        raise ValueError("eri_layout='density_fitted' needs an auxbasis")
+    if eri_layout == "auto":
+        return "dense" if basis.n_functions <= DENSE_MAX_FUNCTIONS else "supermatrix"
+    return eri_layout

@@ -17,6 +17,25 @@ from opifex.quantum._elements import element_symbol
 from opifex.quantum._molecule import Molecule
 
 
+def pyscf_basis(atomic_numbers, basis: str) -> dict[str, list]:
+    """The shipped data of a basis set in PySCF's format, ``{symbol: [[l, [a, c], ...], ...]}``.
+
+    Also what PySCF's ``density_fit(auxbasis=...)`` takes for an auxiliary set.
+
+    Example:
+        >>> [shell[0] for shell in pyscf_basis([8, 1, 1], "6-31g")["O"]]
+        [0, 0, 1, 0, 1]
+    """
+    data = basis_set_data(basis)
+    return {
+        element_symbol(z): [
+            [l, *([a, c] for a, c in zip(exps, coefs, strict=True))]
+            for l, exps, coefs in data[z]  # noqa: E741
+        ]
+        for z in set(atomic_numbers)
+    }
+
+
 def to_pyscf(molecule: Molecule, basis: str = "sto-3g", *, cartesian: bool = False) -> Any:
     """The ``pyscf.gto.Mole`` of ``molecule`` with opifex's data for ``basis``.
 
@@ -40,19 +59,11 @@ def to_pyscf(molecule: Molecule, basis: str = "sto-3g", *, cartesian: bool = Fal
         from pyscf import gto
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError('to_pyscf needs PySCF: pip install "opifex-quantum[pyscf]"') from error
-    data = basis_set_data(basis)
-    pyscf_basis = {
-        element_symbol(z): [
-            [l, *([a, c] for a, c in zip(exps, coefs, strict=True))]
-            for l, exps, coefs in data[z]  # noqa: E741
-        ]
-        for z in set(molecule.atomic_numbers)
-    }
     coordinates = np.asarray(molecule.coordinates, dtype=np.float64)
     return gto.M(
         atom=list(zip(molecule.symbols, coordinates.tolist(), strict=True)),
         unit="bohr",
-        basis=pyscf_basis,
+        basis=pyscf_basis(molecule.atomic_numbers, basis),
         charge=molecule.charge,
         spin=molecule.multiplicity - 1,
         cart=cartesian,

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from opifex.core import SolveResult, SolveStatus, run_solver, tree_where
 from opifex.quantum._diis import DIISState, diis_init, diis_push, energy_diis_fock
 from opifex.quantum._energy_components import EnergyComponents
-from opifex.quantum._eri_supermatrix import ERISupermatrix
+from opifex.quantum._fock import COMPACT_LAYOUTS
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._projector import aufbau_density
 from opifex.quantum._scf_config import SCFConfig
@@ -277,11 +277,12 @@ def check_scf_inputs(
     n = jnp.shape(integrals.overlap)[-1]
     expected = {"overlap": (n, n), "kinetic": (n, n), "nuclear": (n, n), "eri": (n,) * 4}
     expected["nuclear_repulsion"] = ()
-    if isinstance(integrals.eri, ERISupermatrix):
+    if isinstance(integrals.eri, COMPACT_LAYOUTS):
         del expected["eri"]
         if integrals.eri.n_functions != n:
             raise ValueError(
-                f"integrals.eri is an ERISupermatrix of {integrals.eri.n_functions} functions, "
+                f"integrals.eri is a {type(integrals.eri).__name__} of "
+                f"{integrals.eri.n_functions} functions, "
                 f"the overlap has {n}"
             )
     for name, shape in expected.items():
