@@ -5,9 +5,13 @@ Each (molecule, basis, code) runs in a fresh subprocess, so the peak resident me
 persistent cache) and the median of the next ``REPEATS`` (steady state: screened integrals,
 in-core Coulomb and exchange supermatrices, SCF); PySCF: its conventional in-core ``scf.RHF``,
 the median of ``REPEATS`` runs after a first, on opifex's basis data
-(``opifex.quantum.to_pyscf``), one thread.
-Geometries are idealised (benzene: D6h, C-C 1.39 A, C-H 1.09 A; naphthalene: two fused such
-hexagons), which is all a timing needs; both codes get the same one.
+(``opifex.quantum.to_pyscf``), one thread. Cases with an auxiliary basis run density fitting
+(RI-JK) in both codes: ``run_scf(..., auxbasis=...)`` against PySCF's
+``scf.RHF(mol).density_fit(auxbasis=...)`` with the same auxiliary data (a fresh object per
+run, so both rebuild their 3-centre integrals every time).
+Geometries are idealised linear acenes (benzene: D6h, C-C 1.39 A, C-H 1.09 A; naphthalene,
+anthracene, tetracene: two to four fused such hexagons), which is all a timing needs; both
+codes get the same one.
 
 Run from the workspace root::
 
@@ -35,15 +39,20 @@ from bench_common import print_tables, run_metadata, write_outputs
 Progress = Callable[[int, int, str], None]
 NAME = "quantum_scale"
 LOG = logging.getLogger("opifex.benchmarks.quantum")
-CASES = (
-    ("benzene", "6-31g"),
-    ("benzene", "6-31g*"),
-    ("naphthalene", "6-31g"),
-    ("benzene", "def2-svp"),
+JKFIT = "def2-universal-jkfit"
+CASES = (  # (molecule, basis, auxiliary basis or None)
+    ("benzene", "6-31g", None),
+    ("benzene", "6-31g*", None),
+    ("naphthalene", "6-31g", None),
+    ("benzene", "def2-svp", None),
+    ("benzene", "def2-svp", JKFIT),
+    ("anthracene", "cc-pvdz", JKFIT),
+    ("tetracene", "cc-pvdz", JKFIT),
 )
 CONV_TOL = 1e-9
 REPEATS = 3  # steady-state calls after the first; the median is reported
 _BOND_CC, _BOND_CH = 1.39, 1.09
+ACENES = ("benzene", "naphthalene", "anthracene", "tetracene")
 
 
 def _hexagon(centre_x: float) -> list[tuple[float, float]]:
@@ -52,13 +61,13 @@ def _hexagon(centre_x: float) -> list[tuple[float, float]]:
 
 
 def geometry(name: str) -> list[tuple[str, tuple[float, float, float]]]:
-    """Idealised planar geometry in Angstrom: ``"benzene"`` or ``"naphthalene"``.
+    """Idealised planar geometry in Angstrom of a linear acene (``ACENES``: 1 to 4 rings).
 
     Example:
-        >>> len(geometry("benzene")), len(geometry("naphthalene"))
-        (12, 18)
+        >>> len(geometry("benzene")), len(geometry("naphthalene")), len(geometry("tetracene"))
+        (12, 18, 30)
     """
-    centres = [0.0] if name == "benzene" else [0.0, _BOND_CC * np.sqrt(3.0)]
+    centres = [k * _BOND_CC * np.sqrt(3.0) for k in range(ACENES.index(name) + 1)]
     carbons: list[tuple[float, float]] = []
     for centre in centres:
         for point in _hexagon(centre):
@@ -79,7 +88,8 @@ import json, resource, sys, time
 import jax
 jax.config.update("jax_enable_x64", True)
 from opifex.quantum import SCFConfig, create_molecular_system, run_scf, to_pyscf
-atoms, basis, code, conv_tol, repeats = json.loads(sys.argv[1])
+from opifex.quantum._pyscf import pyscf_basis
+atoms, basis, aux, code, conv_tol, repeats = json.loads(sys.argv[1])
 molecule = create_molecular_system([(s, tuple(x)) for s, x in atoms])
 out = {}
 times = []
@@ -87,7 +97,7 @@ if code == "opifex":
     config = SCFConfig(conv_tol=conv_tol)
     for _ in range(1 + repeats):
         start = time.perf_counter()
-        result = run_scf(molecule, basis, config=config)
+        result = run_scf(molecule, basis, config=config, auxbasis=aux, max_memory=16000)
         energy = float(result.value)
         times.append(time.perf_counter() - start)
     out.update(energy=energy, cycles=int(result.num_steps), status=result.status_name)
@@ -98,6 +108,8 @@ else:
     for _ in range(1 + repeats):
         start = time.perf_counter()
         mf = scf.RHF(mol)
+        if aux is not None:
+            mf = mf.density_fit(auxbasis=pyscf_basis(molecule.atomic_numbers, aux))
         mf.conv_tol, mf.verbose = conv_tol, 0
         energy = mf.kernel()
         times.append(time.perf_counter() - start)
@@ -110,9 +122,9 @@ print(json.dumps(out))
 """
 
 
-def _run_case(atoms: list, basis: str, code: str) -> dict[str, Any]:
+def _run_case(atoms: list, basis: str, aux: str | None, code: str) -> dict[str, Any]:
     env = dict(os.environ, OPIFEX_JAX_CACHE="off", OMP_NUM_THREADS="1")
-    argument = json.dumps([atoms, basis, code, CONV_TOL, REPEATS])
+    argument = json.dumps([atoms, basis, aux, code, CONV_TOL, REPEATS])
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, argument], capture_output=True, text=True, env=env
     )
@@ -121,17 +133,19 @@ def _run_case(atoms: list, basis: str, code: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_benchmark(cases: Sequence[tuple[str, str]], progress: Progress | None) -> dict[str, Any]:
+def run_benchmark(
+    cases: Sequence[tuple[str, str, str | None]], progress: Progress | None
+) -> dict[str, Any]:
     """Every case with both codes; rows hold the two runs and their ratios."""
     rows = []
     total = 2 * len(cases)
-    for k, (name, basis) in enumerate(cases):
+    for k, (name, basis, aux) in enumerate(cases):
         atoms = geometry(name)
-        row: dict[str, Any] = {"molecule": name, "basis": basis}
+        row: dict[str, Any] = {"molecule": name, "basis": basis, "auxbasis": aux}
         for j, code in enumerate(("pyscf", "opifex")):
             if progress is not None:
-                progress(2 * k + j, total, f"{name}/{basis} {code}")
-            row[code] = _run_case(atoms, basis, code)
+                progress(2 * k + j, total, f"{case_name(row)} {code}")
+            row[code] = _run_case(atoms, basis, aux, code)
         ours, theirs = row["opifex"], row["pyscf"]
         if "energy" in ours and "energy" in theirs:
             row["energy_diff"] = ours["energy"] - theirs["energy"]
@@ -140,6 +154,12 @@ def run_benchmark(cases: Sequence[tuple[str, str]], progress: Progress | None) -
     if progress is not None:
         progress(total, total, "done")
     return {"benchmark": NAME, "meta": run_metadata(["opifex-quantum", "pyscf"]), "rows": rows}
+
+
+def case_name(row: dict[str, Any]) -> str:
+    """``molecule/basis``, with ``+ RI(auxbasis)`` for a density-fitted case."""
+    name = f"{row['molecule']}/{row['basis']}"
+    return name if row.get("auxbasis") is None else f"{name} + RI({row['auxbasis']})"
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -154,7 +174,7 @@ def render(results: dict[str, Any]) -> None:
     for row in results["rows"]:
         ours, theirs = row["opifex"], row["pyscf"]
         table.append([
-            f"{row['molecule']}/{row['basis']}", str(theirs.get("n_functions", "-")),
+            case_name(row), str(theirs.get("n_functions", "-")),
             _cell(theirs.get("steady_s"), ".2f"), _cell(ours.get("first_s"), ".1f"),
             _cell(ours.get("steady_s"), ".2f"), _cell(row.get("steady_ratio"), ".2f"),
             _cell(theirs.get("peak_rss_mb"), ".0f"), _cell(ours.get("peak_rss_mb"), ".0f"),
@@ -168,9 +188,14 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
     """Run the benchmark and write ``quantum_scale.json``; 0 when every case ran."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="benzene/6-31G only")
+    parser.add_argument(
+        "--cases", type=int, nargs="+", metavar="K", help="run only these entries of CASES"
+    )
     parser.add_argument("--output-dir", type=Path, default=Path(__file__).parents[1] / "results")
     args = parser.parse_args(argv)
     cases = CASES[:1] if args.quick else CASES
+    if args.cases:
+        cases = [CASES[k] for k in args.cases]
     results = run_benchmark(cases, progress)
     write_outputs(results, args.output_dir, NAME, render=render, plot=None)
     return 0 if all("energy_diff" in row for row in results["rows"]) else 1

@@ -774,9 +774,12 @@ def render_quantum_scale(data: dict[str, Any]) -> str:
     rows = []
     for r in data["rows"]:
         ours, theirs = r["opifex"], r["pyscf"]
+        case = f"{r['molecule']}/{r['basis']}"
+        if r.get("auxbasis"):
+            case += f" + RI ({r['auxbasis']})"
         rows.append(
             [
-                f"{r['molecule']}/{r['basis']}",
+                case,
                 str(theirs.get("n_functions", "-")),
                 _seconds(theirs.get("steady_s")),
                 _seconds(ours.get("steady_s")),

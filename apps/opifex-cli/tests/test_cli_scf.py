@@ -81,6 +81,10 @@ def test_scf_rejects_unknown_molecule_and_options():
     assert open_shell.exit_code == 2 and "closed-shell" in open_shell.output
     bad_guess = _invoke("scf", "H2", "--guess", "huckel")
     assert bad_guess.exit_code == 2 and "minao" in bad_guess.output
+    over_budget = _invoke("scf", "H2O", "--basis", "6-31g", "--max-memory", "0.01")
+    assert over_budget.exit_code == 2 and "max_memory" in over_budget.output
+    bad_aux = _invoke("scf", "H2", "--auxbasis", "no-such-fit")
+    assert bad_aux.exit_code == 2 and "unknown basis set" in bad_aux.output
 
 
 @pytest.mark.slow

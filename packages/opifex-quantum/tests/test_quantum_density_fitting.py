@@ -18,7 +18,8 @@ from opifex.quantum import (
 )
 from opifex.quantum import _density_fitting as df_module
 from opifex.quantum._df_plan import auxiliary_classes, metric_plan, three_centre_plan
-from opifex.quantum._integrals import compute_integrals
+from opifex.quantum._eri_plan import pair_layout
+from opifex.quantum._integrals import compute_integrals, eri_memory_mb
 from opifex.quantum._pyscf import pyscf_basis, to_pyscf
 from opifex.quantum._shell_pairs import shell_pairs
 
@@ -155,3 +156,21 @@ def test_density_fitted_uhf_energy_equals_pyscfs():
     result = run_scf(molecule, "sto-3g", auxbasis=AUX)
     assert bool(result.converged)
     assert abs(float(result.value) - mf.e_tot) < 1e-8
+
+
+def test_the_memory_budget_refuses_integrals_that_do_not_fit_before_computing_them():
+    molecule = molecule_from_name("H2O")
+    basis = build_basis(molecule.atomic_numbers, "6-31g")
+    aux = build_basis(molecule.atomic_numbers, AUX)
+    n, n_aux = basis.n_functions, aux.n_functions
+    assert eri_memory_mb(basis, "dense") == 8 * n**4 / 1e6
+    n_ext = pair_layout(basis).n_ext
+    assert eri_memory_mb(basis, "supermatrix") == 16 * n_ext**2 / 1e6
+    assert eri_memory_mb(basis, "density_fitted", aux) == 8 * n_aux * (n * n + n_ext) / 1e6
+    with pytest.raises(MemoryError, match="auxbasis"):
+        run_scf(molecule, "6-31g", max_memory=0.1)
+    with pytest.raises(MemoryError, match="raise max_memory"):
+        run_scf(molecule, "6-31g", auxbasis=AUX, max_memory=0.1)
+    xyz, charges = jnp.asarray(molecule.coordinates), jnp.asarray(molecule.nuclear_charges)
+    with pytest.raises(ValueError, match="max_memory"):
+        compute_integrals(basis, xyz, charges, max_memory=0)

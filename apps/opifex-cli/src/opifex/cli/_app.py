@@ -165,6 +165,15 @@ def scf(
     ] = None,
     forces: Annotated[bool, typer.Option(help="Also print the nuclear gradient.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write the convergence plot (PNG).")] = None,
+    auxbasis: Annotated[
+        str | None,
+        typer.Option(
+            help="Density fitting (RI-JK) with this auxiliary basis (def2-universal-jkfit)."
+        ),
+    ] = None,
+    max_memory: Annotated[
+        float, typer.Option(help="Budget (MB) for the two-electron integrals in memory.")
+    ] = 4000.0,
 ) -> None:
     """Hartree-Fock SCF of a molecule: energy, cycles, a convergence plot and the timings.
 
@@ -191,7 +200,14 @@ def scf(
     try:
         mol = _scf.load_molecule(molecule, charge, multiplicity)
         config = SCFConfig(conv_tol=conv_tol, max_steps=max_steps)
-        options = {"method": method, "config": config, "guess": guess, "cartesian": cartesian}
+        options = {
+            "method": method,
+            "config": config,
+            "guess": guess,
+            "cartesian": cartesian,
+            "auxbasis": auxbasis,
+            "max_memory": max_memory,
+        }
         what = f"{' '.join(mol.symbols)} / {basis}"
         with _scf.StatusLine(Console(stderr=True)) as status:
 
@@ -215,7 +231,7 @@ def scf(
                 with _scf.watch_compilation(say("nuclear gradient")) as timing:
                     gradient = jax.block_until_ready(nuclear_gradient(mol, basis, **options))
                 timings.append(("nuclear gradient", timing))
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, MemoryError) as error:
         fail(str(error), code=2)
     _scf.render(mol, basis, result, gradient, console)
     for label, timing in timings:

@@ -51,6 +51,8 @@ from opifex.quantum._two_electron import eri_from_pairs
 ERI_LAYOUTS = ("auto", "dense", "supermatrix", "density_fitted")
 DENSE_MAX_FUNCTIONS = 48
 """``eri_layout="auto"`` keeps the dense tensor up to this many functions (42 MB)."""
+MAX_MEMORY_MB = 4000
+"""Default budget (MB) of the stored electron-repulsion integrals (PySCF's ``max_memory``)."""
 SCREENING_THRESHOLD = 1e-14
 """Default Schwarz threshold (Eh): quartets whose bound is below it are not computed."""
 
@@ -165,6 +167,7 @@ def compute_integrals(
     eri_layout: str = "auto",
     screening: float = SCREENING_THRESHOLD,
     auxbasis: BasisSet | None = None,
+    max_memory: float = MAX_MEMORY_MB,
 ) -> Integrals:
     """Overlap, kinetic, nuclear-attraction and electron-repulsion integrals, and ``E_nuc``.
 
@@ -184,6 +187,9 @@ def compute_integrals(
             computes every unique quartet. Applied only when ``coordinates`` are concrete.
         auxbasis: the auxiliary basis set of density fitting (RI-JK), placed on the same atoms
             (e.g. ``build_basis(atoms, "def2-universal-jkfit")``), or None for exact integrals.
+        max_memory: budget in MB for the integrals held in memory (``eri_memory_mb``); a
+            layout that needs more is refused with a ``MemoryError`` before anything is
+            allocated.
 
     Returns:
         The ``Integrals`` (float64), matrices over ``basis.n_functions`` functions.
@@ -192,6 +198,7 @@ def compute_integrals(
         RuntimeError: if 64-bit floats are off.
         ValueError: if the shapes do not match the basis, for an unknown ``eri_layout``, or an
             ``auxbasis`` missing for, or given with, a layout that does (not) use one.
+        MemoryError: if the integrals would need more than ``max_memory`` MB.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -218,6 +225,7 @@ def compute_integrals(
     if not np.isfinite(screening) or screening < 0:
         raise ValueError(f"screening must be a finite number >= 0, got {screening!r}")
     eri_layout = _resolved_layout(basis, eri_layout, auxbasis)
+    _check_memory(basis, eri_layout, auxbasis, max_memory)
     if eri_layout == "dense":
         keys, arrays = (), ()
     elif eri_layout == "supermatrix":
@@ -233,6 +241,44 @@ def compute_integrals(
         eri_layout=eri_layout,
         keys=keys,
     )
+
+
+def eri_memory_mb(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None = None) -> float:
+    """MB of the electron-repulsion integrals of a layout (what ``max_memory`` limits).
+
+    Dense: ``8 n^4`` bytes; supermatrices: two ``n_ext^2`` float64 matrices; density fitted:
+    ``B`` (``8 n_aux n^2``) and the raw 3-centre integrals it is made from (``8 n_aux n_ext``),
+    both alive while ``B`` is formed.
+
+    Example:
+        >>> from opifex.quantum._basis import build_basis
+        >>> round(eri_memory_mb(build_basis([8, 1, 1], "6-31g"), "dense"), 3)
+        0.228
+    """
+    n = basis.n_functions
+    if eri_layout == "dense":
+        count = n**4
+    elif eri_layout == "supermatrix":
+        count = 2 * pair_layout(basis).n_ext ** 2
+    else:
+        count = auxbasis.n_functions * (n * n + pair_layout(basis).n_ext)
+    return 8.0 * count / 1e6
+
+
+def _check_memory(basis, eri_layout, auxbasis, max_memory) -> None:
+    if not isinstance(max_memory, int | float) or not max_memory > 0:
+        raise ValueError(f"max_memory must be a positive number of MB, got {max_memory!r}")
+    needed = eri_memory_mb(basis, eri_layout, auxbasis)
+    if needed > max_memory:
+        hint = (
+            "pass auxbasis (density fitting, e.g. 'def2-universal-jkfit') or a larger max_memory"
+            if auxbasis is None
+            else "raise max_memory"
+        )
+        raise MemoryError(
+            f"{eri_layout} integrals of {basis.n_functions} functions need {needed:.0f} MB, "
+            f"more than max_memory={max_memory:g} MB; {hint}"
+        )
 
 
 def _resolved_layout(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 from opifex.core import SolveResult, check_choice
 from opifex.quantum._basis import BasisSet, build_basis
 from opifex.quantum._guess import superposition_of_atomic_densities
-from opifex.quantum._integrals import compute_integrals
+from opifex.quantum._integrals import MAX_MEMORY_MB, compute_integrals
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._minao import minao_guess
 from opifex.quantum._molecule import Molecule
@@ -139,6 +139,7 @@ class _Problem:
     config: SCFConfig
     guess: str
     auxbasis: BasisSet | None = None
+    max_memory: float = MAX_MEMORY_MB
 
     @functools.cached_property
     def _hash(self) -> int:
@@ -151,6 +152,7 @@ class _Problem:
                 self.config,
                 self.guess,
                 self.auxbasis,
+                self.max_memory,
             )
         )
 
@@ -167,6 +169,7 @@ def _problem(
     guess: str,
     cartesian: bool,
     auxbasis: str | None = None,
+    max_memory: float = MAX_MEMORY_MB,
 ) -> _Problem:
     """Check the arguments of a public entry point (outside jit) and build its static key."""
     require_x64(what)
@@ -189,6 +192,7 @@ def _problem(
         config,
         guess,
         _auxiliary_basis(molecule, auxbasis, basis_set.cartesian),
+        max_memory,
     )
 
 
@@ -209,7 +213,9 @@ def _solve(coordinates: jax.Array, problem: _Problem) -> SolveResult:
     """Integrals, guess and SCF of one geometry (traced once per ``problem``)."""
     basis = problem.basis
     charges = np.asarray(basis.atomic_numbers, dtype=np.float64)
-    integrals = compute_integrals(basis, coordinates, charges, auxbasis=problem.auxbasis)
+    integrals = compute_integrals(
+        basis, coordinates, charges, auxbasis=problem.auxbasis, max_memory=problem.max_memory
+    )
     initial = None
     if problem.guess == "minao":  # geometry-independent: a constant of the program
         initial = jnp.asarray(minao_guess(basis))
@@ -265,6 +271,7 @@ def run_scf(
     guess: str = "minao",
     cartesian: bool = False,
     auxbasis: str | None = None,
+    max_memory: float = MAX_MEMORY_MB,
 ) -> SolveResult:
     """Hartree-Fock SCF of a molecule; ``result.value`` is differentiable in the geometry.
 
@@ -292,8 +299,11 @@ def run_scf(
         auxbasis: an auxiliary basis-set name (``"def2-universal-jkfit"``,
             ``"cc-pvtz-jkfit"``) for density fitting of J and K (RI-JK, like PySCF's
             ``density_fit(auxbasis=...)``), or None (default) for exact integrals. Fitting
-            changes the energy by about 1e-5 Eh per atom (the fitting error) and keeps
+            changes the energy by the fitting error of the auxiliary set and keeps
             ``8 n_aux n^2`` bytes in memory instead of ``4 n^4``.
+        max_memory: budget in MB for the two-electron integrals in memory (default 4000,
+            PySCF's default); beyond it the call raises ``MemoryError`` before allocating,
+            suggesting ``auxbasis`` (see ``compute_integrals`` and ``eri_memory_mb``).
 
     Returns:
         The ``SolveResult`` of ``run_rhf`` / ``run_uhf``: ``value`` the total energy (Eh),
@@ -305,6 +315,7 @@ def run_scf(
         ValueError: for an unknown method, guess or basis set, or RHF of an open shell.
         TypeError: for a ``molecule``, ``basis`` or ``config`` of the wrong type.
         RuntimeError: if 64-bit floats are disabled.
+        MemoryError: if the integrals would need more than ``max_memory`` MB.
 
     Example:
         >>> import dataclasses
@@ -318,7 +329,9 @@ def run_scf(
         >>> bool(result.converged), round(float(result.value), 8), int(result.num_steps)
         (True, -74.94207995, 7)
     """
-    problem = _problem("run_scf", molecule, basis, method, config, guess, cartesian, auxbasis)
+    problem = _problem(
+        "run_scf", molecule, basis, method, config, guess, cartesian, auxbasis, max_memory
+    )
     return _run(_coordinates(molecule), problem)
 
 
@@ -331,6 +344,7 @@ def scf_energy(
     guess: str = "minao",
     cartesian: bool = False,
     auxbasis: str | None = None,
+    max_memory: float = MAX_MEMORY_MB,
 ) -> jax.Array:
     """The converged Hartree-Fock energy, or NaN when the SCF did not converge.
 
@@ -346,6 +360,7 @@ def scf_energy(
         guess: ``"minao"``, ``"sad"`` or ``"core"``.
         cartesian: cartesian d functions when ``basis`` is a name.
         auxbasis: an auxiliary basis-set name for density fitting (see ``run_scf``), or None.
+        max_memory: budget in MB for the integrals in memory (see ``run_scf``).
 
     Returns:
         The total energy in Hartree (NaN for an unconverged SCF, never a wrong number; its
@@ -358,7 +373,9 @@ def scf_energy(
         ...     print(round(float(scf_energy(molecule_from_name("H2"))), 6))
         -1.116759
     """
-    problem = _problem("scf_energy", molecule, basis, method, config, guess, cartesian, auxbasis)
+    problem = _problem(
+        "scf_energy", molecule, basis, method, config, guess, cartesian, auxbasis, max_memory
+    )
     return _converged_energy(_run(_coordinates(molecule), problem))
 
 
@@ -371,6 +388,7 @@ def nuclear_gradient(
     guess: str = "minao",
     cartesian: bool = False,
     auxbasis: str | None = None,
+    max_memory: float = MAX_MEMORY_MB,
 ) -> jax.Array:
     """``dE/dR`` in Hartree/Bohr, shape ``(n_atoms, 3)`` (forces are its negative).
 
@@ -394,6 +412,7 @@ def nuclear_gradient(
         cartesian: cartesian d functions when ``basis`` is a name.
         auxbasis: an auxiliary basis-set name for density fitting (see ``run_scf``), or None:
             the gradient of the density-fitted energy.
+        max_memory: budget in MB for the integrals in memory (see ``run_scf``).
 
     Returns:
         The nuclear gradient of the total energy.
@@ -407,6 +426,6 @@ def nuclear_gradient(
         True
     """
     problem = _problem(
-        "nuclear_gradient", molecule, basis, method, config, guess, cartesian, auxbasis
+        "nuclear_gradient", molecule, basis, method, config, guess, cartesian, auxbasis, max_memory
     )
     return _gradient_jit(_coordinates(molecule), problem)
