@@ -72,11 +72,12 @@ def test_the_plans_cover_every_combination_and_screening_drops_only_small_ones()
 def test_fitted_coulomb_and_exchange_equal_the_fitted_tensor(monkeypatch, chunk_elements):
     monkeypatch.setattr(df_module, "_CHUNK_ELEMENTS", chunk_elements)
     rng = np.random.default_rng(0)
-    n, n_aux = 4, 17
-    factor = rng.normal(size=(n_aux, n, n))
-    factor = factor + np.swapaxes(factor, 1, 2)
-    basis = build_basis([1, 1], "6-31g")  # static metadata only
-    eri = DensityFittedERI(jnp.asarray(factor), basis, basis)
+    basis = build_basis([1, 1], "6-31g")  # 4 functions, 10 extended pairs
+    layout = pair_layout(basis)
+    n, n_aux = layout.n_functions, 17
+    packed = rng.normal(size=(n_aux, layout.n_ext))
+    factor = packed[:, layout.index]  # (n_aux, n, n), symmetric
+    eri = DensityFittedERI(jnp.asarray(packed), basis, basis)
     density = rng.normal(size=(n, n))
     dense = np.einsum("pij,pkl->ijkl", factor, factor)
     symmetric = 0.5 * (density + density.T)
@@ -166,7 +167,7 @@ def test_the_memory_budget_refuses_integrals_that_do_not_fit_before_computing_th
     assert eri_memory_mb(basis, "dense") == 8 * n**4 / 1e6
     n_ext = pair_layout(basis).n_ext
     assert eri_memory_mb(basis, "supermatrix") == 16 * n_ext**2 / 1e6
-    assert eri_memory_mb(basis, "density_fitted", aux) == 8 * n_aux * (n * n + n_ext) / 1e6
+    assert eri_memory_mb(basis, "density_fitted", aux) == 16 * n_aux * n_ext / 1e6
     with pytest.raises(MemoryError, match="auxbasis"):
         run_scf(molecule, "6-31g", max_memory=0.1)
     with pytest.raises(MemoryError, match="raise max_memory"):

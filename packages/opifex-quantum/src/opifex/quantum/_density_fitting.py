@@ -3,14 +3,13 @@
 With the Coulomb metric ``V_PQ = (P|Q)`` and its Cholesky factor ``V = L L^T``, the fitted
 integrals are ``(ij|kl) ~ sum_P B_Pij B_Pkl`` with ``B = L^-1 (P|ij)`` (Whitten 1973; Weigend,
 Mol. Phys. 2002 for JK fitting with Coulomb-metric auxiliary sets such as def2-universal-JKFIT).
-Then
+``B`` is held in core over the extended function pairs of ``pair_layout`` (about ``n^2 / 2``:
+``8 n_aux n_ext`` bytes, against ``4 n^4`` for the exact supermatrices). Then
 
 - ``J[D]_ij = sum_P B_Pij (sum_kl B_Pkl D_kl)``: two passes over ``B``;
-- ``K[D]_ij = sum_P (B_P D B_P)_ij``: ``2 n_aux n^3`` operations, in chunks of auxiliary
-  functions so the intermediate stays small.
-
-``B`` is held in core: ``8 n_aux n^2`` bytes (benzene/def2-SVP, 114 functions and 546
-auxiliary: 57 MB), against ``4 n^4`` for the exact supermatrices. The 2- and 3-centre integrals
+- ``K[D]_ij = sum_P (B_P D B_P)_ij``: ``2 n_aux n^3`` operations, over chunks of auxiliary
+  functions unpacked to ``(chunk, n, n)`` one at a time, so the intermediate stays small.
+ The 2- and 3-centre integrals
 come from the blocked kernels of ``opifex.quantum._eri_engine`` (``opifex.quantum._df_plan``),
 so everything is differentiable in the nuclear coordinates, forces included.
 """
@@ -100,15 +99,14 @@ def three_centre(
     return scan_class_blocks(orbital, side, basis.cartesian, keys, quartets, place, empty)
 
 
-def fitted_factor(pair_integrals: jax.Array, metric: jax.Array, basis: BasisSet) -> jax.Array:
-    """``B_Pij = [L^-1 (Q|ij)]_P``, ``(n_aux, n, n)``, with ``V = L L^T`` (Cholesky).
+def fitted_factor(pair_integrals: jax.Array, metric: jax.Array) -> jax.Array:
+    """``B_P(ij) = [L^-1 (Q|ij)]_P``, ``(n_aux, n_ext)``, with ``V = L L^T`` (Cholesky).
 
     A metric that is not positive definite (an auxiliary set linearly dependent on this
     molecule) gives NaN, which the SCF reports as a failure (no silent wrong answer).
     """
     factor = jnp.linalg.cholesky(metric)
-    fitted = jax.scipy.linalg.solve_triangular(factor, pair_integrals.T, lower=True)
-    return fitted[:, pair_layout(basis).index]
+    return jax.scipy.linalg.solve_triangular(factor, pair_integrals.T, lower=True)
 
 
 @functools.partial(
@@ -123,7 +121,8 @@ class DensityFittedERI:
     ``opifex.quantum`` accept it wherever they accept a dense tensor.
 
     Attributes:
-        factor: ``(n_aux, n, n)`` the fitted three-index integrals ``B``.
+        factor: ``(n_aux, n_ext)`` the fitted three-index integrals ``B`` over the extended
+            pairs of ``pair_layout(basis)``.
         basis: the orbital basis set (static).
         aux: the auxiliary basis set (static).
 
@@ -139,7 +138,7 @@ class DensityFittedERI:
         ...     exact = compute_integrals(basis, xyz, z).eri
         ...     gap = float(jnp.abs(eri.dense() - exact).max())
         >>> eri.factor.shape, gap < 1e-3  # the fitting error, not rounding
-        ((36, 2, 2), True)
+        ((36, 3), True)
     """
 
     factor: jax.Array
@@ -149,26 +148,32 @@ class DensityFittedERI:
     @property
     def n_functions(self) -> int:
         """Number of orbital basis functions ``n``."""
-        return self.factor.shape[-1]
+        return pair_layout(self.basis).n_functions
+
+    def _unpacked(self, rows: jax.Array) -> jax.Array:
+        """``(..., n, n)`` matrices ``B_P`` of rows ``(..., n_ext)`` of ``factor``."""
+        return rows[..., pair_layout(self.basis).index]
 
     def coulomb_matrix(self, density: jax.Array) -> jax.Array:
         """``J[D]_ij = sum_P B_Pij sum_kl B_Pkl D_kl`` of an ``(n, n)`` density."""
+        layout = pair_layout(self.basis)
         density = 0.5 * (density + jnp.swapaxes(density, -1, -2))
-        fitted = jnp.einsum("pkl,...kl->...p", self.factor, density)
-        return jnp.einsum("...p,pij->...ij", fitted, self.factor)
+        pair_density = density[..., layout.rows_i, layout.rows_j] * layout.weight
+        fitted = jnp.einsum("pe,...e->...p", self.factor, pair_density)
+        return jnp.einsum("...p,pe->...e", fitted, self.factor)[..., layout.index]
 
     def exchange_matrix(self, density: jax.Array) -> jax.Array:
         """``K[D]_ij = sum_P (B_P D B_P)_ij`` of an ``(n, n)`` density (its symmetric part)."""
         density = 0.5 * (density + jnp.swapaxes(density, -1, -2))
-        n_aux, n, _ = self.factor.shape
+        n_aux, n = self.factor.shape[0], self.n_functions
         chunk = max(1, min(n_aux, _CHUNK_ELEMENTS // (n * n)))
 
         def add_chunk(exchange, index):
             # the last chunk is moved back to end at n_aux; rows already counted are masked
             start = jnp.minimum(index * chunk, n_aux - chunk)
-            factor = jax.lax.dynamic_slice_in_dim(self.factor, start, chunk)
+            rows = jax.lax.dynamic_slice_in_dim(self.factor, start, chunk)
             fresh = start + jnp.arange(chunk) >= index * chunk
-            factor = factor * fresh[:, None, None]
+            factor = self._unpacked(rows * fresh[:, None])
             half = jnp.einsum("pik,...kl->...pil", factor, density)
             return exchange + jnp.einsum("...pil,pjl->...ij", half, factor), None
 
@@ -178,7 +183,8 @@ class DensityFittedERI:
 
     def dense(self) -> jax.Array:
         """The fitted ``(n, n, n, n)`` tensor (for small bases and checks)."""
-        return jnp.einsum("pij,pkl->ijkl", self.factor, self.factor)
+        factor = self._unpacked(self.factor)
+        return jnp.einsum("pij,pkl->ijkl", factor, factor)
 
 
 def auxiliary_shell_bounds(aux: BasisSet, metric: np.ndarray) -> np.ndarray:

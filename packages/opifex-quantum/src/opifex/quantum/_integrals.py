@@ -137,7 +137,7 @@ def _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays
         return ERISupermatrix(coulomb, exchange_supermatrix(coulomb, pair_layout(basis)), basis)
     metric = coulomb_metric(aux, coordinates, keys[0], arrays[0])
     pair_integrals = three_centre(basis, aux, coordinates, keys[1], arrays[1])
-    return DensityFittedERI(fitted_factor(pair_integrals, metric, basis), basis, aux)
+    return DensityFittedERI(fitted_factor(pair_integrals, metric), basis, aux)
 
 
 @functools.partial(jax.jit, static_argnames=("basis", "aux", "eri_layout", "keys"))
@@ -247,8 +247,8 @@ def eri_memory_mb(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None = 
     """MB of the electron-repulsion integrals of a layout (what ``max_memory`` limits).
 
     Dense: ``8 n^4`` bytes; supermatrices: two ``n_ext^2`` float64 matrices; density fitted:
-    ``B`` (``8 n_aux n^2``) and the raw 3-centre integrals it is made from (``8 n_aux n_ext``),
-    both alive while ``B`` is formed.
+    ``B`` and the raw 3-centre integrals it is made from (``8 n_aux n_ext`` bytes each), both
+    alive while ``B`` is formed.
 
     Example:
         >>> from opifex.quantum._basis import build_basis
@@ -261,7 +261,7 @@ def eri_memory_mb(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None = 
     elif eri_layout == "supermatrix":
         count = 2 * pair_layout(basis).n_ext ** 2
     else:
-        count = auxbasis.n_functions * (n * n + pair_layout(basis).n_ext)
+        count = 2 * auxbasis.n_functions * pair_layout(basis).n_ext
     return 8.0 * count / 1e6
 
 

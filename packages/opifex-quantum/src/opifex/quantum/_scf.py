@@ -300,7 +300,7 @@ def run_scf(
             ``"cc-pvtz-jkfit"``) for density fitting of J and K (RI-JK, like PySCF's
             ``density_fit(auxbasis=...)``), or None (default) for exact integrals. Fitting
             changes the energy by the fitting error of the auxiliary set and keeps
-            ``8 n_aux n^2`` bytes in memory instead of ``4 n^4``.
+            about ``4 n_aux n^2`` bytes in memory instead of ``4 n^4``.
         max_memory: budget in MB for the two-electron integrals in memory (default 4000,
             PySCF's default); beyond it the call raises ``MemoryError`` before allocating,
             suggesting ``auxbasis`` (see ``compute_integrals`` and ``eri_memory_mb``).
