@@ -175,3 +175,22 @@ def test_the_memory_budget_refuses_integrals_that_do_not_fit_before_computing_th
     xyz, charges = jnp.asarray(molecule.coordinates), jnp.asarray(molecule.nuclear_charges)
     with pytest.raises(ValueError, match="max_memory"):
         compute_integrals(basis, xyz, charges, max_memory=0)
+
+
+def test_exchange_from_occupied_orbitals_equals_exchange_from_their_density():
+    rng = np.random.default_rng(1)
+    basis = build_basis([1, 1], "6-31g")
+    layout = pair_layout(basis)
+    eri = DensityFittedERI(jnp.asarray(rng.normal(size=(11, layout.n_ext))), basis, basis)
+    orbitals = rng.normal(size=(layout.n_functions, 2))
+    density = orbitals @ orbitals.T
+    np.testing.assert_allclose(
+        eri.exchange_matrix(density, orbitals), eri.exchange_matrix(density), atol=1e-12
+    )
+    spin_orbitals = np.stack([orbitals, np.c_[orbitals[:, :1], np.zeros(4)]])
+    spin_densities = np.einsum("sik,sjk->sij", spin_orbitals, spin_orbitals)
+    np.testing.assert_allclose(
+        jax.vmap(eri.exchange_matrix)(spin_densities, spin_orbitals),
+        jax.vmap(eri.exchange_matrix)(spin_densities),
+        atol=1e-12,
+    )

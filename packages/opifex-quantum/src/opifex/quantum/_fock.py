@@ -29,15 +29,22 @@ def coulomb_matrix(
 
 
 def exchange_matrix(
-    density: jax.Array, eri: jax.Array | ERISupermatrix | DensityFittedERI
+    density: jax.Array,
+    eri: jax.Array | ERISupermatrix | DensityFittedERI,
+    orbitals: jax.Array | None = None,
 ) -> jax.Array:
     """``K[D]_ij = sum_kl (ik|jl) D_kl`` for chemists'-notation ``eri``.
+
+    ``orbitals`` (``(n, k)`` with ``D = C C^T``), when given, lets a ``DensityFittedERI``
+    build K from them (cheaper); the other layouts ignore it.
 
     Example:
         >>> import jax.numpy as jnp
         >>> exchange_matrix(jnp.eye(1), jnp.full((1, 1, 1, 1), 0.5)).tolist()
         [[0.5]]
     """
+    if isinstance(eri, DensityFittedERI):
+        return eri.exchange_matrix(density, orbitals)
     if isinstance(eri, COMPACT_LAYOUTS):
         return eri.exchange_matrix(density)
     return jnp.einsum("ikjl,kl->ij", eri, density)

@@ -15,8 +15,12 @@ from opifex.quantum._scf_model import SpinModel
 from opifex.quantum._scf_solver import check_scf_inputs, solve_scf
 
 
-def rhf_fock(density: jax.Array, integrals: Integrals) -> jax.Array:
+def rhf_fock(
+    density: jax.Array, integrals: Integrals, orbitals: jax.Array | None = None
+) -> jax.Array:
     """RHF Fock matrix ``F = h + J[D] - K[D] / 2`` of the total density ``D``.
+
+    ``orbitals``: optional ``(n, k)`` ``C`` with ``D = C C^T`` (see ``exchange_matrix``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -28,7 +32,7 @@ def rhf_fock(density: jax.Array, integrals: Integrals) -> jax.Array:
     return (
         integrals.core_hamiltonian
         + coulomb_matrix(density, integrals.eri)
-        - 0.5 * exchange_matrix(density, integrals.eri)
+        - 0.5 * exchange_matrix(density, integrals.eri, orbitals)
     )
 
 
@@ -65,8 +69,8 @@ def rhf_energy(density: jax.Array, integrals: Integrals) -> jax.Array:
     return rhf_energy_components(density, integrals).total
 
 
-def _rhf_fock_blocks(density: jax.Array, integrals: Integrals) -> jax.Array:
-    return rhf_fock(density[0], integrals)[None]
+def _rhf_fock_blocks(density: jax.Array, integrals: Integrals, orbitals=None) -> jax.Array:
+    return rhf_fock(density[0], integrals, None if orbitals is None else orbitals[0])[None]
 
 
 def _rhf_component_blocks(density: jax.Array, integrals: Integrals) -> EnergyComponents:

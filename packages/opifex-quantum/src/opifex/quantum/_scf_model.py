@@ -19,7 +19,9 @@ from opifex.quantum._energy_components import EnergyComponents
 from opifex.quantum._integrals_types import Integrals
 
 _DEGENERACY = 1e-6  # Eh: core orbitals this close share electrons in the guess
-FockBuilder = Callable[[jax.Array, Integrals], jax.Array]
+FockBuilder = Callable[..., jax.Array]
+"""``fock(blocks, integrals)``; for density-fitted integrals the solver may also pass
+``orbitals`` (``SpinModel.occupied_factor``) whose ``C C^T`` are the density blocks."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +63,16 @@ class SpinModel:
         """``(n_spin, n)`` aufbau occupation numbers of ``n`` orbitals per block."""
         occupied = jnp.stack([jnp.arange(n) < k for k in self.n_occupied])
         return self.occupation * occupied.astype(dtype)
+
+    def occupied_factor(self, coefficients: jax.Array) -> jax.Array:
+        """``(n_spin, n, k)`` ``C`` with ``C C^T`` the aufbau density of each block.
+
+        The lowest ``k = max(n_occupied)`` orbitals scaled by the square roots of their
+        occupations (zero columns where a block has fewer occupied orbitals).
+        """
+        k = max(self.n_occupied)
+        weights = self.occupations(coefficients.shape[-1], coefficients.dtype)[:, :k]
+        return coefficients[..., :k] * jnp.sqrt(weights)[:, None, :]
 
     def diagonalize(self, fock: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Orbital energies, coefficients and aufbau density blocks of Fock blocks ``fock``.

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from opifex.core import SolveResult, SolveStatus, run_solver, tree_where
+from opifex.quantum._density_fitting import DensityFittedERI
 from opifex.quantum._diis import DIISState, diis_init, diis_push, energy_diis_fock
 from opifex.quantum._energy_components import EnergyComponents
 from opifex.quantum._fock import COMPACT_LAYOUTS
@@ -141,9 +142,16 @@ class SCFSolver:
     model: SpinModel
     config: SCFConfig
 
-    def _evaluate(self, blocks: jax.Array, integrals: Integrals, x: jax.Array) -> tuple:
-        """Fock blocks, commutator error, total energy and residual of density blocks."""
-        fock = self.model.fock(blocks, integrals)
+    def _evaluate(self, blocks, integrals: Integrals, x: jax.Array, orbitals=None) -> tuple:
+        """Fock blocks, commutator error, total energy and residual of density blocks.
+
+        ``orbitals`` (``SpinModel.occupied_factor``), when the blocks are exactly their aufbau
+        density, lets a density-fitted exchange build use them (``exchange_matrix``).
+        """
+        if orbitals is None:
+            fock = self.model.fock(blocks, integrals)
+        else:
+            fock = self.model.fock(blocks, integrals, orbitals)
         error = commutator(blocks, fock, integrals.overlap, x)
         electronic = 0.5 * jnp.sum(blocks * (integrals.core_hamiltonian + fock))
         energy = electronic + integrals.nuclear_repulsion
@@ -186,10 +194,15 @@ class SCFSolver:
         damping = jnp.where(state.retried, config.retry_damping, config.damping)
         sds = jnp.einsum("ab,sbc,cd->sad", overlap, blocks, overlap)
         fock = fock + shift * (overlap - sds / model.occupation)
-        new_blocks = model.diagonalize(fock, state.orthogonalizer)[2]
+        _, coefficients, new_blocks = model.diagonalize(fock, state.orthogonalizer)
         new_blocks = (1.0 - damping) * new_blocks + damping * blocks
+        # undamped, the new density is exactly C C^T of its occupied orbitals, from which a
+        # density-fitted K is cheaper (n_aux n^2 k instead of n_aux n^3)
+        undamped = config.damping == 0 and config.retry_damping == 0
+        fitted = isinstance(integrals.eri, DensityFittedERI)
+        orbitals = model.occupied_factor(coefficients) if undamped and fitted else None
         new_fock, error, energy, residual = self._evaluate(
-            new_blocks, integrals, state.orthogonalizer
+            new_blocks, integrals, state.orthogonalizer, orbitals
         )
         energy_change = energy - state.value
         attempt_steps = state.attempt_steps + 1

@@ -15,12 +15,18 @@ from opifex.quantum._scf_model import SpinModel
 from opifex.quantum._scf_solver import check_scf_inputs, solve_scf
 
 
-def _exchange_blocks(densities: jax.Array, eri: jax.Array) -> jax.Array:
-    return jax.vmap(exchange_matrix, in_axes=(0, None))(densities, eri)
+def _exchange_blocks(densities: jax.Array, eri: jax.Array, orbitals=None) -> jax.Array:
+    if orbitals is None:
+        return jax.vmap(exchange_matrix, in_axes=(0, None))(densities, eri)
+    return jax.vmap(exchange_matrix, in_axes=(0, None, 0))(densities, eri, orbitals)
 
 
-def uhf_fock(densities: jax.Array, integrals: Integrals) -> jax.Array:
+def uhf_fock(
+    densities: jax.Array, integrals: Integrals, orbitals: jax.Array | None = None
+) -> jax.Array:
     """UHF Fock matrices ``F_s = h + J[D_a + D_b] - K[D_s]`` of ``(2, n, n)`` alpha/beta densities.
+
+    ``orbitals``: optional ``(2, n, k)`` with ``D_s = C_s C_s^T`` (see ``exchange_matrix``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -30,7 +36,8 @@ def uhf_fock(densities: jax.Array, integrals: Integrals) -> jax.Array:
         [-0.5, 0.1]
     """
     coulomb = coulomb_matrix(densities[0] + densities[1], integrals.eri)
-    return integrals.core_hamiltonian + coulomb - _exchange_blocks(densities, integrals.eri)
+    exchange = _exchange_blocks(densities, integrals.eri, orbitals)
+    return integrals.core_hamiltonian + coulomb - exchange
 
 
 def uhf_energy_components(densities: jax.Array, integrals: Integrals) -> EnergyComponents:
