@@ -109,23 +109,26 @@ def _metric_plan(aux: BasisSet) -> tuple:
 def fitting_plan(basis: BasisSet, aux: BasisSet, coordinates, screening: float) -> tuple:
     """The blocked 2- and 3-centre integrals of density fitting, screened at concrete coordinates.
 
-    Combinations ``(AB|P)`` with ``sqrt((AB|AB)) sqrt((P|P)) < screening`` are skipped.
+    Combinations ``(AB|P)`` with ``sqrt((AB|AB)) sqrt((P|P)) < screening`` are skipped. The
+    metric computed for the screening is handed on (``_compute`` does not compute it again).
 
     Returns:
-        ``((metric keys, three-centre keys), (metric arrays, three-centre arrays))``.
+        ``((metric keys, three-centre keys), (metric arrays, three-centre arrays, metric))``;
+        ``metric`` is None under a transformation or without screening.
     """
     metric_keys, metric_arrays = _metric_plan(aux)
+    metric = None
     if screening <= 0.0 or isinstance(coordinates, jax.core.Tracer):
         plan = three_centre_plan(basis, aux)
     else:
         keys, arrays = _diagonal_plan(basis)
         xyz = jnp.asarray(coordinates)
         pair_bound = np.asarray(_schwarz_bounds(basis, xyz, arrays, keys=keys))
-        metric = np.asarray(_metric(aux, xyz, metric_arrays, keys=metric_keys))
-        aux_bound = auxiliary_shell_bounds(aux, metric)
+        metric = _metric(aux, xyz, metric_arrays, keys=metric_keys)
+        aux_bound = auxiliary_shell_bounds(aux, np.asarray(metric))
         plan = three_centre_plan(basis, aux, pair_bound, aux_bound, screening)
     three_keys, three_arrays = plan_arrays(plan)
-    return (metric_keys, three_keys), (metric_arrays, three_arrays)
+    return (metric_keys, three_keys), (metric_arrays, three_arrays, metric)
 
 
 def _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays):
@@ -135,7 +138,9 @@ def _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays
     if eri_layout == "supermatrix":
         coulomb = coulomb_supermatrix(basis, keys, arrays, pairs)
         return ERISupermatrix(coulomb, exchange_supermatrix(coulomb, pair_layout(basis)), basis)
-    metric = coulomb_metric(aux, coordinates, keys[0], arrays[0])
+    metric = arrays[2]
+    if metric is None:
+        metric = coulomb_metric(aux, coordinates, keys[0], arrays[0])
     pair_integrals = three_centre(basis, aux, coordinates, keys[1], arrays[1])
     return DensityFittedERI(fitted_factor(pair_integrals, metric), basis, aux)
 
