@@ -305,6 +305,40 @@ def check_cli():
     subprocess.run([opifex, "demo"], check=True, stdout=subprocess.DEVNULL)
 
 
+def check_deploy():
+    """Export a function, publish it, load it back by hash, call it; a flipped byte is refused."""
+    import numpy as np
+
+    from opifex.deploy import (
+        ArtifactIntegrityError,
+        Registry,
+        Signature,
+        TensorSpec,
+        export_function,
+    )
+
+    signature = Signature(
+        inputs=(TensorSpec("x", (3,), "float32"),), outputs=(TensorSpec("y", (), "float32"),)
+    )
+    exported = export_function(lambda x: {"y": (x * x).sum()}, signature, name="square")
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = Registry(tmp)
+        version = registry.publish("square", exported)
+        loaded = registry.load("square", version)
+        x = np.arange(6, dtype=np.float32).reshape(2, 3)
+        np.testing.assert_allclose(loaded({"x": x})["y"], (x * x).sum(axis=1))
+        artifact = next(pathlib.Path(tmp).rglob("artifact.bin"))
+        data = bytearray(artifact.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        artifact.write_bytes(bytes(data))
+        try:
+            registry.load("square", version)
+        except ArtifactIntegrityError:
+            pass
+        else:
+            fail("a corrupted artifact was loaded")
+
+
 SMOKE = {
     "core": check_core,
     "second_order": check_second_order,
@@ -312,6 +346,7 @@ SMOKE = {
     "meta": check_meta,
     "quantum": check_quantum,
     "control": check_control,
+    "deploy": check_deploy,
     "cli": check_cli,
 }
 

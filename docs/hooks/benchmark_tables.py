@@ -27,6 +27,7 @@ from mkdocs.structure.pages import Page
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules below
 from control_tables import RENDERERS as CONTROL_RENDERERS
 from control_tables import SCRIPTS as CONTROL_SCRIPTS
+from deploy_tables import DEPLOY_RENDERERS, DEPLOY_SCRIPTS
 from table_format import cell as _cell
 from table_format import met as _met
 from table_format import seconds as _seconds
@@ -824,6 +825,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "meta_sinusoid": render_meta_sinusoid,
     "meta_burgers": render_meta_burgers,
     **CONTROL_RENDERERS,
+    **DEPLOY_RENDERERS,
 }
 
 # results written by a script other than ``benchmarks/<name>/bench_<name>.py``
@@ -835,6 +837,7 @@ SCRIPTS = {
     "meta_sinusoid": "benchmarks/meta/bench_sinusoid.py",
     "meta_burgers": "benchmarks/meta/bench_burgers.py",
     **CONTROL_SCRIPTS,
+    **DEPLOY_SCRIPTS,
 }
 
 

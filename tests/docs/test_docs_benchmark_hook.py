@@ -286,8 +286,9 @@ def test_unknown_benchmark_name_is_rejected(results_dir):
         PluginError,
         match=(
             "unknown benchmark 'nope' in a benchmark-table marker; known: control_cbf, "
-            "control_imitation, control_mpc, control_sysid, l2o, l2o_lasso, l2o_mlp_regression, "
-            "meta_burgers, meta_sinusoid, quantum_scale, quantum_scf, second_order"
+            "control_imitation, control_mpc, control_sysid, deploy_serving, l2o, l2o_lasso, "
+            "l2o_mlp_regression, meta_burgers, meta_sinusoid, quantum_scale, quantum_scf, "
+            "second_order"
         ),
     ):
         hook.replace_markers("<!-- benchmark-table: nope -->", results_dir)

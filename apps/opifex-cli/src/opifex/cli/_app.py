@@ -1,4 +1,4 @@
-"""The ``opifex`` command: ``--version``, ``demo``, ``scf``, ``mpc``, ``bench`` and ``train``."""
+"""``opifex``: ``demo``, ``scf``, ``mpc``, ``bench``, ``train``, ``deploy``, ``serve``."""
 
 import os
 
@@ -19,12 +19,16 @@ import typer  # noqa: E402
 
 from opifex.cli._bench import bench_app  # noqa: E402
 from opifex.cli._console import fail, progress_bar, stdout_console, warn  # noqa: E402
+from opifex.cli._deploy import deploy_app  # noqa: E402
+from opifex.cli._serve import serve  # noqa: E402
 from opifex.cli._train import train_app  # noqa: E402
 from opifex.cli._train_meta import meta as _train_meta  # noqa: E402, F401  (train meta)
 
 app = typer.Typer(name="opifex", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(train_app, name="train")
+app.add_typer(deploy_app, name="deploy")
+app.command()(serve)
 
 
 def installed_versions() -> dict[str, str]:
