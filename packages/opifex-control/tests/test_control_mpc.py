@@ -58,7 +58,7 @@ def _jitted_step():
     return _controller()._step
 
 
-@pytest.mark.slow  # ~3-4 s cold (compilation)
+@pytest.mark.e2e  # 4-6 s cold (compilation)
 def test_the_plan_is_the_solution_shifted_by_one_period():
     problem = _problem()
     x = jnp.array([0.6, -0.2])

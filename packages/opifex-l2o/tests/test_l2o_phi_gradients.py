@@ -58,7 +58,7 @@ def _random_direction(key, tree):
     return jax.tree.map(lambda x: x / tree_l2_norm(v), v)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # 4-8 s cold per optimiser (finite differences of a meta-loss)
 def test_meta_gradient_matches_finite_differences(l2o):
     _, phi = l2o.make(dtype=jnp.float64)
     task = FAMILY.sample(jax.random.key(0))

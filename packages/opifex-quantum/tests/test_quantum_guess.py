@@ -127,7 +127,7 @@ def test_open_p_shell_density_is_spherical(z, name):
     np.testing.assert_allclose(p_electrons, z - 4, atol=1e-8)  # all but 1s^2 2s^2
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # 14 s cold: compiles SAD atoms and a whole SCF
 def test_sad_guess_for_water_is_block_diagonal():
     basis = build_basis((8, 1, 1), "sto-3g")
     guess = superposition_of_atomic_densities(basis)
@@ -140,7 +140,8 @@ def test_sad_guess_for_water_is_block_diagonal():
 
 
 @_SLOW
-@pytest.mark.parametrize("name", ["H2O", pytest.param("OH", marks=_E2E)])
+@pytest.mark.e2e  # 9 s cold per molecule: two whole SCFs
+@pytest.mark.parametrize("name", ["H2O", "OH"])
 def test_sad_and_core_guesses_reach_the_same_energy(name):
     molecule = molecule_from_name(name)
     config = SCFConfig(conv_tol=1e-11)

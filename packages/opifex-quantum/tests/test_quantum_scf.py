@@ -543,7 +543,7 @@ def test_bad_arguments_raise():
         run_rhf(ints, 2)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # 6 s cold: an SCF and its gradient
 def test_unconverged_scf_gives_nan_energy_gradient_and_no_silent_zero():
     from opifex.quantum import molecule_from_name, nuclear_gradient, scf_energy
 

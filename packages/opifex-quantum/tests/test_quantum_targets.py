@@ -167,7 +167,7 @@ def test_jit_vmap_over_geometries_matches_single_runs_and_gradients():
     assert float(gradients[0, 1, 0]) < 0 < float(gradients[2, 1, 0])
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # 7-10 s cold
 def test_unconverged_energy_is_nan_and_never_reported_converged():
     molecule = molecule_from_name("H2O")
     config = SCFConfig(max_steps=2)
