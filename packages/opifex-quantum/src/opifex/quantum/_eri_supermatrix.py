@@ -113,8 +113,13 @@ class ERISupermatrix:
         """``J[D]_ij = sum_kl (ij|kl) D_kl`` of an ``(n, n)`` density (its symmetric part)."""
         return self._apply(self.coulomb, density)
 
-    def exchange_matrix(self, density: jax.Array) -> jax.Array:
-        """``K[D]_ij = sum_kl (ik|jl) D_kl`` of an ``(n, n)`` density (its symmetric part)."""
+    def exchange_matrix(self, density: jax.Array, orbitals: jax.Array | None = None) -> jax.Array:
+        """``K[D]_ij = sum_kl (ik|jl) D_kl`` of an ``(n, n)`` density (its symmetric part).
+
+        ``orbitals`` is accepted for the interface of ``DensityFittedERI`` and not used: one
+        matrix-vector product is already the cheapest form here.
+        """
+        del orbitals
         return self._apply(self.exchange, density)
 
     def dense(self) -> jax.Array:

@@ -36,15 +36,13 @@ def exchange_matrix(
     """``K[D]_ij = sum_kl (ik|jl) D_kl`` for chemists'-notation ``eri``.
 
     ``orbitals`` (``(n, k)`` with ``D = C C^T``), when given, lets a ``DensityFittedERI``
-    build K from them (cheaper); the other layouts ignore it.
+    build K from them (cheaper); the other layouts do not need them.
 
     Example:
         >>> import jax.numpy as jnp
         >>> exchange_matrix(jnp.eye(1), jnp.full((1, 1, 1, 1), 0.5)).tolist()
         [[0.5]]
     """
-    if isinstance(eri, DensityFittedERI):
-        return eri.exchange_matrix(density, orbitals)
     if isinstance(eri, COMPACT_LAYOUTS):
-        return eri.exchange_matrix(density)
+        return eri.exchange_matrix(density, orbitals)
     return jnp.einsum("ikjl,kl->ij", eri, density)
