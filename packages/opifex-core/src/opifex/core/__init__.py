@@ -13,7 +13,7 @@ let any opifex optimiser train a Flax NNX model.
 """
 
 from opifex.core._cache import default_cache_dir, enable_compilation_cache
-from opifex.core._checkpoint import load_metadata, load_pytree, save_pytree
+from opifex.core._checkpoint import fsync_directory, load_metadata, load_pytree, save_pytree
 from opifex.core._checks import (
     check_choice,
     check_finite,
@@ -69,6 +69,7 @@ __all__ = [
     "config_from_dict",
     "default_cache_dir",
     "enable_compilation_cache",
+    "fsync_directory",
     "implicit_root",
     "load_metadata",
     "load_pytree",

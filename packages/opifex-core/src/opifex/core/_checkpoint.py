@@ -262,11 +262,18 @@ def save_pytree(path: str | os.PathLike, tree: Any, *, metadata: Mapping | None 
         except OSError:
             pass
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+def fsync_directory(directory: str) -> None:
+    """Make a rename or new file in ``directory`` durable (POSIX ``fsync`` of the directory).
+
+    A no-op where directories cannot be opened or synced (some platforms and file systems).
+
+    Example:
+        >>> import tempfile
+        >>> fsync_directory(tempfile.mkdtemp())
+    """
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -45,7 +45,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from opifex.core import load_pytree, save_pytree
+from opifex.core import fsync_directory, load_pytree, save_pytree
 from opifex.deploy._artifact import (
     ArtifactIntegrityError,
     ExportedFunction,
@@ -125,7 +125,7 @@ class _LocalStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_directory(directory)
+        fsync_directory(directory)
 
     def append(self, path: str, line: bytes) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -165,7 +165,7 @@ class _LocalStore:
                 self._put(
                     os.path.join(partial, METADATA_FILE), _dumps({**metadata, "version": version})
                 )
-                _fsync_directory(partial)
+                fsync_directory(partial)
                 try:
                     os.rename(partial, os.path.join(directory, version))
                 except OSError as error:  # another publisher took this number
@@ -173,7 +173,7 @@ class _LocalStore:
                         raise
                     number += 1
                     continue
-                _fsync_directory(directory)
+                fsync_directory(directory)
                 return version
             raise RuntimeError(f"could not find a free version number in {directory}")
         except BaseException:
@@ -246,20 +246,6 @@ class _FsspecStore:
                 self.fs.rm(target, recursive=True)
             raise
         return version
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _store(root: str | os.PathLike) -> _LocalStore | _FsspecStore:
