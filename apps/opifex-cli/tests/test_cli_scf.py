@@ -105,7 +105,7 @@ def test_scf_reports_non_convergence_with_exit_status_1():
     assert rows == ["1", "2"]  # one convergence-table row per cycle run
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_scf_old_max_iterations_flag_still_works_with_a_warning():
     result = _invoke("scf", "H2O", "--max-iterations", "2")
     assert result.exit_code == 1 and "in 2 cycles" in result.output

@@ -49,6 +49,7 @@ def _lotka_volterra(num: int = 2001) -> np.ndarray:
     return solution.y.T
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", [2, 4, 6, 8])
 def test_central_differences_have_their_order_of_accuracy(order):
     def error(dt: float) -> float:
@@ -131,6 +132,7 @@ def test_sindy_with_controls_and_several_trajectories():
     assert model.to_dynamics().control_dim == 1
 
 
+@pytest.mark.slow
 def test_stlsq_drops_small_terms_and_reports_the_support():
     rng = np.random.default_rng(0)
     theta = rng.normal(size=(200, 5))

@@ -352,6 +352,7 @@ def test_no_recompilation_on_second_call():
     np.testing.assert_allclose(second.params, [1.0, -2.0, 0.5], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_vmap_elements_take_different_numbers_of_steps():
     x0s = jnp.array([0.05, 1.0, -300.0, 7.0])
     tolerance, max_steps = 1e-2, 12
@@ -371,6 +372,7 @@ def test_vmap_elements_take_different_numbers_of_steps():
     )
 
 
+@pytest.mark.slow
 def test_vmap_with_a_nan_element_leaves_the_others_alone():
     # f(x; limit) = (x - 3)^2 for x < limit, NaN beyond. From x0 = 0 with lr 0.1, limit 1 hits
     # NaN at step 2; limit 10 never does and converges to 3.
@@ -509,6 +511,7 @@ def test_adjoints_match_finite_differences_and_the_closed_form(x64, adjoint):
     np.testing.assert_allclose(fd, exact, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_unrolled_adjoint_sees_the_truncation():
     # three steps of GD on 0.5 (x - a)^2 from 0 with lr 0.5: x_3 = a (1 - 0.5**3); the unrolled
     # derivative is that of the truncated iteration (0.875), the implicit one that of the

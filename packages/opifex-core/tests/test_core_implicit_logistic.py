@@ -149,6 +149,7 @@ def test_jacfwd_and_jacrev_of_pytrees(references):
         )
 
 
+@pytest.mark.slow
 def test_vmap_of_grad_over_lam(references):
     solve = references[0]
     root = _implicit("cg")

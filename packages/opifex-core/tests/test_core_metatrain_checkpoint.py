@@ -98,7 +98,7 @@ def test_resuming_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, refer
     assert resumed.history.horizon.tolist() == [6, 6, 6, 9, 9, 9]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_resuming_after_keyboard_interrupt_reproduces_the_uninterrupted_run(tmp_path, reference):
     path = tmp_path / "run.npz"
     with pytest.raises(KeyboardInterrupt):

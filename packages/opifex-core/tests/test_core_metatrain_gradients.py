@@ -164,6 +164,7 @@ def test_full_backprop_is_exact_at_every_estimate_and_counts_a_shorter_horizon()
     np.testing.assert_allclose(grad["log_lr"], short, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_truncated_bptt_with_shorter_truncations_is_biased():
     truncated = float(summed_estimates(truncated_bptt(INNER, K), jax.random.key(1), 4, T))
     exact = float(jax.grad(full_meta_loss)(PHI["log_lr"]))

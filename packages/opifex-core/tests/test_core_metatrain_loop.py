@@ -83,7 +83,13 @@ def train(family=Bowl(), make_optimizer=sgd, phi=PHI0, key=0, **kwargs):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "estimator", ["truncated_bptt", "pes", "truncated_es", "full_backprop", "first_order"]
+    "estimator",
+    [
+        *[pytest.param(name, marks=pytest.mark.e2e) for name in ("truncated_bptt", "pes")],
+        pytest.param("truncated_es", marks=pytest.mark.e2e),
+        "full_backprop",
+        "first_order",
+    ],
 )
 def test_every_estimator_meta_trains_the_learning_rate_to_its_optimum(estimator):
     result = train(estimator=estimator)
@@ -179,6 +185,7 @@ def test_early_stopping_counts_validations_without_improvement(curriculum, stop)
         assert result.history.horizon.tolist() == [5, 5, 10]
 
 
+@pytest.mark.slow
 def test_best_phi_is_the_phi_of_the_best_validation():
     seen = {}
 
@@ -274,7 +281,7 @@ def test_a_progress_function_is_called_after_each_chunk_instead_of_the_bar(capsy
     assert "meta-train" not in capsys.readouterr().err  # no tqdm bar
 
 
-@pytest.mark.slow  # ~3-4 s cold (compilation)
+@pytest.mark.e2e  # ~3-4 s cold (compilation), more on a busy machine
 def test_float32_meta_parameters_stay_float32_when_float64_is_on():
     # the tasks draw float64 arrays under x64, so the meta-gradient is float64: phi, Adam's
     # state and the unrolls keep the dtypes they started with

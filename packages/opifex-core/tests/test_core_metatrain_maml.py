@@ -195,7 +195,7 @@ def test_a_start_learned_for_adam_has_the_exact_meta_gradient():
 @pytest.mark.parametrize(
     ("estimator", "outer_optimizer"),
     [
-        ("full_backprop", "adam"),
+        pytest.param("full_backprop", "adam", marks=pytest.mark.e2e),
         ("first_order", "adam"),
         pytest.param("reptile", "sgd", marks=pytest.mark.e2e),  # the suite's budget
     ],

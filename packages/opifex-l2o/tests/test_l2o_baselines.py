@@ -82,7 +82,7 @@ def test_diverged_learning_rates_score_inf_and_edges_warn(caplog):
         tune_learning_rate("sgd", family, keys, 60, grid=[10.0, 20.0])
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_tuning_scores_equal_the_runs_with_the_tuned_learning_rate():
     family = QuadraticFamily(dimension=4)
     keys = jax.random.split(jax.random.key(2), 3)
@@ -106,7 +106,7 @@ class _OrthogonalLasso(LassoFamily):
         return LassoTask(matrix, matrix @ truth, truth)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_fista_matches_soft_thresholding_on_an_orthogonal_design():
     family = _OrthogonalLasso(num_rows=6, dimension=6, l1_penalty=0.5)
     keys = jax.random.split(jax.random.key(0), 3)

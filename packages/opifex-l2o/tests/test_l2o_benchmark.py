@@ -89,6 +89,7 @@ def test_divergence_is_counted_never_hidden(result):
     assert set(family_result.wall_time_s) == {"adam", "sgd", "lbfgs", "adam_again", "unstable"}
 
 
+@pytest.mark.slow
 def test_json_round_trip(result, tmp_path):
     data = result.to_json_dict()
     text = json.dumps(data, allow_nan=False)  # non-finite numbers are encoded as strings
@@ -101,6 +102,7 @@ def test_json_round_trip(result, tmp_path):
         BenchmarkResult.from_json_dict({"meta": {}})
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png_and_needs_matplotlib(result, tmp_path, monkeypatch):
     path = result.plot(tmp_path / "curves.png")
     with open(path, "rb") as file:

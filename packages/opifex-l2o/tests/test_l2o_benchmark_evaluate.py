@@ -76,7 +76,7 @@ def _quadratic_loss(params, matrix, target):
     return jnp.sum((matrix @ params - target) ** 2)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_lbfgs_curve_and_evaluation_counts_match_minimize():
     keys = jax.random.split(jax.random.key(1), 2)
     result = run_optimizer(create_lbfgs_optimizer(), QUADRATIC, keys, 8)

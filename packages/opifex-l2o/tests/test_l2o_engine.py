@@ -186,8 +186,14 @@ def test_solve_gradient_problem_accepts_problems_families_and_pairs():
     ("problem", "method"),
     [
         (OptimizationProblem("quadratic", 4), "gauss_newton"),
-        (OptimizationProblem("logistic_regression", 3, {"num_points": 40}), "lbfgs"),
-        (OptimizationProblem("lasso", 12, {"num_rows": 6}), "fista"),
+        pytest.param(
+            OptimizationProblem("logistic_regression", 3, {"num_points": 40}),
+            "lbfgs",
+            marks=pytest.mark.e2e,
+        ),
+        pytest.param(
+            OptimizationProblem("lasso", 12, {"num_rows": 6}), "fista", marks=pytest.mark.e2e
+        ),
         (OptimizationProblem("logistic_regression", 3, {"batch_size": 8}), "adam"),
     ],
 )

@@ -102,7 +102,9 @@ def test_factory_is_shared_by_settings_that_do_not_change_the_optimizer():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["learnable_adam", "learnable_sgd", "mlp", "lstm"])
+@pytest.mark.parametrize(
+    "name", ["learnable_adam", "learnable_sgd", "mlp", pytest.param("lstm", marks=pytest.mark.e2e)]
+)
 def test_init_phi_fits_its_optimizer(name):
     config = L2OEngineConfig(optimizer=name, mlp=MLPRecipe(hidden_sizes=(4,)), lstm_hidden_size=3)
     phi = init_phi(config, jax.random.key(0))

@@ -198,6 +198,7 @@ def test_a_stall_without_fallback_is_reported_as_stalled():
     assert not result.aux.fell_back
 
 
+@pytest.mark.slow
 def test_a_fallback_that_diverges_too_is_reported_as_diverged():
     config = L2OEngineConfig(fallback_learning_rate=1e3, divergence_factor=10.0)
     phi = init_learnable_sgd_params(learning_rate=50.0)
@@ -244,6 +245,7 @@ def test_the_default_stall_window_fires_within_any_budget():
     assert int(run.num_steps) == stall_window(L2OEngineConfig(), 100) == 20
 
 
+@pytest.mark.slow
 def test_the_lbfgs_fallback_compiles_once_for_every_remaining_budget(quadratic):
     loss, task, optimum = quadratic
     config = L2OEngineConfig(fallback_optimizer="lbfgs", stall_window=10)

@@ -77,6 +77,7 @@ def test_every_feature_matches_its_closed_form():
         np.testing.assert_allclose(got[..., names.index(name)], value, rtol=1e-10, err_msg=name)
 
 
+@pytest.mark.slow
 def test_normalisation_is_per_tensor_and_scale_invariant():
     rng = np.random.default_rng(1)
     grads = {"a": jnp.asarray(rng.normal(size=(5,))), "b": jnp.asarray(rng.normal(size=(2, 2)))}
@@ -95,6 +96,7 @@ def test_normalisation_is_per_tensor_and_scale_invariant():
         np.testing.assert_allclose(scaled[key], features[key], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_loss_features():
     config = FeatureConfig(momentum_decays=(0.5, 0.9), timescales=(), use_loss=True)
     assert config.feature_names[-2:] == ("loss_0.5", "loss_0.9")

@@ -43,7 +43,7 @@ def test_update_is_minus_lr_d_exp_m(use_loss):
         assert isinstance(state, FeatureState) and int(state.count) == 3
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_untrained_steps_are_small():
     phi = init_mlp_optimizer_params(jax.random.key(3))
     opt = mlp_optimizer(phi)  # lr_scale = magnitude_scale = 1e-3

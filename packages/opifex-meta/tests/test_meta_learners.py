@@ -132,6 +132,7 @@ def test_the_facades_are_meta_train_with_their_documented_settings():
     assert (meta_sgd.estimator, meta_sgd.weight_decay) == ("first_order", 0.01)
 
 
+@pytest.mark.slow
 def test_evaluate_adaptation_is_the_closed_form_query_loss():
     alpha, phi = 0.3, jnp.asarray([0.5, 0.0, -1.0])
     curve = evaluate_adaptation(
@@ -156,6 +157,7 @@ def test_evaluate_adaptation_is_the_closed_form_query_loss():
     )
 
 
+@pytest.mark.slow
 def test_adapt_on_task_arrays_is_sgd_on_the_support_loss():
     def loss_fn(w, x, y):
         return 0.5 * jnp.mean((x @ w - y) ** 2)

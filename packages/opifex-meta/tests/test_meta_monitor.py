@@ -163,6 +163,7 @@ def _scan_state(losses, capacity=CAPACITY):
     return jax.lax.scan(body, monitor_init(capacity), (steps, losses))[0]
 
 
+@pytest.mark.slow
 def test_scan_and_vmap_give_each_sequence_its_rate():
     ratios = jnp.array([0.3, 0.6, 0.9])
     losses = 2.0 * ratios[:, None] ** jnp.arange(12)

@@ -88,6 +88,7 @@ def solved():
         return minimize_orbitals(ENERGY, _start(), SCFContext(jnp.asarray(S_NP)), TIGHT)
 
 
+@pytest.mark.slow
 def test_minimize_orbitals_reaches_the_generalized_eigenvalue_sum(solved):
     assert solved.status_name == "SUCCESS" and bool(solved.converged)
     assert abs(float(solved.value) - REFERENCE) < 1e-10
@@ -143,6 +144,7 @@ def facade_run():
         return opt, step, c, state, infos, traces
 
 
+@pytest.mark.slow
 def test_quantum_step_keeps_the_constraint_lowers_the_energy_and_converges(facade_run):
     _, _, c, state, infos, _ = facade_run
     energies = np.array([float(i.energy) for i in infos])

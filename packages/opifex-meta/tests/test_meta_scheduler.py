@@ -42,6 +42,7 @@ def _closed_form(strategy, epoch, initial=0.2, low=0.01, horizon=10, rate=0.8):
     return initial + (low - initial) * min(epoch, horizon) / horizon
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["cosine_annealing", "exponential", "linear"])
 def test_schedules_match_their_closed_forms_and_optax(strategy):
     scheduler = AdaptiveLearningRateScheduler(

@@ -15,6 +15,7 @@ from opifex.meta import FewShotFamily, MAMLConfig, MAMLOptimizer, TaskPool
 SINUSOID = SinusoidFamily(hidden_sizes=(8,))
 
 
+@pytest.mark.slow
 def test_few_shot_tasks_carry_fixed_support_and_query_sets():
     family = FewShotFamily(SINUSOID, num_support=5, num_query=7)
     task = family.sample(jax.random.key(0))
@@ -42,6 +43,7 @@ def test_few_shot_family_rejects_a_base_without_points():
         FewShotFamily(SINUSOID, num_support=0)
 
 
+@pytest.mark.slow
 def test_a_task_pool_draws_every_task_with_its_own_sets():
     x = jnp.arange(12.0).reshape(4, 3)
     pool = TaskPool(lambda w, x, y: jnp.sum((w * x - y) ** 2), (x, 2 * x), (x, 3 * x), jnp.zeros)

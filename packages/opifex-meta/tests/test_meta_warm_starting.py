@@ -35,6 +35,7 @@ def test_overlap_copies_the_shared_block_and_keeps_the_target_init_elsewhere():
     np.testing.assert_array_equal(start["w"], got)
 
 
+@pytest.mark.slow
 def test_interpolation_matches_scipy_on_aligned_grids():
     rng = np.random.default_rng(0)
     source = rng.standard_normal((4, 6)).astype(np.float32)

@@ -167,7 +167,7 @@ def _carbon_overlap(cartesian):
     return np.asarray(_overlap(basis, np.array([[0.3, -0.2, 0.1]]), np.array([6.0])))
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_overlap_diagonal_is_one_with_cartesian_d():
     overlap = _carbon_overlap(True)
     assert overlap.shape == (15, 15)

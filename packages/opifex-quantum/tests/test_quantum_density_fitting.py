@@ -68,6 +68,7 @@ def test_the_plans_cover_every_combination_and_screening_drops_only_small_ones()
     assert kept == expected < n_pairs * n_aux_shells
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_elements", [2**22, 7 * 16])  # one chunk; several, a partial one
 def test_fitted_coulomb_and_exchange_equal_the_fitted_tensor(monkeypatch, chunk_elements):
     monkeypatch.setattr(df_module, "_CHUNK_ELEMENTS", chunk_elements)

@@ -81,7 +81,7 @@ def test_energy_of_scf_orbitals_and_density_is_the_scf_energy(water):
     )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_energy_is_invariant_to_mixing_occupied_orbitals(water):
     result, energy_fn, occupied = water
     mixing = np.random.default_rng(0).normal(size=(5, 5)) + 3.0 * np.eye(5)

@@ -87,7 +87,7 @@ def test_atomic_density_equals_pyscf_spherically_averaged_hf(z, name):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside PySCF's atom_hf
 @_SLOW
-@pytest.mark.parametrize("name", ["sto-3g", "6-31g"])
+@pytest.mark.parametrize("name", ["sto-3g", pytest.param("6-31g", marks=pytest.mark.e2e)])
 def test_hydrogen_is_a_one_electron_atom(name):
     """H has no self-repulsion: its density is the lowest core-Hamiltonian orbital, as in PySCF."""
     density = atomic_density(1, name, False)
@@ -152,7 +152,7 @@ def test_sad_and_core_guesses_reach_the_same_energy(name):
     assert int(sad.num_steps) <= int(core.num_steps)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_unconverged_atomic_scf_raises(monkeypatch):
     monkeypatch.setattr(_guess, "_MAX_ITERATIONS", 1)
     # __wrapped__ bypasses the functools.cache of converged densities

@@ -43,7 +43,7 @@ PYSCF = {
     ("OH", "6-31g"): (-75.3631699162, 9),
     ("H2O", "6-31g*"): (-75.9736804699, 8),
 }
-FAST = {("H2", "sto-3g"), ("H2O", "sto-3g"), ("O2", "sto-3g")}
+FAST = {("H2", "sto-3g"), ("H2O", "sto-3g")}
 CASES = [
     pytest.param(n, b, id=f"{n}-{b}", marks=() if (n, b) in FAST else pytest.mark.e2e)
     for (n, b) in PYSCF

@@ -47,7 +47,7 @@ TIGHT = LBFGSConfig(atol=1e-8, max_steps=1000)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n", [2, 100])
+@pytest.mark.parametrize("n", [2, pytest.param(100, marks=pytest.mark.e2e)])
 def test_rosenbrock_converges_like_scipy_lbfgsb(n):
     x0 = _start(n)
     result = minimize(rosenbrock, x0, config=TIGHT)
@@ -371,6 +371,7 @@ def test_minimize_is_differentiable_in_its_data_like_the_closed_form():
     np.testing.assert_allclose(value, 0.5 * x_star @ x_star, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_new_budget_does_not_recompile_with_a_fixed_trace_length():
     traced = []
 
