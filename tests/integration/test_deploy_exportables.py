@@ -15,17 +15,24 @@ a batch, and compared with independent computations:
 * ``l2o-quadratic10``: ``opifex.l2o.run_optimizer`` of the same pretrained optimiser on the
   same tasks (float32, two differently fused programs: final losses, which start near 10, to
   1e-4 relative or 1e-6 absolute; parameters to 1e-4 absolute).
+* ``mpc-pendulum``: ``opifex.control.MPCController`` (iLQR, the same budget and shifted warm
+  start) stepped on each state of a batch from the same plan (controls, next plans and planned
+  costs to 1e-10), and the policy served over HTTP (``opifex.deploy.create_app``) in closed loop
+  with the pendulum, the client sending each answer's plan back: it swings the pendulum up from
+  hanging and holds it upright.
 
 The lm-fit and l2o checks compile two programs each (about 5 s on one core, cold): ``slow``.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import jax
 import numpy as np
 import pytest
 
-from opifex.cli._exportables import EXPORTABLES, lm_fit
+from opifex.cli._exportables import EXPORTABLES, MPC_HORIZON, MPC_STEPS, lm_fit
 from opifex.deploy import Registry, export_function
 
 
@@ -131,3 +138,69 @@ def test_scf_h2_matches_opifex_and_pyscf(tmp_path):
     # the forces are equal and opposite, along the bond: attractive beyond the minimum
     np.testing.assert_allclose(out["forces"][:, 0], -out["forces"][:, 1], atol=1e-12)
     assert out["forces"][0, 1, 2] > 0 > out["forces"][3, 1, 2]
+
+
+def _assert_mpc_step(controller, state, plan, answer):
+    """``answer`` (one example of mpc-pendulum) is the controller's step from ``plan``."""
+    controller.reset(np.asarray(plan))
+    control = controller.step(np.asarray(state))
+    np.testing.assert_allclose(answer["control"], control, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(answer["plan"], controller.state.plan, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(answer["value"], controller.state.value, rtol=1e-10)
+    assert bool(answer["converged"]) == (controller.status_name == "SUCCESS")
+
+
+@pytest.mark.e2e  # compiles iLQR three times (export, the batched call, MPCController): ~12 s
+def test_mpc_pendulum_matches_mpc_controller_and_swings_up_when_served(tmp_path):
+    import httpx
+
+    from opifex.control import (
+        SWING_UPS,
+        MPCController,
+        discretize,
+        swing_up,
+        swing_up_model,
+        wrap_angle,
+    )
+    from opifex.deploy import create_app
+
+    policy = _export_and_reload("mpc-pendulum", tmp_path)
+    task = SWING_UPS["pendulum"]
+    starts = np.array([[np.pi, 0.0], [3.0, 0.5], [-2.5, -1.0], [0.3, 0.0]])
+    rng = np.random.default_rng(0)
+    plans = rng.uniform(-task.max_control, task.max_control, (len(starts), MPC_HORIZON, 1))
+    out = policy({"state": starts, "plan": plans})
+    assert out["control"].shape == (4, 1) and out["plan"].shape == (4, MPC_HORIZON, 1)
+    with jax.enable_x64(True):
+        problem, _ = swing_up("pendulum")
+        controller = MPCController(problem, max_steps=MPC_STEPS, warm_start="shift")
+        for i in range(len(starts)):
+            _assert_mpc_step(controller, starts[i], plans[i], {k: v[i] for k, v in out.items()})
+        step = discretize(swing_up_model("pendulum"), task.dt, substeps=8)
+        plant = jax.jit(jax.vmap(step, in_axes=(0, 0, None)))
+
+        app = create_app({"mpc-pendulum": ("v1", policy)}, max_batch_size=4, warm_up=False)
+
+        async def closed_loop(periods):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                states, plan = starts, np.zeros((len(starts), MPC_HORIZON, 1))
+                for period in range(periods):
+                    inputs = {"state": states.tolist(), "plan": plan.tolist()}
+                    answer = await client.post(
+                        "/v1/solvers/mpc-pendulum/predict", json={"inputs": inputs}
+                    )
+                    assert answer.status_code == 200, answer.text
+                    outputs = {k: np.asarray(v) for k, v in answer.json()["outputs"].items()}
+                    if period % 20 == 0:  # the served answer is the controller's step
+                        _assert_mpc_step(
+                            controller, states[0], plan[0], {k: v[0] for k, v in outputs.items()}
+                        )
+                    states = np.asarray(plant(states, outputs["control"], period * task.dt))
+                    plan = outputs["plan"]
+            return states
+
+        final = asyncio.run(closed_loop(round(6.0 / task.dt)))
+    # hanging, pushed or near upright: each swung up and held at rest within 0.05 rad
+    assert np.all(np.abs(np.asarray(wrap_angle(final[:, 0]))) < 0.05)
+    assert np.all(np.abs(final[:, 1]) < 0.05)

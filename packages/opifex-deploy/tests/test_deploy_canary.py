@@ -9,9 +9,11 @@ drives the canary's age.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -146,6 +148,40 @@ def test_errors_roll_back_once_evidence_passes_and_bad_version_gets_nothing_afte
     assert event["reasons"] == ["error_rate"]
     assert event["evidence"]["stats"]["v2"]["error_rate"] == stats["v2"]["error_rate"]
     assert registry.events(NAME)[-1]["action"] == "end_canary"
+
+
+def test_a_decision_on_an_event_loop_switches_at_once_and_writes_the_registry_in_a_thread(
+    registry, monkeypatch
+):
+    system = make_system(registry, {"v1": Servable("v1"), "v2": Servable("v2", fails=bool)})
+    release, writers = threading.Event(), []
+    end_canary = registry.end_canary
+
+    def held_end_canary(name):  # the registry write waits until the test lets it go
+        writers.append(threading.current_thread())
+        assert release.wait(10)
+        end_canary(name)
+
+    monkeypatch.setattr(registry, "end_canary", held_end_canary)
+
+    async def serve_until_rolled_back():
+        decision, i = None, 0
+        while decision is None:
+            i += 1
+            *_, decision = serve(system, i)
+        # the loop goes on while the write waits: routing has switched, the registry not yet
+        assert decision.action == "rollback" and system.canary_version is None
+        assert all(serve(system, j)[0] == "v1" for j in range(i + 1, i + 101))
+        await asyncio.sleep(0.05)
+        assert writers and registry.channels(NAME)["canary"] == "v2"
+        assert not system.sync() and system.canary_version is None  # not followed back
+        release.set()
+
+    asyncio.run(serve_until_rolled_back())  # which waits for its worker threads
+    assert writers[0] is not threading.main_thread()
+    assert registry.channels(NAME) == {"stable": "v1", "canary": None}
+    assert [e["action"] for e in registry.events(NAME)][-2:] == ["canary_rollback", "end_canary"]
+    assert not system.sync() and system.canary_version is None
 
 
 def test_wrong_answers_caught_by_the_quality_check_are_rolled_back(registry):

@@ -4,8 +4,14 @@ Hypothesis generates JSON of any structure, near-miss payloads (wrong names, sha
 NaN, huge numbers), raw bytes, ``.npz`` archives of any dtype and shape, odd headers and solver
 names. A request either gets a 200 with one output row per example, or a 4xx with a JSON error
 and the solver is not called.
+
+Schemathesis generates requests from the service's own OpenAPI document (``/openapi.json``),
+valid ones and ones that violate it, for every operation, and runs its default checks on the
+answers: no 5xx, every status, content type and body as the document says, the valid requests
+accepted and the invalid ones rejected.
 """
 
+import asyncio
 import io
 import json
 import string
@@ -15,6 +21,7 @@ import warnings
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,13 +65,16 @@ class MixServable:
             return {"y": np.where(inputs["b"], a * inputs["x"], inputs["x"])}
 
 
+def _app(servable):
+    return create_app(
+        {"mix": ("v1", servable)}, max_batch_size=4, max_delay_ms=0.0, max_body_bytes=20_000
+    )
+
+
 @pytest.fixture(scope="module")
 def served():
     servable = MixServable()
-    app = create_app(
-        {"mix": ("v1", servable)}, max_batch_size=4, max_delay_ms=0.0, max_body_bytes=20_000
-    )
-    with TestClient(app) as client:
+    with TestClient(_app(servable)) as client:
         yield client, servable
 
 
@@ -195,3 +205,54 @@ def test_fuzzed_solver_names_never_get_a_5xx(served, name):
     body = json.dumps({"instance": {"x": [1.0, 2.0], "a": 3, "b": [True, False]}})
     answer = _check(served, path, body, {"content-type": "application/json"})
     assert answer.status_code == (200 if name == "mix" else 404)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (1.5, [True, False]),  # a fraction for an integer (numpy would truncate it)
+        (True, [True, False]),  # a boolean for an integer
+        (3, [1, 0]),  # integers for booleans
+        (3, [{}, "yes"]),  # an object and a string for booleans (numpy: both true)
+    ],
+)
+def test_json_values_of_another_type_than_the_input_are_rejected(served, a, b):
+    body = json.dumps({"instance": {"x": [1.0, 2.0], "a": a, "b": b}})
+    answer = _check(served, PREDICT, body, {"content-type": "application/json"})
+    assert answer.status_code == 422 and "must hold JSON" in answer.json()["error"]
+
+
+# --------------------------------------------------------------------------------- schemathesis
+
+SCHEMATHESIS = {
+    # what a request that violates the document gets: 413 where it is over the app's limits
+    "checks": {"negative_data_rejection": {"expected-statuses": [400, 404, 413, 415, 422]}},
+}
+
+
+def _same_batch_size(case):
+    """Cut a batch's inputs to the shortest: the document cannot say that their lengths agree."""
+    batch = case.body.get("inputs") if isinstance(case.body, dict) else None
+    if batch:
+        size = min(len(values) for values in batch.values())
+        case.body = {"inputs": {name: values[:size] for name, values in batch.items()}}
+    return case
+
+
+@pytest.fixture(scope="module")
+def openapi_cases():
+    """Requests generated from ``/openapi.json``: valid (positive) and invalid (negative)."""
+    app = _app(MixServable())
+    asyncio.run(app.state.service.warm_up())  # ready: /readyz says 503 only while compiling
+    config = schemathesis.Config.from_dict(SCHEMATHESIS)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+    positive = schema.as_strategy(schemathesis.GenerationMode.POSITIVE).map(_same_batch_size)
+    return positive | schema.as_strategy(schemathesis.GenerationMode.NEGATIVE)
+
+
+@pytest.mark.slow  # about 2.5 s: loading the document (1 s) and 100 requests
+@settings(FUZZ, max_examples=100)
+@given(data=st.data())
+def test_schemathesis_finds_no_server_error_and_no_departure_from_the_document(openapi_cases, data):
+    case = data.draw(openapi_cases)
+    case.call_and_validate()

@@ -186,6 +186,8 @@ MALFORMED = {
     "ragged": (PREDICT, json.dumps({"inputs": {**GOOD, "x": [[1, 2, 3], [1]]}}), {}, 422),
     "strings": (PREDICT, json.dumps({"inputs": {**GOOD, "a": ["one"]}}), {}, 422),
     "null": (PREDICT, json.dumps({"inputs": {**GOOD, "a": [None]}}), {}, 422),
+    "numeric string": (PREDICT, json.dumps({"inputs": {**GOOD, "a": ["1.5"]}}), {}, 422),
+    "boolean for a number": (PREDICT, json.dumps({"inputs": {**GOOD, "a": [True]}}), {}, 422),
     "NaN": (PREDICT, '{"inputs": {"x": [[1, 2, NaN]], "a": [1]}}', {}, 422),
     "overflows float32": (PREDICT, json.dumps({"inputs": {**GOOD, "a": [1e300]}}), {}, 422),
     "unequal batches": (PREDICT, json.dumps({"inputs": {**GOOD, "a": [1.0, 2.0]}}), {}, 422),
@@ -335,7 +337,9 @@ def test_openapi_schema_accepts_what_the_service_accepts(poly):
     validator = jsonschema.Draft4Validator(schema["schema"])
     assert validator.is_valid({"inputs": GOOD})
     assert validator.is_valid({"instance": {"x": [1, 2, 3], "a": 1}})
-    for case in ("wrong shape", "extra top-level key", "strings", "unknown input"):
+    rejected = ("wrong shape", "extra top-level key", "strings", "unknown input",
+                "numeric string", "boolean for a number")  # fmt: skip
+    for case in rejected:
         assert not validator.is_valid(json.loads(MALFORMED[case][1])), case
 
 

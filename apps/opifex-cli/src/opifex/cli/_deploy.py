@@ -19,7 +19,8 @@ from rich.table import Table
 from opifex.cli._console import fail, stdout_console
 
 REGISTRY_ENV = "OPIFEX_REGISTRY"
-SOLVER_NAMES = ("lm-fit", "scf-h2", "l2o-quadratic10")  # EXPORTABLES' keys (a test checks)
+# EXPORTABLES' keys, without importing the solvers (a test checks)
+SOLVER_NAMES = ("lm-fit", "scf-h2", "l2o-quadratic10", "mpc-pendulum")
 CHANNELS = ("stable", "canary")
 
 deploy_app = typer.Typer(

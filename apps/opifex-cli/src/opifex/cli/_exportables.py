@@ -13,6 +13,10 @@ and a one-line description. ``opifex.deploy.export_function`` vmaps it over a ba
 * ``l2o-quadratic10``: 100 steps of the pretrained learned optimiser ``quadratic10_mlp``
   (``opifex.l2o``, float32) on ``||W theta - y||^2`` from ``theta0``: the final ``theta`` and
   loss.
+* ``mpc-pendulum``: one control period of receding-horizon MPC swinging the pendulum up
+  (``opifex.control``: ``swing_up("pendulum")``, 10 iLQR iterations warm-started from the
+  previous plan, float64): from the state ``(theta, omega)`` and the plan, the control to apply
+  and the plan for the next period.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from opifex.deploy import Signature, TensorSpec
 LM_POINTS = 16
 L2O_DIMENSION = 10
 L2O_STEPS = 100
+MPC_STEPS = 10  # iLQR iterations per control period, the budget `opifex mpc` uses by default
+MPC_HORIZON = 50  # periods of swing_up("pendulum"): mpc_init rejects a plan of another length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +172,50 @@ def l2o_quadratic10(matrix: jax.Array, target: jax.Array, theta0: jax.Array) -> 
     return {"theta": theta, "loss": loss(theta)}
 
 
+def mpc_pendulum(state: jax.Array, plan: jax.Array) -> dict[str, jax.Array]:
+    """One control period of MPC swinging the pendulum up (one example of ``mpc-pendulum``).
+
+    The receding-horizon step of ``opifex.control`` (``mpc_step``) on the swing-up task
+    ``swing_up("pendulum")`` (50 periods of 0.08 s, ``|u| <= 5`` N m): ``MPC_STEPS`` (10) iLQR
+    iterations warm-started from ``plan``, and the first control of the best iterate (the
+    plan's first control if the solve fails). The exported program keeps no state between
+    calls: the caller sends back the ``plan`` of each answer with the next state, zeros at the
+    start (a cold start).
+
+    Args:
+        state: the measured ``(theta, omega)`` (float64; ``theta = 0`` upright, ``pi`` hanging).
+        plan: the warm start, ``(50, 1)`` controls (N m, float64; clipped to the bound).
+
+    Returns:
+        ``control`` ``(1,)`` to apply now, ``plan`` for the next period (the solution shifted
+        by one period), ``value`` (the planned cost) and ``converged`` (whether the iLQR solve
+        met its tolerance within the budget; the control is its best iterate either way).
+
+    Example:
+        >>> [(spec.name, spec.shape) for spec in EXPORTABLES["mpc-pendulum"].signature.inputs]
+        [('state', (2,)), ('plan', (50, 1))]
+    """
+    from opifex.control import ILQR, mpc_init, mpc_step, swing_up
+    from opifex.core import SolveStatus
+
+    problem, _ = swing_up("pendulum")
+    control, after = mpc_step(
+        ILQR(problem),
+        mpc_init(problem, plan),
+        state,
+        problem.default_theta,
+        MPC_STEPS,
+        trace_length=MPC_STEPS,
+        warm_start="shift",
+    )
+    return {
+        "control": control,
+        "plan": after.plan,
+        "value": after.value,
+        "converged": after.status == SolveStatus.SUCCESS,
+    }
+
+
 EXPORTABLES: dict[str, Exportable] = {
     "lm-fit": Exportable(
         lm_fit,
@@ -198,6 +248,20 @@ EXPORTABLES: dict[str, Exportable] = {
             outputs=(_f32("theta", L2O_DIMENSION), _f32("loss")),
         ),
         f"{L2O_STEPS} steps of the pretrained quadratic10_mlp learned optimiser (float32)",
+    ),
+    "mpc-pendulum": Exportable(
+        mpc_pendulum,
+        Signature(
+            inputs=(_f64("state", 2), _f64("plan", MPC_HORIZON, 1)),
+            outputs=(
+                _f64("control", 1),
+                _f64("plan", MPC_HORIZON, 1),
+                _f64("value"),
+                TensorSpec("converged", (), "bool"),
+            ),
+        ),
+        f"one period of MPC swinging the pendulum up: {MPC_STEPS} warm-started iLQR iterations "
+        "(float64)",
     ),
 }
 """The solvers ``opifex deploy export`` knows, by name."""

@@ -24,16 +24,24 @@ A rollback switches the routing off the canary under the same lock that routes r
 no request is routed to the rolled-back version after the decision (requests routed before
 it, and already waiting in its batch, finish on it), then ends the canary in the registry
 (``Registry.end_canary``): other processes serving the same registry follow it when they
-next read the channels. With ``auto_promote=True`` a canary that has answered ``window``
-requests, has run ``promote_after_s`` seconds and passes every check is **promoted**: the
-registry's ``stable`` channel is pointed at it and the canary ends. Every decision is logged
-(``logging``, warning for a rollback) and written to the registry's event log with its
-evidence: both versions' request counts, error rates, p50 / p99 latencies and mean quality,
-the thresholds, and which checks failed.
+next read the channels. The registry is written after the switch, outside the lock: a decision
+taken on a running event loop (the service's, where ``observe`` is called) is written in a
+worker thread (``run_in_executor``), so that the loop does not wait for the file system or
+the object store, and :meth:`~AdaptiveDeploymentSystem.sync` ignores the channels until the
+write is done (they still name the old canary); elsewhere the registry is written before
+``observe``, ``rollback`` or ``promote`` returns.
+
+With ``auto_promote=True`` a canary that has answered ``window`` requests, has run
+``promote_after_s`` seconds and passes every check is **promoted**: the registry's ``stable``
+channel is pointed at it and the canary ends. Every decision is logged (``logging``, warning
+for a rollback) and written to the registry's event log with its evidence: both versions'
+request counts, error rates, p50 / p99 latencies and mean quality, the thresholds, and which
+checks failed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import hashlib
@@ -340,6 +348,7 @@ class AdaptiveDeploymentSystem:
         self._warm = warm
         self._lock = threading.RLock()
         self._generation = 0  # +1 on every change of what is served
+        self._writing = 0  # decisions being written to the registry
         self._stable: tuple[str, Servable] | None = None
         self._canary: tuple[str, Servable] | None = None
         self._windows: dict[str, _Window] = {}
@@ -435,8 +444,9 @@ class AdaptiveDeploymentSystem:
         """Follow the registry's channels: load and warm new versions, then switch to them.
 
         A version is loaded and warmed before any request is routed to it; the switch is
-        atomic. A read of the channels that a decision of this system overtook is discarded
-        (the next call reads them again).
+        atomic. A read of the channels that a decision of this system overtook, or that
+        started while a decision was being written to the registry, is discarded (the next
+        call reads them again).
 
         Returns:
             Whether the stable or canary version served changed.
@@ -446,7 +456,10 @@ class AdaptiveDeploymentSystem:
         """
         with self._lock:
             generation = self._generation
+            stale = self._writing > 0  # the channels do not show a decision yet
             loaded = dict(entry for entry in (self._stable, self._canary) if entry is not None)
+        if stale:
+            return False
         channels = self.registry.channels(self.name)
         stable, canary = channels["stable"], channels["canary"]
         if stable is None:  # never unset by the registry's API: keep serving what we have
@@ -530,10 +543,13 @@ class AdaptiveDeploymentSystem:
                 return None
             failed = self._failed_checks()
             if failed:
-                return self._decide("rollback", tuple(failed))
-            if self.auto_promote and self._healthy_long_enough():
-                return self._decide("promote", ("healthy",))
-        return None
+                decision = self._decide("rollback", tuple(failed))
+            elif self.auto_promote and self._healthy_long_enough():
+                decision = self._decide("promote", ("healthy",))
+            else:
+                return None
+        self._write(decision)
+        return decision
 
     def _quality(self, outcome: RequestOutcome) -> float:
         assert self.quality_check is not None and outcome.outputs is not None
@@ -604,8 +620,7 @@ class AdaptiveDeploymentSystem:
         Returns:
             The decision, or ``None`` without a canary.
         """
-        with self._lock:
-            return self._decide("rollback", tuple(reasons)) if self._canary else None
+        return self._decide_now("rollback", tuple(reasons))
 
     def promote(self, reasons: tuple[str, ...] = ("manual",)) -> Decision | None:
         """Make the canary the stable version now (registry included).
@@ -613,11 +628,18 @@ class AdaptiveDeploymentSystem:
         Returns:
             The decision, or ``None`` without a canary.
         """
+        return self._decide_now("promote", tuple(reasons))
+
+    def _decide_now(self, action: str, reasons: tuple[str, ...]) -> Decision | None:
         with self._lock:
-            return self._decide("promote", tuple(reasons)) if self._canary else None
+            if self._canary is None:
+                return None
+            decision = self._decide(action, reasons)
+        self._write(decision)
+        return decision
 
     def _decide(self, action: str, reasons: tuple[str, ...]) -> Decision:
-        """Switch the routing and write the registry, all under the routing lock."""
+        """Switch the routing (the caller holds the routing lock); :meth:`_write` follows."""
         assert self._stable is not None and self._canary is not None
         stable, canary = self._stable[0], self._canary[0]
         decision = Decision(
@@ -631,6 +653,7 @@ class AdaptiveDeploymentSystem:
             self._windows = {stable: self._windows[stable]}
         self._canary = None
         self._decisions.append(decision)
+        self._writing += 1
         stats = decision.evidence["stats"]
         log = logger.warning if action == "rollback" else logger.info
         log(
@@ -643,24 +666,37 @@ class AdaptiveDeploymentSystem:
             stats.get(canary),
             stats.get(stable),
         )
+        return decision
+
+    def _write(self, decision: Decision) -> None:
+        """Write ``decision`` to the registry: in a worker thread on an event loop, else now."""
+        try:
+            asyncio.get_running_loop().run_in_executor(None, self._record, decision)
+        except RuntimeError:  # no event loop in this thread (or it is closing): write now
+            self._record(decision)
+
+    def _record(self, decision: Decision) -> None:
+        """The decision's event, and the channels changed (blocking: file system, store)."""
         try:
             _record_event(
                 self.registry,
                 self.name,
-                f"canary_{action}",
-                version=canary,
-                stable=stable,
-                reasons=list(reasons),
+                f"canary_{decision.action}",
+                version=decision.version,
+                stable=decision.stable,
+                reasons=list(decision.reasons),
                 evidence=decision.evidence,
             )
-            if action == "promote":
-                self.registry.promote(self.name, canary, "stable")
-            if self.registry.channels(self.name)["canary"] == canary:
+            if decision.action == "promote":
+                self.registry.promote(self.name, decision.version, "stable")
+            if self.registry.channels(self.name)["canary"] == decision.version:
                 self.registry.end_canary(self.name)
         except Exception:  # the routing has switched here; other processes will not follow
             logger.exception("%s: could not write the %s of %s to the registry", self.name,
-                             action, canary)  # fmt: skip
-        return decision
+                             decision.action, decision.version)  # fmt: skip
+        finally:
+            with self._lock:
+                self._writing -= 1
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready summary: versions, split, windows and the decisions taken.

@@ -235,6 +235,30 @@ def _json_array(array: np.ndarray) -> Any:
     return values.tolist()
 
 
+# the JSON values an input of each dtype kind takes (bool is not an int here: type() is exact)
+_JSON_TYPES = {"b": (bool,), "i": (int,), "u": (int,), "f": (int, float)}
+_JSON_TYPE_NAMES = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers"}
+
+
+def _check_json_types(signature: Signature, payload: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless every value of each input is of its dtype's JSON type.
+
+    numpy converts too much: a string or a boolean to a float, a fraction to an integer
+    (truncated), any object to a boolean. A JSON request gets exactly its schema's types
+    (``coerce_inputs`` has checked the names and shapes: the leaves are the values).
+    """
+    for spec in signature.inputs:
+        kind = np.dtype(spec.dtype).kind
+        allowed = _JSON_TYPES[kind]
+        values = np.asarray(payload[spec.name], dtype=object).ravel().tolist()
+        if set(map(type, values)) - set(allowed):
+            wrong = next(value for value in values if type(value) not in allowed)
+            raise ValueError(
+                f"input {spec.name!r} ({spec.dtype}) must hold JSON {_JSON_TYPE_NAMES[kind]}, "
+                f"got {json.dumps(wrong)[:40]}"
+            )
+
+
 class SolverService:
     """The state and the handlers behind :func:`create_app` (``app.state.service``).
 
@@ -426,6 +450,8 @@ class SolverService:
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as inf
                 inputs = coerce_inputs(signature, payload)
+            if not binary:
+                _check_json_types(signature, payload)
         except (ValueError, TypeError, OverflowError, RecursionError) as error:
             raise _StatusError(422, str(error)) from None
         examples = batch_size(inputs)
@@ -533,8 +559,28 @@ class SolverService:
 
 # --------------------------------------------------------------------------------- OpenAPI
 
-_FLOAT_MAX = {"float16": 65504.0, "float32": float(np.finfo(np.float32).max)}
 _NON_FINITE = {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}
+
+
+def _largest_finite(dtype: str) -> float:
+    """The largest JSON number (a float64) that ``dtype`` rounds to a finite value.
+
+    Rounding to nearest takes a float64 up to half a unit in the last place beyond the
+    dtype's largest value down to that value, so the bound is just below the midpoint (which
+    rounds to infinity, ties to even), not the largest value itself.
+
+    Example:
+        >>> _largest_finite("float16"), _largest_finite("float32")
+        (65519.99999999999, 3.4028235677973362e+38)
+        >>> float(np.float32(_largest_finite("float32"))) == float(np.finfo(np.float32).max)
+        True
+    """
+    info = np.finfo(dtype)
+    top = float(info.max)
+    if info.bits == 64:
+        return top
+    unit = top - float(np.nextafter(info.max, info.dtype.type(0)))
+    return float(np.nextafter(top + unit / 2, 0.0))
 
 
 def _scalar_schema(dtype: str, *, output: bool) -> dict[str, Any]:
@@ -545,7 +591,7 @@ def _scalar_schema(dtype: str, *, output: bool) -> dict[str, Any]:
         return {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
     if output:
         return {"anyOf": [{"type": "number"}, _NON_FINITE]}
-    bound = _FLOAT_MAX.get(dtype, float(np.finfo(np.float64).max))
+    bound = _largest_finite(dtype)
     return {"type": "number", "minimum": -bound, "maximum": bound}
 
 
