@@ -81,7 +81,7 @@ LM_POINTS = 16
 Progress = Callable[[int, int, str], None]
 DISTRIBUTIONS = (
     "jax", "jaxlib", "numpy", "opifex-deploy", "opifex-second-order", "opifex-control",
-    "starlette", "uvicorn", "httpx", "osqp",
+    "starlette", "uvicorn", "httptools", "uvloop", "httpx", "osqp",
 )  # fmt: skip
 
 
@@ -393,6 +393,10 @@ def run_benchmark(cfg: BenchConfig, progress: Progress | None) -> dict[str, Any]
         client="one client process (asyncio, closed loop, one keep-alive connection per "
         "concurrent request) on the same cores as the server: a minimal HTTP/1.1 client on "
         "asyncio streams, and httpx.AsyncClient for the rows marked httpx",
+        server="one uvicorn process per server, the same stack for batched and unbatched: "
+        "uvloop, httptools with each answer's head and body in one write "
+        "(opifex.deploy._http.http_protocol), the predict endpoint outside Starlette's "
+        "middleware",
     )
     family = qp_family.make_family()
     exports: dict[str, Any] = {}

@@ -8,8 +8,10 @@ Started by ``bench_serving.py`` as a subprocess::
 It loads the stable version of every solver in the registry (``Registry.load``: hash and jax
 compatibility verified), adds the OSQP servable of ``qp_family`` with ``--osqp``, binds a
 socket on 127.0.0.1 with a port chosen by the system, prints ``PORT <n>`` on stdout and serves
-``opifex.deploy.create_app`` (result cache off, access log off) until terminated. Readiness is
-the service's own ``/readyz``: 200 once every solver is compiled for every bucket size.
+``opifex.deploy.create_app`` (result cache off, access log off) until terminated, with the HTTP
+stack of ``opifex serve`` (``opifex.deploy._http.http_protocol``: httptools, a response's head
+and body in one write; the same for ``--batching on`` and ``off``). Readiness is the
+service's own ``/readyz``: 200 once every solver is compiled for every bucket size.
 """
 
 import argparse
@@ -63,12 +65,16 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
+    from opifex.deploy._http import http_protocol
+
     app = build_app(args)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     print(f"PORT {sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, http=http_protocol(), log_level="warning", access_log=False, lifespan="on"
+    )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

@@ -25,8 +25,13 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opifex.deploy._service import create_app
-from opifex.deploy._signature import Signature, TensorSpec
+from opifex.deploy._service import (
+    _JSON_TYPE_NAMES,
+    _JSON_TYPES,
+    _check_json_types,
+    create_app,
+)
+from opifex.deploy._signature import Signature, TensorSpec, coerce_inputs
 
 with warnings.catch_warnings():  # Starlette >= 1 prefers httpx2 for its TestClient
     warnings.filterwarnings("ignore", message=".*starlette.testclient")
@@ -205,6 +210,39 @@ def test_fuzzed_solver_names_never_get_a_5xx(served, name):
     body = json.dumps({"instance": {"x": [1.0, 2.0], "a": 3, "b": [True, False]}})
     answer = _check(served, path, body, {"content-type": "application/json"})
     assert answer.status_code == (200 if name == "mix" else 404)
+
+
+def _json_type_error_by_numpy(signature, payload):
+    """The type check's first version (numpy flattens the values): its error, or None."""
+    for spec in signature.inputs:
+        kind = np.dtype(spec.dtype).kind
+        allowed = _JSON_TYPES[kind]
+        values = np.asarray(payload[spec.name], dtype=object).ravel().tolist()
+        if set(map(type, values)) - set(allowed):
+            wrong = next(value for value in values if type(value) not in allowed)
+            return (
+                f"input {spec.name!r} ({spec.dtype}) must hold JSON {_JSON_TYPE_NAMES[kind]}, "
+                f"got {json.dumps(wrong)[:40]}"
+            )
+    return None
+
+
+@FUZZ
+@given(payload=payloads)
+def test_the_json_type_check_agrees_with_numpys_flattening(payload):
+    signature = MixServable.signature
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            arrays = coerce_inputs(signature, payload)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        return  # a 422 before the type check
+    expected = _json_type_error_by_numpy(signature, payload)
+    try:
+        _check_json_types(signature, payload, arrays)
+    except ValueError as error:
+        assert str(error) == expected
+    else:
+        assert expected is None
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,8 @@ def serve(
     os.environ[SERVE_CONFIG_ENV] = config  # read by app_from_environment, in every worker
     import uvicorn
 
+    from opifex.deploy._http import http_protocol  # httptools, each answer in one write
+
     console = stdout_console()
     console.print(
         f"serving {', '.join(served)} from {registry} at http://{host}:{port} "
@@ -131,8 +133,14 @@ def serve(
             app = app_from_environment()
         except (ValueError, TypeError, LookupError, ImportError, RuntimeError) as error:
             fail(str(error), code=2)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, http=http_protocol())
     else:
         uvicorn.run(
-            DEFAULT_APP, factory=True, host=host, port=port, workers=workers, log_level=log_level
+            DEFAULT_APP,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            http=http_protocol(),
         )

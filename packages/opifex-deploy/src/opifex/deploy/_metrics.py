@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -80,22 +82,42 @@ class ServiceMetrics:
             ("solver",),
             registry=self.registry,
         )
+        # the metrics of each label set, looked up once (``labels()`` costs microseconds a call;
+        # the sets are few: served names and versions, and "unknown" for any other name)
+        self._requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._calls: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._lookups: dict[tuple[str, bool], Any] = {}
 
     def observe_request(self, solver: str, version: str, status: int, seconds: float) -> None:
         """Record one answered predict request (and an error if ``status >= 400``)."""
-        labels = {"solver": solver, "version": version, "status": str(status)}
-        self.request_latency.labels(**labels).observe(seconds)
-        if status >= 400:
-            self.errors.labels(**labels).inc()
+        key = (solver, version, status)
+        children = self._requests.get(key)
+        if children is None:
+            labels = {"solver": solver, "version": version, "status": str(status)}
+            errors = self.errors.labels(**labels) if status >= 400 else None
+            children = self._requests[key] = (self.request_latency.labels(**labels), errors)
+        children[0].observe(seconds)
+        if children[1] is not None:
+            children[1].inc()
 
     def observe_call(self, solver: str, version: str, size: int, padded_size: int) -> None:
         """Record one solver call on ``size`` examples padded to ``padded_size``."""
-        self.batch_size.labels(solver=solver, version=version).observe(size)
-        self.padded_batch_size.labels(solver=solver, version=version).observe(padded_size)
+        children = self._calls.get((solver, version))
+        if children is None:
+            children = self._calls[solver, version] = (
+                self.batch_size.labels(solver=solver, version=version),
+                self.padded_batch_size.labels(solver=solver, version=version),
+            )
+        children[0].observe(size)
+        children[1].observe(padded_size)
 
     def observe_cache(self, solver: str, *, hit: bool) -> None:
         """Record a cache lookup."""
-        (self.cache_hits if hit else self.cache_misses).labels(solver=solver).inc()
+        child = self._lookups.get((solver, hit))
+        if child is None:
+            counter = self.cache_hits if hit else self.cache_misses
+            child = self._lookups[solver, hit] = counter.labels(solver=solver)
+        child.inc()
 
     def render(self) -> bytes:
         """The metrics in Prometheus' text exposition format."""

@@ -117,7 +117,7 @@ def coerce_inputs(signature: Signature, payload: Mapping[str, Any]) -> dict[str,
                 f"input {spec.name!r} must have shape (batch, {', '.join(map(str, spec.shape))}), "
                 f"got {array.shape}"
             )
-        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise ValueError(f"input {spec.name!r} contains NaN or inf")
         arrays[spec.name] = array
     sizes = {name: a.shape[0] for name, a in arrays.items()}
