@@ -10,6 +10,22 @@ regularisation of ``Q_uu`` grows on a failed pass and shrinks on a success. Ever
 feasible (controls within bounds, states from the model), and the cost never increases, so a
 run stopped by its step budget returns its best iterate.
 
+Far from a minimum the backward pass uses iLQR's Gauss-Newton model (the dynamics'
+Jacobians only), which is positive definite and globalises well but converges only linearly
+where the costates do not vanish. Once a full step has been accepted, the next passes add the
+dynamics' second derivatives weighted by the costates (``sum_i lambda_{t+1,i} f_i''``, the
+Hessian of the stage Hamiltonian): with them the Riccati recursion is Newton's method on
+``J(U)`` (Dunn and Bertsekas, "Efficient dynamic programming implementations of Newton's method
+for unconstrained optimal control problems", JOTA 1989), so the last iterations converge
+quadratically. A second-order pass that is not positive definite on the free controls, or
+whose step the line search rejects, is replaced within the same iteration by the
+Gauss-Newton pass.
+
+The backward pass of the current iterate is computed at the end of each iteration (and by
+``init``), before the next forward pass, so that ``terminate`` reads the model's predicted
+decrease of the step that would come next: when it is below the cost's rounding the iterate is
+as accurate as the arithmetic allows and the run stops without taking that step.
+
 Run it with ``opifex.core.run_solver``: the solution is differentiable with respect to the
 initial state and ``theta = (dynamics_params, cost_params)`` by the implicit function theorem on
 the projected gradient (``TrajectoryProblem.optimality``), or through the unrolled iterations
@@ -48,20 +64,30 @@ class ILQRConfig:
         atol: stop when the projected-gradient norm is at most ``atol + rtol * g0`` (``g0``
             the largest norm seen: a start at a saddle, such as a hanging pendulum, has a tiny
             initial gradient). With both ``None``: ``eps * g0``. Independently, the run stops
-            at attainable precision (``SUCCESS``) when the model's predicted decrease falls
-            below the cost's rounding (``eps |J|``) with little regularisation, or when a stall
-            comes after the norm fell by ``sqrt(eps)``; other stalls are ``STALLED``.
+            at attainable precision (``SUCCESS``) when the model's predicted decrease for the
+            next step, computed at the current iterate, falls below the cost's rounding
+            (``eps |J|``) with little regularisation, or when a stall comes after the norm fell
+            by ``sqrt(eps)``; other stalls are ``STALLED``.
         rtol: see ``atol``.
         line_search_steps: step lengths ``1, 1/2, ... 2^-(n-1)`` tried together per iteration.
         armijo: accept a step whose decrease is at least this fraction of the model's.
         regularization: the initial ``mu`` added to ``Q_uu``'s diagonal.
-        min_regularization: the smallest ``mu`` (reached after successive successes).
+        min_regularization: the smallest ``mu`` (reached after successive successes), and the
+            ``mu`` of every second-order pass (it follows an accepted full step: its model is
+            trusted).
         regularization_factor: ``mu`` is multiplied by this on a failed pass and divided by its
             square root on a success.
         max_regularization: a pass failing at this ``mu`` stops the run (``STALLED``, or
             ``SUCCESS`` at attainable precision).
         box_qp_iterations: projected-Newton iterations per stage when a bounded control has
             several components (one is exact for a single component).
+        second_order: after an accepted full step, and while the steps of such passes are
+            accepted, add the dynamics' second derivatives (weighted by the costates) to the
+            backward pass: Newton's method, quadratic convergence near a minimum. A
+            second-order pass that is not positive definite, or whose step the line search
+            rejects, is replaced by the Gauss-Newton pass in the same iteration. ``False``:
+            plain iLQR (the Gauss-Newton model only, linear convergence where the costates do
+            not vanish; no second derivatives of the dynamics are computed).
         scan_unroll: stages per loop iteration of the backward and forward passes: unrolling
             cuts the per-stage loop overhead and lengthens the compilation;
             ``benchmarks/control/bench_mpc.py`` measures both (on a shared 2-core CPU the
@@ -82,6 +108,7 @@ class ILQRConfig:
     regularization_factor: float = 10.0
     max_regularization: float = 1e8
     box_qp_iterations: int = 10
+    second_order: bool = True
     scan_unroll: int = 1
 
     def __post_init__(self) -> None:
@@ -89,6 +116,8 @@ class ILQRConfig:
         check_int_at_least(self.line_search_steps, 1, "line_search_steps")
         check_int_at_least(self.box_qp_iterations, 1, "box_qp_iterations")
         check_int_at_least(self.scan_unroll, 1, "scan_unroll")
+        if not isinstance(self.second_order, bool):
+            raise TypeError(f"second_order must be a bool, got {self.second_order!r}")
         for name in ("regularization", "min_regularization", "max_regularization", "armijo"):
             check_positive(getattr(self, name), name)
         if self.regularization_factor <= 1.0:
@@ -109,6 +138,27 @@ class Linearization(NamedTuple):
     cost_uu: Array  # (T, m, m)
     cost_ux: Array  # (T, m, n)
     gradient: Array  # dJ/dU, (T, m)
+    costate: Array  # lambda_{t+1} = dJ/dx_{t+1} along the trajectory, (T, n)
+
+
+class BackwardPass(NamedTuple):
+    """A Riccati backward pass at an iterate: the step it proposes and its model decrease.
+
+    The model's decrease for the step length ``alpha`` is
+    ``-(alpha * slope + alpha**2 * curvature)``.
+    """
+
+    step: Array  # feed-forward k_t, (T, m)
+    feedback: Array  # gains K_t, (T, m, n)
+    slope: Array  # sum_t k_t' Q_u
+    curvature: Array  # sum_t 1/2 k_t' Q_uu k_t
+    second_order: Array  # the pass used the dynamics' second derivatives (bool)
+    valid: Array  # Q_uu was positive definite on the free controls at every stage (bool)
+
+
+def _expected_decrease(backward: BackwardPass) -> Array:
+    """The pass's model decrease for a full step (NaN for a failed pass)."""
+    return jnp.where(backward.valid, -(backward.slope + backward.curvature), jnp.nan)
 
 
 class ILQRState(NamedTuple):
@@ -122,18 +172,20 @@ class ILQRState(NamedTuple):
     linearization: Linearization
     regularization: Array
     step_size: Array  # last accepted step length (0: rejected)
-    expected_decrease: Array  # the model's decrease for a full step from the previous iterate
+    expected_decrease: Array  # the pending pass's model decrease for a full step
     stopped: Array  # the regularisation exceeded its limit
-    feedback: Array  # K_t of the last backward pass, (T, m, n)
+    feedback: Array  # K_t of the pending backward pass (zero if it failed), (T, m, n)
     reference_grad_norm: Array  # the largest projected-gradient norm seen (tolerance scale)
     num_fun_evals: Array  # rollouts
+    backward: BackwardPass  # the pass at this iterate, which the next forward pass follows
+    second_order_step: Array  # the last accepted step came from a second-order pass (bool)
 
 
 class ILQRAux(NamedTuple):
     """``SolveResult.aux`` of an iLQR solve: the state trajectory and the feedback gains."""
 
     states: Array  # (T + 1, n)
-    feedback: Array  # K_t of the last backward pass, (T, m, n)
+    feedback: Array  # K_t of the backward pass at the returned iterate (zero if it failed)
     regularization: Array
 
 
@@ -154,11 +206,11 @@ def _linearize(problem: TrajectoryProblem, states: Array, controls: Array, theta
 
     fx, fxx = jax.grad(final)(states[-1]), jax.hessian(final)(states[-1])
 
-    def costate(lam: Array, stage_data: tuple) -> tuple[Array, Array]:
+    def costate(lam: Array, stage_data: tuple) -> tuple[Array, tuple[Array, Array]]:
         a_t, b_t, lx_t, lu_t = stage_data
-        return lx_t + a_t.T @ lam, lu_t + b_t.T @ lam
+        return lx_t + a_t.T @ lam, (lu_t + b_t.T @ lam, lam)
 
-    _, gradient = lax.scan(costate, fx, (a, b, lx, lu), reverse=True)
+    _, (gradient, lam_next) = lax.scan(costate, fx, (a, b, lx, lu), reverse=True)
     return Linearization(
         a,
         b,
@@ -168,6 +220,34 @@ def _linearize(problem: TrajectoryProblem, states: Array, controls: Array, theta
         luu,
         lux,
         gradient,
+        lam_next,
+    )
+
+
+def _hamiltonian_curvature(
+    problem: TrajectoryProblem, states: Array, controls: Array, theta: Any, lin: Linearization
+) -> Linearization:
+    """``lin`` with the dynamics' second derivatives weighted by the costates added.
+
+    The costate ``lambda_{t+1}`` (``lin.costate``: ``lambda_t = l_x + A' lambda_{t+1}``,
+    ``lambda_T`` the final cost's gradient) is the gradient of the cost-to-go along the
+    trajectory; adding ``sum_i lambda_{t+1,i} f_i''`` to the stage costs' Hessians gives the
+    Hessians of the stage Hamiltonians, with which the Riccati recursion is Newton's method on
+    ``J(U)``.
+    """
+    dynamics_params, _ = theta
+    times = jnp.arange(problem.horizon, dtype=states.dtype) * problem.dt
+
+    def weighted(x: Array, u: Array, t: Array, lam: Array) -> Array:
+        return lam @ problem.step(x, u, t, dynamics_params)
+
+    (hxx, _), (hux, huu) = jax.vmap(jax.hessian(weighted, (0, 1)))(
+        states[:-1], controls, times, lin.costate
+    )
+    return lin._replace(
+        cost_xx=lin.cost_xx.at[:-1].add(hxx),
+        cost_uu=lin.cost_uu + huu,
+        cost_ux=lin.cost_ux + hux,
     )
 
 
@@ -210,36 +290,42 @@ class ILQR:
         return jnp.linalg.norm(controls - self.problem.clip(controls - gradient))
 
     def init(self, params: Array, x0: Array, theta: Any) -> ILQRState:
-        """Roll out ``params`` (projected onto the bounds) from ``x0`` and linearise."""
+        """Roll out ``params`` (projected onto the bounds), linearise, run a backward pass.
+
+        The first pass is a Gauss-Newton one.
+        """
         controls = self.problem.clip(self.problem.check_controls(params))
         states, value = self._evaluate(controls, x0, theta)
         lin = _linearize(self.problem, states, controls, theta)
         grad_norm = self._grad_norm(controls, lin.gradient)
-        zero = jnp.zeros((), value.dtype)
+        mu = jnp.asarray(self.config.regularization, value.dtype)
+        backward = self._backward(lin, controls, mu, jnp.zeros((), bool))
+        false = jnp.zeros((), bool)
         return ILQRState(
-            controls,
-            value,
-            grad_norm,
-            jnp.zeros((), jnp.int32),
-            states,
-            lin,
-            jnp.asarray(self.config.regularization, value.dtype),
-            zero,
-            jnp.asarray(jnp.inf, value.dtype),
-            jnp.zeros((), bool),
-            jnp.zeros(
-                (self.problem.horizon, self.problem.control_dim, self.problem.state_dim),
-                value.dtype,
-            ),
-            grad_norm,
-            jnp.ones((), jnp.int32),
+            params=controls,
+            value=value,
+            grad_norm=grad_norm,
+            num_steps=jnp.zeros((), jnp.int32),
+            states=states,
+            linearization=lin,
+            regularization=mu,
+            step_size=jnp.zeros((), value.dtype),
+            expected_decrease=_expected_decrease(backward),
+            stopped=false,
+            feedback=jnp.where(backward.valid, backward.feedback, 0.0),
+            reference_grad_norm=grad_norm,
+            num_fun_evals=jnp.ones((), jnp.int32),
+            backward=backward,
+            second_order_step=false,
         )
 
-    def _backward(self, state: ILQRState) -> tuple[Array, Array, Array, Array]:
-        """Feed-forward steps ``k_t``, gains ``K_t`` and the model decrease terms."""
-        lin, mu = state.linearization, state.regularization
-        lower, upper = self.problem.bounds(state.params.dtype)
+    def _backward(
+        self, lin: Linearization, controls: Array, mu: Array, second_order: Array
+    ) -> BackwardPass:
+        """The Riccati backward pass about ``(lin, controls)`` with ``mu`` added to ``Q_uu``."""
+        lower, upper = self.problem.bounds(controls.dtype)
         eye = jnp.eye(self.problem.control_dim, dtype=mu.dtype)
+        scalar = self.problem.control_dim == 1
 
         def stage(carry: tuple, data: tuple) -> tuple[tuple, tuple]:
             vx, vxx = carry
@@ -250,11 +336,20 @@ class ILQR:
             qux = lux + b.T @ vxx @ a
             quu = 0.5 * (quu + quu.T)
             sol = box_qp(quu, qu, lo - u, hi - u, jnp.zeros_like(u), self._qp_iterations)
-            k = sol.x
-            gains = -jnp.where(sol.free[:, None], jnp.linalg.solve(sol.free_hessian, qux), 0.0)
+            # a stage whose Q_uu is not positive definite on the free controls fails the pass;
+            # the recursion goes on with finite stand-ins (k = 0, identity on the free set), so
+            # that no NaN enters what the unrolled adjoint differentiates
+            ok = sol.positive_definite
+            k = jnp.where(ok, sol.x, 0.0)
+            free_hessian = jnp.where(ok, sol.free_hessian, eye)
+            if scalar:  # a 1 x 1 system: a division, not an LU factorisation
+                solved = qux / free_hessian[0, 0]
+            else:
+                solved = jnp.linalg.solve(free_hessian, qux)
+            gains = -jnp.where(sol.free[:, None] & ok, solved, 0.0)
             vx = qx + gains.T @ quu @ k + gains.T @ qu + qux.T @ k
             vxx = qxx + gains.T @ quu @ gains + gains.T @ qux + qux.T @ gains
-            return (vx, 0.5 * (vxx + vxx.T)), (k, gains, k @ qu, 0.5 * k @ quu @ k)
+            return (vx, 0.5 * (vxx + vxx.T)), (k, gains, k @ qu, 0.5 * k @ quu @ k, ok)
 
         data = (
             lin.dynamics_x,
@@ -264,42 +359,95 @@ class ILQR:
             lin.cost_xx[:-1],
             lin.cost_uu,
             lin.cost_ux,
-            state.params,
+            controls,
             lower,
             upper,
         )
         final = (lin.cost_x[-1], lin.cost_xx[-1])
-        _, (k, gains, linear, quadratic) = lax.scan(
+        _, (k, gains, linear, quadratic, ok) = lax.scan(
             stage, final, data, reverse=True, unroll=self.config.scan_unroll
         )
-        return k, gains, jnp.sum(linear), jnp.sum(quadratic)
+        valid = jnp.all(ok) & jnp.all(jnp.isfinite(k)) & jnp.all(jnp.isfinite(gains))
+        return BackwardPass(k, gains, jnp.sum(linear), jnp.sum(quadratic), second_order, valid)
 
-    def _forward(self, state, k, gains, x0, theta) -> tuple[Array, Array, Array]:
-        """Rollouts of the feedback policy for every step length: states, controls, costs."""
+    def _plan(
+        self,
+        lin: Linearization,
+        states: Array,
+        controls: Array,
+        mu: Array,
+        second_order: Array,
+        theta: Any,
+    ) -> BackwardPass:
+        """The pass the next forward pass follows.
+
+        Second order if asked and positive definite on the free controls (valid), else
+        Gauss-Newton.
+        """
+
+        def gauss_newton(_: None) -> BackwardPass:
+            return self._backward(lin, controls, mu, jnp.zeros((), bool))
+
+        if not self.config.second_order:
+            return gauss_newton(None)
+
+        def newton(_: None) -> BackwardPass:
+            # it follows an accepted full step: its model is trusted, undamped
+            least = jnp.asarray(self.config.min_regularization, mu.dtype)
+            curved = _hamiltonian_curvature(self.problem, states, controls, theta, lin)
+            out = self._backward(curved, controls, least, jnp.ones((), bool))
+            return lax.cond(out.valid, lambda _: out, gauss_newton, None)
+
+        return lax.cond(second_order, newton, gauss_newton, None)
+
+    def _forward(self, state, backward, x0, theta) -> tuple[Array, ...]:
+        """Rollouts of the feedback policy for every step length.
+
+        Returns the lengths, states, controls, costs, and which lengths pass the Armijo test.
+        """
+        cfg = self.config
 
         def one(alpha: Array) -> tuple[Array, Array, Array]:
             states, us = self.problem.rollout_policy(
-                state.params + alpha * k,
+                state.params + alpha * backward.step,
                 state.states[:-1],
-                gains,
+                backward.feedback,
                 x0,
                 theta,
-                unroll=self.config.scan_unroll,
+                unroll=cfg.scan_unroll,
             )
             return states, us, jnp.sum(self.problem.stage_costs(states, us, theta))
 
-        alphas = 0.5 ** jnp.arange(self.config.line_search_steps, dtype=x0.dtype)
-        return alphas, *jax.vmap(one)(alphas)
-
-    def step(self, state: ILQRState, x0: Array, theta: Any) -> ILQRState:
-        """One backward pass, a parallel line search, and a new linearisation if accepted."""
-        cfg = self.config
-        k, gains, linear, quadratic = self._backward(state)
-        alphas, states, controls, values = self._forward(state, k, gains, x0, theta)
-        model = -(alphas * linear + alphas**2 * quadratic)  # predicted decrease per length
+        alphas = 0.5 ** jnp.arange(cfg.line_search_steps, dtype=x0.dtype)
+        states, controls, values = jax.vmap(one)(alphas)
+        model = -(alphas * backward.slope + alphas**2 * backward.curvature)  # predicted decrease
         decrease = state.value - values
         ok = jnp.isfinite(values) & (decrease >= cfg.armijo * model) & (model > 0)
-        ok &= jnp.all(jnp.isfinite(k)) & jnp.all(jnp.isfinite(gains))
+        ok &= backward.valid
+        return alphas, states, controls, values, ok
+
+    def step(self, state: ILQRState, x0: Array, theta: Any) -> ILQRState:
+        """A parallel line search, a new linearisation if accepted, the next backward pass.
+
+        The search follows the pending pass, or the Gauss-Newton pass if a second-order one
+        fails.
+        """
+        cfg = self.config
+        first = self._forward(state, state.backward, x0, theta)
+        if cfg.second_order:
+            # a second-order pass whose step no length passes: the Gauss-Newton pass instead
+            retry = state.backward.second_order & ~jnp.any(first[-1])
+
+            def gauss_newton(_: None) -> tuple[Array, ...]:
+                backward = self._backward(
+                    state.linearization, state.params, state.regularization, jnp.zeros((), bool)
+                )
+                return self._forward(state, backward, x0, theta)
+
+            result = lax.cond(retry, gauss_newton, lambda _: first, None)
+        else:
+            result, retry = first, jnp.zeros((), bool)
+        alphas, states, controls, values, ok = result
         accepted = jnp.any(ok)
         # every length was rolled out anyway: keep the lowest cost among the accepted ones
         best = jnp.argmin(jnp.where(ok, values, jnp.inf))
@@ -316,6 +464,18 @@ class ILQR:
         # grow fast on a failure, shrink slowly on a success (fewer failed passes in between)
         factor = jnp.where(accepted, cfg.regularization_factor**-0.5, cfg.regularization_factor)
         mu = jnp.maximum(state.regularization * factor, cfg.min_regularization)
+        step_size = jnp.where(accepted, alphas[best], 0.0)
+        second_order_step = accepted & state.backward.second_order & ~retry
+        # Newton's model once a full step shows the iterate is near a minimum, and for as long
+        # as its steps are accepted
+        backward = self._plan(
+            lin,
+            new_states,
+            new_controls,
+            mu,
+            (step_size == 1.0) | second_order_step,
+            theta,
+        )
         return ILQRState(
             params=new_controls,
             value=value,
@@ -324,12 +484,15 @@ class ILQR:
             states=new_states,
             linearization=lin,
             regularization=mu,
-            step_size=jnp.where(accepted, alphas[best], 0.0),
-            expected_decrease=model[0],
+            step_size=step_size,
+            expected_decrease=_expected_decrease(backward),
             stopped=mu > cfg.max_regularization,
-            feedback=gains,
+            feedback=jnp.where(backward.valid, backward.feedback, 0.0),
             reference_grad_norm=jnp.maximum(state.reference_grad_norm, grad_norm),
-            num_fun_evals=state.num_fun_evals + cfg.line_search_steps,
+            num_fun_evals=state.num_fun_evals
+            + cfg.line_search_steps * (1 + retry.astype(jnp.int32)),
+            backward=backward,
+            second_order_step=second_order_step,
         )
 
     def terminate(self, state: ILQRState, x0: Array, theta: Any) -> tuple[Array, Array]:
@@ -341,12 +504,14 @@ class ILQR:
         else:
             tolerance = (cfg.atol or 0.0) + (cfg.rtol or 0.0) * g0
         converged = state.grad_norm <= tolerance
-        # nothing left to gain: the model's decrease (1/2 g' Q_uu^-1 g near a minimum) is below
-        # the cost's rounding; that is attainable precision unless the regularisation, not the
-        # curvature, made the step small (a negative model decrease is a failed pass instead)
+        # nothing left to gain: the pending pass's model decrease (1/2 g' Q_uu^-1 g near a
+        # minimum) is below the cost's rounding; that is attainable precision unless the
+        # regularisation, not the curvature, made the step small (a negative or non-finite
+        # model decrease is a failed pass instead)
         model = state.expected_decrease
         rounding = (model >= 0) & (model <= eps * jnp.abs(state.value))
-        undamped = state.regularization <= cfg.regularization
+        # (a second-order pass is never damped beyond min_regularization)
+        undamped = state.backward.second_order | (state.regularization <= cfg.regularization)
         attained = state.grad_norm <= math.sqrt(float(eps)) * g0
         done = converged | state.stopped | rounding
         success = converged | (rounding & undamped) | ((rounding | state.stopped) & attained)
@@ -354,8 +519,15 @@ class ILQR:
         return done, status.astype(jnp.int32)
 
     def trace_fields(self, state: ILQRState) -> dict[str, Array]:
-        """Per-iteration regularisation and accepted step length."""
-        return {"regularization": state.regularization, "step_size": state.step_size}
+        """Per-iteration regularisation, accepted step length, and that step's kind.
+
+        ``second_order``: 1 for a step of a second-order pass, 0 for a Gauss-Newton one.
+        """
+        return {
+            "regularization": state.regularization,
+            "step_size": state.step_size,
+            "second_order": state.second_order_step.astype(state.value.dtype),
+        }
 
     def optimality_fn(self, params: Array, x0: Array, theta: Any) -> Array:
         """The projected gradient (zero at a bounded local minimum)."""
