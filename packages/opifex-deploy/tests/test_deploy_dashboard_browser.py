@@ -12,16 +12,12 @@ Needs ``/usr/bin/chromium`` (``.ci/install_browser.sh`` installs it) and the ``p
 Python package (the workspace's dev group); Playwright's own browser download is not used.
 """
 
-import contextlib
 import json
 import math
 import os
 import re
 import shutil
-import socket
 import struct
-import threading
-import time
 import zlib
 from pathlib import Path
 
@@ -54,39 +50,8 @@ pytestmark = [
 ]
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _serve(app):
-    """``app`` under uvicorn on 127.0.0.1 in a thread; yields its base URL, then stops it."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="dashboard-server", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive(), "the server thread exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the server did not stop"
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, serve_in_thread):
     """The service with the dashboard, served; yields its base URL."""
     import jax.numpy as jnp
 
@@ -112,8 +77,8 @@ def site(tmp_path_factory):
     app = create_app(
         {"tiny": ("v1", registry.load("tiny", "v1"))}, max_batch_size=2, dashboard=dashboard
     )
-    with _serve(app) as base:
-        yield base
+    with serve_in_thread(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

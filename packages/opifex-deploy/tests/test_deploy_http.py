@@ -7,11 +7,8 @@ answers through added middleware or a mount, and a JSON 500 for a bug of the ser
 """
 
 import asyncio
-import contextlib
 import json
 import socket
-import threading
-import time
 import warnings
 
 import httpx
@@ -174,32 +171,6 @@ class Wide:
         return {"y": np.repeat(inputs["x"].astype(np.float64)[:, None], 20_000, axis=1)}
 
 
-@contextlib.contextmanager
-def _serve(app):
-    """``app`` under uvicorn with ``http_protocol()`` on 127.0.0.1, in a thread."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, http=http_protocol(), log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive(), "the server thread exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-        assert not thread.is_alive(), "the server did not stop"
-
-
 def _exchange(port, raw):
     """Send ``raw`` on one connection, read until the server closes it."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
@@ -217,11 +188,11 @@ def _post(path, body, close=False):
 
 
 @pytest.fixture(scope="module")
-def port():
+def port(serve_in_thread):
     app = create_app(
         {"affine": ("v1", Affine()), "wide": ("v1", Wide())}, max_batch_size=4, warm_up=False
     )
-    with _serve(app) as port:
+    with serve_in_thread(app) as port:
         yield port
 
 
