@@ -299,8 +299,8 @@ class ILQR:
         lin = _linearize(self.problem, states, controls, theta)
         grad_norm = self._grad_norm(controls, lin.gradient)
         mu = jnp.asarray(self.config.regularization, value.dtype)
-        backward = self._backward(lin, controls, mu, jnp.zeros((), bool))
         false = jnp.zeros((), bool)
+        backward = self._backward(lin, controls, mu, false)
         return ILQRState(
             params=controls,
             value=value,
