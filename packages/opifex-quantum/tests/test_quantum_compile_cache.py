@@ -7,8 +7,9 @@ counted with ``jax.monitoring``'s duration events, which JAX records for every j
 jitted function, every lowering to MLIR and every backend compilation. The pipeline's Python
 code (integrals, guess, SCF) must not run either: it is counted by wrapping
 ``compute_integrals`` as ``opifex.quantum._scf`` calls it. An eager ``jax.grad`` of the energy
-(what ``nuclear_gradient`` was until the programs were cached) compiles nothing new for a second
-geometry, but re-traces the whole pipeline on every call, which this counter catches.
+(what ``nuclear_gradient`` once was) compiles nothing new for a second geometry, but re-traces
+the whole pipeline on every call, which this counter catches. ``nuclear_gradient`` runs the
+SCF program of ``run_scf`` (tolerances are values) and compiles only its gradient program.
 """
 
 import contextlib
@@ -106,24 +107,39 @@ def test_another_geometry_of_the_same_atoms_neither_traces_nor_compiles(entry, p
     assert np.all(np.isfinite(values[1])) and not np.allclose(values[0], values[1])
 
 
-@pytest.mark.e2e  # four programs to compile: ~30 s with a cold compilation cache
+@pytest.mark.slow
+def test_a_gradient_after_the_energy_compiles_only_the_gradient_program():
+    """The SCF program is shared: nuclear_gradient's tighter tolerances are values, not a key."""
+    water = molecule_from_name("H2O")
+    jax.block_until_ready(run_scf(water, "sto-3g").value)  # compiles (or reads the disk cache)
+    with compilations() as seen:
+        gradient = jax.block_until_ready(nuclear_gradient(water, "sto-3g"))
+    compiled = {name for event, name in seen if event == "backend_compile_duration"}
+    assert compiled == {"jit(_gradient)"}, seen
+    assert np.all(np.isfinite(gradient))
+
+
+@pytest.mark.e2e  # three programs to compile: ~30 s with a cold compilation cache
 def test_a_new_static_key_compiles_and_the_cached_programs_still_transform():
     h2 = molecule_from_name("H2")
-    loose = SCFConfig(conv_tol=1e-8)
-    reference = nuclear_gradient(h2, config=loose)
-    with compilations() as seen:  # another config is another program
+    tight = SCFConfig(conv_tol=1e-12, conv_tol_grad=1e-9)
+    reference = nuclear_gradient(h2, config=tight)
+    with compilations() as seen:  # other tolerances: the same programs
         nuclear_gradient(h2, config=SCFConfig(conv_tol=1e-7))
+    assert seen == []
+    with compilations() as seen:  # another setting is another program
+        nuclear_gradient(h2, config=SCFConfig(conv_tol=1e-12, conv_tol_grad=1e-9, damping=0.1))
     assert seen
     # under jit, vmap and grad the cached functions are traced into the caller's program
     coordinates = jnp.stack([jnp.asarray(h2.coordinates), jnp.asarray(_moved(h2, 2).coordinates)])
 
     def energy(c):
-        return scf_energy(dataclasses.replace(h2, coordinates=c), config=loose)
+        return scf_energy(dataclasses.replace(h2, coordinates=c), config=tight)
 
-    gradients = jax.jit(jax.vmap(jax.grad(energy)))(coordinates)
+    gradients = jax.jit(jax.vmap(jax.grad(energy)))(coordinates)  # the implicit path
     np.testing.assert_allclose(gradients[0], reference, atol=1e-10)
     jitted = jax.jit(
-        lambda c: nuclear_gradient(dataclasses.replace(h2, coordinates=c), config=loose)
+        lambda c: nuclear_gradient(dataclasses.replace(h2, coordinates=c), config=tight)
     )
     np.testing.assert_allclose(jitted(coordinates[1]), gradients[1], atol=1e-10)
     values = jax.vmap(lambda c: run_scf(dataclasses.replace(h2, coordinates=c)).value)(coordinates)

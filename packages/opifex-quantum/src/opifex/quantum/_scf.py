@@ -7,10 +7,12 @@ cycles). Derivatives with respect to the nuclear coordinates (or anything else t
 depend on) then follow the implicit function theorem: one linear solve with
 ``I - d aufbau(F[D]) / dD`` at the solution.
 
-Compiled once per static key. ``run_scf`` / ``scf_energy`` (one program, shared) and
-``nuclear_gradient`` (a second one) are ``jax.jit`` functions of the coordinates alone; the
-rest (basis set, electron counts, method, ``SCFConfig``, guess) is their static argument, so
-JAX's jit cache keeps one compiled program per molecule composition and settings. A second
+Compiled once per static key. ``run_scf``, ``scf_energy`` and ``nuclear_gradient`` share one
+program, a ``jax.jit`` function of the coordinates and the SCF tolerances; ``nuclear_gradient``
+adds a second (the analytic gradient at the converged density, ``opifex.quantum._gradient``).
+The rest (basis set, electron counts, method, ``SCFConfig`` but its tolerances, guess) is
+their static argument, so JAX's jit cache keeps one compiled program per molecule composition
+and settings. A second
 geometry of the same atoms, or the same molecule again, runs the compiled program without
 tracing or compiling anything. (Beyond ``WHOLE_PROGRAM_MAX_FUNCTIONS`` basis functions
 ``run_scf`` at concrete coordinates runs the Schwarz-screened integrals and the SCF as two
@@ -29,15 +31,17 @@ import numpy as np
 
 from opifex.core import SolveResult, check_choice
 from opifex.quantum._basis import BasisSet, build_basis
+from opifex.quantum._gradient import scf_nuclear_gradient
 from opifex.quantum._guess import superposition_of_atomic_densities
 from opifex.quantum._integrals import MAX_MEMORY_MB, compute_integrals
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._minao import minao_guess
 from opifex.quantum._molecule import Molecule
 from opifex.quantum._precision import require_x64
-from opifex.quantum._rhf import run_rhf
+from opifex.quantum._rhf import rhf_model, run_rhf
 from opifex.quantum._scf_config import FORCE_CONV_TOL_GRAD, SCFConfig
-from opifex.quantum._uhf import run_uhf
+from opifex.quantum._scf_solver import scf_tolerance
+from opifex.quantum._uhf import run_uhf, uhf_model
 
 METHODS = ("rhf", "uhf")
 GUESSES = ("minao", "sad", "core")
@@ -128,8 +132,9 @@ def molecular_integrals(
 class _Problem:
     """Everything static about one SCF: the key of the compiled programs (hashable).
 
-    The coordinates are the programs' only traced argument, so every geometry of the same
-    atoms, charge, spin, basis set and settings shares one compiled program.
+    The coordinates and the SCF tolerances are the programs' traced arguments, so every
+    geometry of the same atoms, charge, spin, basis set and settings shares one compiled
+    program, whatever its tolerances (``config`` holds the rest, tolerances reset).
     """
 
     basis: BasisSet
@@ -189,7 +194,7 @@ def _problem(
         method,
         n_alpha,
         n_beta,
-        config,
+        dataclasses.replace(config, conv_tol=SCFConfig.conv_tol, conv_tol_grad=None),
         guess,
         _auxiliary_basis(molecule, auxbasis, basis_set.cartesian),
         max_memory,
@@ -209,7 +214,13 @@ def _coordinates(molecule: Molecule) -> jax.Array:
     return jnp.asarray(molecule.coordinates, dtype=jnp.float64)
 
 
-def _solve(coordinates: jax.Array, problem: _Problem) -> SolveResult:
+def _model(problem: _Problem):
+    if problem.method == "rhf":
+        return rhf_model(problem.n_alpha + problem.n_beta)
+    return uhf_model(problem.n_alpha, problem.n_beta)
+
+
+def _solve(coordinates: jax.Array, tolerance: jax.Array, problem: _Problem) -> SolveResult:
     """Integrals, guess and SCF of one geometry (traced once per ``problem``)."""
     basis = problem.basis
     charges = np.asarray(basis.atomic_numbers, dtype=np.float64)
@@ -221,9 +232,11 @@ def _solve(coordinates: jax.Array, problem: _Problem) -> SolveResult:
         initial = jnp.asarray(minao_guess(basis))
     elif problem.guess == "sad":
         initial = jnp.asarray(superposition_of_atomic_densities(basis))
+    config = problem.config
     if problem.method == "rhf":
-        return run_rhf(integrals, problem.n_alpha + problem.n_beta, problem.config, initial)
-    return run_uhf(integrals, problem.n_alpha, problem.n_beta, problem.config, initial)
+        n_electrons = problem.n_alpha + problem.n_beta
+        return run_rhf(integrals, n_electrons, config, initial, tolerance=tolerance)
+    return run_uhf(integrals, problem.n_alpha, problem.n_beta, config, initial, tolerance=tolerance)
 
 
 def _converged_energy(result: SolveResult) -> jax.Array:
@@ -235,16 +248,34 @@ def _converged_energy(result: SolveResult) -> jax.Array:
     return result.value * jnp.where(result.converged, 1.0, jnp.nan)
 
 
-def _energy(coordinates: jax.Array, problem: _Problem) -> jax.Array:
-    return _converged_energy(_solve(coordinates, problem))
+def _gradient(
+    coordinates: jax.Array, density: jax.Array, converged: jax.Array, problem: _Problem
+) -> jax.Array:
+    """The analytic gradient at a converged ``density``; NaN unless ``converged``."""
+    gradient = scf_nuclear_gradient(
+        coordinates, density, problem.basis, _model(problem), problem.auxbasis, problem.max_memory
+    )
+    return gradient * jnp.where(converged, 1.0, jnp.nan)
 
+
+GRADIENT_COMPILER_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+}
+"""XLA options of the nuclear-gradient program at concrete coordinates: a first gradient is
+mostly compilation, and these compile it markedly faster for a somewhat slower run (both
+measured by ``benchmarks/quantum/bench_first_answer.py``). JAX takes them only on a top-level
+``jit``; traced (under the caller's ``jit``, ``vmap``, ``grad``) the plain program is used."""
 
 # The compiled programs, one per static ``problem`` (and coordinate shape) in jit's cache.
-_solve_jit = jax.jit(_solve, static_argnums=1)
-_gradient_jit = jax.jit(jax.grad(_energy), static_argnums=1)
+_solve_jit = jax.jit(_solve, static_argnums=2)
+_gradient_jit = jax.jit(_gradient, static_argnums=3)
+_gradient_top_level = jax.jit(
+    _gradient, static_argnums=3, compiler_options=GRADIENT_COMPILER_OPTIONS
+)
 
 
-def _run(coordinates: jax.Array, problem: _Problem) -> SolveResult:
+def _run(coordinates: jax.Array, tolerance: jax.Array, problem: _Problem) -> SolveResult:
     """``_solve`` as one cached program, except for large bases at concrete coordinates.
 
     Up to ``WHOLE_PROGRAM_MAX_FUNCTIONS`` functions the integrals, guess and SCF are one
@@ -258,8 +289,8 @@ def _run(coordinates: jax.Array, problem: _Problem) -> SolveResult:
     if problem.basis.n_functions <= WHOLE_PROGRAM_MAX_FUNCTIONS or isinstance(
         coordinates, jax.core.Tracer
     ):
-        return _solve_jit(coordinates, problem)
-    return _solve(coordinates, problem)
+        return _solve_jit(coordinates, tolerance, problem)
+    return _solve(coordinates, tolerance, problem)
 
 
 def run_scf(
@@ -332,7 +363,7 @@ def run_scf(
     problem = _problem(
         "run_scf", molecule, basis, method, config, guess, cartesian, auxbasis, max_memory
     )
-    return _run(_coordinates(molecule), problem)
+    return _run(_coordinates(molecule), scf_tolerance(config), problem)
 
 
 def scf_energy(
@@ -376,7 +407,7 @@ def scf_energy(
     problem = _problem(
         "scf_energy", molecule, basis, method, config, guess, cartesian, auxbasis, max_memory
     )
-    return _converged_energy(_run(_coordinates(molecule), problem))
+    return _converged_energy(_run(_coordinates(molecule), scf_tolerance(config), problem))
 
 
 def nuclear_gradient(
@@ -399,9 +430,12 @@ def nuclear_gradient(
     then agree with PySCF's tightly converged ones to ~1e-7 Eh/Bohr. ``jax.grad`` of
     ``scf_energy`` gives the same gradient for the same ``config``.
 
-    ``jax.jit(jax.grad(...))`` of the energy, compiled once per static key like ``run_scf``
-    (its own program: the SCF and the implicit adjoint together), so the next geometry of the
-    same atoms runs without tracing or compiling.
+    Runs ``run_scf``'s compiled program (the tolerances are values, not part of it), then the
+    analytic gradient at the converged density: the Hellmann-Feynman and Pulay terms
+    ``dE[D]/dR - tr(W dS/dR)`` (``opifex.quantum._gradient``; no derivative of the SCF cycles
+    and no linear solve), a second program compiled once per static key. The next geometry of
+    the same atoms runs both without tracing or compiling. Under ``jax.jacfwd`` it gives the
+    Hessian (the density's implicit derivatives carry the response).
 
     Args:
         molecule: the molecule.
@@ -428,4 +462,8 @@ def nuclear_gradient(
     problem = _problem(
         "nuclear_gradient", molecule, basis, method, config, guess, cartesian, auxbasis, max_memory
     )
-    return _gradient_jit(_coordinates(molecule), problem)
+    coordinates = _coordinates(molecule)
+    result = _run(coordinates, scf_tolerance(config), problem)
+    top_level = not isinstance(coordinates, jax.core.Tracer)
+    gradient_program = _gradient_top_level if top_level else _gradient_jit
+    return gradient_program(coordinates, result.params, result.converged, problem)

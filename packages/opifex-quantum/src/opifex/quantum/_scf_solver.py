@@ -68,6 +68,9 @@ class SCFState(NamedTuple):
         orthogonalizer: ``X`` with ``X^T S X = 1``.
         attempt_steps: cycles of the current attempt (the retry starts again from 0).
         retried: whether the retry attempt has started (0-d bool).
+        tolerance: ``(2,)`` the energy-change and orbital-gradient tolerances in force (from
+            the ``SCFConfig``, or given to ``solve_scf``: values, not part of the compiled
+            program, so runs that differ only in tolerances share one compilation).
     """
 
     params: jax.Array
@@ -81,6 +84,7 @@ class SCFState(NamedTuple):
     orthogonalizer: jax.Array
     attempt_steps: jax.Array
     retried: jax.Array
+    tolerance: jax.Array
 
 
 class SCFOutputs(NamedTuple):
@@ -157,9 +161,12 @@ class SCFSolver:
         energy = electronic + integrals.nuclear_repulsion
         return fock, error, energy, jnp.sqrt(jnp.sum(error**2) / 2.0)
 
-    def _converged(self, energy_change: jax.Array, residual: jax.Array) -> jax.Array:
-        config = self.config
-        return (jnp.abs(energy_change) < config.conv_tol) & (residual < config.gradient_tolerance)
+    @staticmethod
+    def _converged(state: SCFState) -> jax.Array:
+        energy_tolerance, gradient_tolerance = state.tolerance[0], state.tolerance[1]
+        return (jnp.abs(state.energy_change) < energy_tolerance) & (
+            state.grad_norm < gradient_tolerance
+        )
 
     def init(self, density: jax.Array, integrals: Integrals) -> SCFState:
         """The state at the guess ``density`` (no cycle run yet)."""
@@ -179,6 +186,7 @@ class SCFSolver:
             orthogonalizer=x,
             attempt_steps=zero,
             retried=jnp.zeros((), bool),
+            tolerance=scf_tolerance(self.config),
         )
 
     def step(self, state: SCFState, integrals: Integrals) -> SCFState:
@@ -204,34 +212,36 @@ class SCFSolver:
         new_fock, error, energy, residual = self._evaluate(
             new_blocks, integrals, state.orthogonalizer, orbitals
         )
-        energy_change = energy - state.value
         attempt_steps = state.attempt_steps + 1
+        new = state._replace(
+            params=model.unblock(new_blocks),
+            value=energy,
+            grad_norm=residual,
+            num_steps=state.num_steps + 1,
+            energy_change=energy - state.value,
+            fock=new_fock,
+            error=error,
+            diis=diis,
+            attempt_steps=attempt_steps,
+        )
         retry_budget = config.total_max_steps - config.max_steps
         budget = jnp.where(state.retried, retry_budget, config.max_steps)
         retry = (
             config.retry_enabled
             & ~state.retried
             & (attempt_steps >= budget)
-            & ~self._converged(energy_change, residual)
+            & ~self._converged(new)
         )
         empty = diis_init(config.diis_space, blocks.shape, blocks.dtype)
-        return SCFState(
-            params=model.unblock(new_blocks),
-            value=energy,
-            grad_norm=residual,
-            num_steps=state.num_steps + 1,
-            energy_change=energy_change,
-            fock=new_fock,
-            error=error,
+        return new._replace(
             diis=tree_where(retry, empty, diis),
-            orthogonalizer=state.orthogonalizer,
             attempt_steps=jnp.where(retry, 0, attempt_steps),
             retried=state.retried | retry,
         )
 
     def terminate(self, state: SCFState, integrals: Integrals) -> tuple[jax.Array, jax.Array]:
         """Done, with ``SUCCESS``, when the energy change and the residual meet the tolerances."""
-        done = self._converged(state.energy_change, state.grad_norm)
+        done = self._converged(state)
         return done, jnp.asarray(SolveStatus.SUCCESS, jnp.int32)
 
     def trace_fields(self, state: SCFState) -> dict[str, jax.Array]:
@@ -315,7 +325,11 @@ def check_scf_inputs(
 
 @functools.partial(jax.jit, static_argnames=("model", "config"))
 def solve_scf(
-    integrals: Integrals, density: jax.Array | None, model: SpinModel, config: SCFConfig
+    integrals: Integrals,
+    density: jax.Array | None,
+    model: SpinModel,
+    config: SCFConfig,
+    tolerance: jax.Array | None = None,
 ) -> SolveResult:
     """``SCFSolver`` under ``jit``, from the core-Hamiltonian guess when ``density`` is None.
 
@@ -324,6 +338,9 @@ def solve_scf(
         density: the guess in the user's shape (RHF ``(n, n)``, UHF ``(2, n, n)``) or None.
         model: RHF or UHF (static).
         config: the ``SCFConfig`` (static); its ``total_max_steps`` is the cycle budget.
+        tolerance: ``(2,)`` energy-change and orbital-gradient tolerances used instead of
+            ``config``'s (see ``scf_tolerance``); values, so they may be traced and a new
+            pair does not recompile. None: ``config``'s.
 
     Returns:
         The ``SolveResult`` of ``opifex.core.run_solver`` (``aux`` an ``SCFOutputs``).
@@ -343,9 +360,20 @@ def solve_scf(
     integrals = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), integrals)
     if density is None:
         density = model.unblock(core_guess(integrals, model))
-    return run_solver(
-        SCFSolver(model, config),
-        jnp.asarray(density, jnp.float64),
-        integrals,
-        max_steps=config.total_max_steps,
-    )
+    solver = SCFSolver(model, config)
+    state = solver.init(jnp.asarray(density, jnp.float64), integrals)
+    if tolerance is not None:
+        state = state._replace(tolerance=jnp.asarray(tolerance, jnp.float64).reshape(2))
+    return run_solver(solver, None, integrals, init_state=state, max_steps=config.total_max_steps)
+
+
+def scf_tolerance(config: SCFConfig) -> jax.Array:
+    """``config``'s ``(conv_tol, gradient_tolerance)`` as the ``tolerance`` array of ``solve_scf``.
+
+    Example:
+        >>> import jax
+        >>> with jax.enable_x64(True):
+        ...     print(scf_tolerance(SCFConfig(conv_tol=1e-10, conv_tol_grad=1e-6)).tolist())
+        [1e-10, 1e-06]
+    """
+    return jnp.asarray([config.conv_tol, config.gradient_tolerance], jnp.float64)
