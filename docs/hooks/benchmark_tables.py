@@ -776,6 +776,8 @@ def render_quantum_scale(data: dict[str, Any]) -> str:
     for r in data["rows"]:
         ours, theirs = r["opifex"], r["pyscf"]
         case = f"{r['molecule']}/{r['basis']}"
+        if r.get("direct"):
+            case += " direct"
         if r.get("auxbasis"):
             case += f" + RI ({r['auxbasis']})"
         rows.append(

@@ -169,11 +169,13 @@ def test_the_memory_budget_refuses_integrals_that_do_not_fit_before_computing_th
     n_ext = pair_layout(basis).n_ext
     assert eri_memory_mb(basis, "supermatrix") == 16 * n_ext**2 / 1e6
     assert eri_memory_mb(basis, "density_fitted", aux) == 16 * n_aux * n_ext / 1e6
-    with pytest.raises(MemoryError, match="auxbasis"):
-        run_scf(molecule, "6-31g", max_memory=0.1)
+    xyz, charges = jnp.asarray(molecule.coordinates), jnp.asarray(molecule.nuclear_charges)
+    for layout in ("dense", "supermatrix"):  # asked for by name: refused ("auto" goes direct)
+        with pytest.raises(MemoryError, match="direct"):
+            compute_integrals(basis, xyz, charges, eri_layout=layout, max_memory=0.1)
+    assert eri_memory_mb(basis, "direct") == 0.0
     with pytest.raises(MemoryError, match="raise max_memory"):
         run_scf(molecule, "6-31g", auxbasis=AUX, max_memory=0.1)
-    xyz, charges = jnp.asarray(molecule.coordinates), jnp.asarray(molecule.nuclear_charges)
     with pytest.raises(ValueError, match="max_memory"):
         compute_integrals(basis, xyz, charges, max_memory=0)
 

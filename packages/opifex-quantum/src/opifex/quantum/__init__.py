@@ -25,6 +25,7 @@ from opifex.quantum._basis import (
     known_basis_sets,
 )
 from opifex.quantum._density_fitting import DensityFittedERI
+from opifex.quantum._direct import DirectERI
 from opifex.quantum._elements import ELEMENT_SYMBOLS, atomic_number, element_symbol
 from opifex.quantum._energy_components import EnergyComponents
 from opifex.quantum._energy_function import EnergyFunction, make_energy_fn
@@ -62,6 +63,7 @@ __all__ = [
     "MIN_NUCLEAR_DISTANCE",
     "BasisSet",
     "DensityFittedERI",
+    "DirectERI",
     "ERISupermatrix",
     "EnergyComponents",
     "EnergyFunction",

@@ -86,5 +86,5 @@ def scf_nuclear_gradient(
         electronic = 0.5 * jnp.sum(blocks * (ints.core_hamiltonian + model.fock(blocks, ints)))
         return electronic + ints.nuclear_repulsion - jnp.sum(weighted.sum(0) * ints.overlap)
 
-    (gradient,) = pullback(jax.grad(lagrangian)(integrals))
+    (gradient,) = pullback(jax.grad(lagrangian, allow_int=True)(integrals))
     return gradient

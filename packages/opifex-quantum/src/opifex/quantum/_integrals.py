@@ -3,7 +3,9 @@
 Small bases get the dense ``(n, n, n, n)`` tensor from ``opifex.quantum._two_electron`` (every
 unique quartet in one shot: quick to compile); larger ones Coulomb and exchange supermatrices
 (``ERISupermatrix``, about half the memory, faster Fock builds) from the blocked loops of
-``opifex.quantum._eri_engine``, whose compiled size does not grow with the molecule. There, with
+``opifex.quantum._eri_engine``, whose compiled size does not grow with the molecule, and when
+those do not fit ``max_memory``, no stored integrals at all (``DirectERI``: direct SCF, the
+blocked loops run again on every Fock build). There, with
 concrete coordinates, quartets whose Schwarz bound ``sqrt((AB|AB)) sqrt((CD|CD))`` is below
 ``screening`` are skipped; under a transformation (traced coordinates) every quartet is computed,
 because the bound needs numbers. With an auxiliary basis, density-fitted integrals
@@ -29,6 +31,7 @@ from opifex.quantum._density_fitting import (
     three_centre,
 )
 from opifex.quantum._df_plan import metric_plan, three_centre_plan
+from opifex.quantum._direct import DirectERI
 from opifex.quantum._eri_engine import (
     coulomb_supermatrix,
     plan_arguments,
@@ -48,7 +51,7 @@ from opifex.quantum._precision import require_x64
 from opifex.quantum._shell_pairs import primitive_pairs, shell_pairs
 from opifex.quantum._two_electron import eri_from_pairs
 
-ERI_LAYOUTS = ("auto", "dense", "supermatrix", "density_fitted")
+ERI_LAYOUTS = ("auto", "dense", "supermatrix", "direct", "density_fitted")
 DENSE_MAX_FUNCTIONS = 48
 """``eri_layout="auto"`` keeps the dense tensor up to this many functions (42 MB)."""
 MAX_MEMORY_MB = 4000
@@ -135,6 +138,8 @@ def _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays
     """The ``eri`` of ``Integrals`` in the requested layout (traced)."""
     if eri_layout == "dense":
         return eri_from_pairs(basis, pairs)
+    if eri_layout == "direct":
+        return DirectERI(tuple(pairs), arrays, basis, keys)
     if eri_layout == "supermatrix":
         coulomb = coulomb_supermatrix(basis, keys, arrays, pairs)
         return ERISupermatrix(coulomb, exchange_supermatrix(coulomb, pair_layout(basis)), basis)
@@ -185,16 +190,18 @@ def compute_integrals(
         coordinates: ``(n_atoms, 3)`` nuclear positions in Bohr.
         nuclear_charges: ``(n_atoms,)`` nuclear charges.
         eri_layout: ``"dense"`` (an ``(n, n, n, n)`` array), ``"supermatrix"`` (an
-            ``ERISupermatrix``), ``"density_fitted"`` (a ``DensityFittedERI``; needs
-            ``auxbasis``) or ``"auto"``: density fitted when ``auxbasis`` is given, else dense
-            up to ``DENSE_MAX_FUNCTIONS`` functions and supermatrices beyond.
-        screening: Schwarz threshold of the supermatrix and density-fitted layouts; ``0``
+            ``ERISupermatrix``), ``"direct"`` (a ``DirectERI``: nothing stored, direct SCF),
+            ``"density_fitted"`` (a ``DensityFittedERI``; needs ``auxbasis``) or ``"auto"``:
+            density fitted when ``auxbasis`` is given, else dense up to
+            ``DENSE_MAX_FUNCTIONS`` functions and supermatrices beyond, whichever fits
+            ``max_memory``, and direct when neither does.
+        screening: Schwarz threshold of the blocked layouts (all but dense); ``0``
             computes every unique quartet. Applied only when ``coordinates`` are concrete.
         auxbasis: the auxiliary basis set of density fitting (RI-JK), placed on the same atoms
             (e.g. ``build_basis(atoms, "def2-universal-jkfit")``), or None for exact integrals.
         max_memory: budget in MB for the integrals held in memory (``eri_memory_mb``); a
-            layout that needs more is refused with a ``MemoryError`` before anything is
-            allocated.
+            layout asked for by name that needs more is refused with a ``MemoryError`` before
+            anything is allocated (``"auto"`` falls back to direct).
 
     Returns:
         The ``Integrals`` (float64), matrices over ``basis.n_functions`` functions.
@@ -229,11 +236,11 @@ def compute_integrals(
         )
     if not np.isfinite(screening) or screening < 0:
         raise ValueError(f"screening must be a finite number >= 0, got {screening!r}")
-    eri_layout = _resolved_layout(basis, eri_layout, auxbasis)
+    eri_layout = _resolved_layout(basis, eri_layout, auxbasis, max_memory)
     _check_memory(basis, eri_layout, auxbasis, max_memory)
     if eri_layout == "dense":
         keys, arrays = (), ()
-    elif eri_layout == "supermatrix":
+    elif eri_layout in ("supermatrix", "direct"):
         keys, arrays = integral_plan(basis, coordinates, screening)
     else:
         keys, arrays = fitting_plan(basis, auxbasis, coordinates, screening)
@@ -251,9 +258,9 @@ def compute_integrals(
 def eri_memory_mb(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None = None) -> float:
     """MB of the electron-repulsion integrals of a layout (what ``max_memory`` limits).
 
-    Dense: ``8 n^4`` bytes; supermatrices: two ``n_ext^2`` float64 matrices; density fitted:
-    ``B`` and the raw 3-centre integrals it is made from (``8 n_aux n_ext`` bytes each), both
-    alive while ``B`` is formed.
+    Dense: ``8 n^4`` bytes; supermatrices: two ``n_ext^2`` float64 matrices; direct: none;
+    density fitted: ``B`` and the raw 3-centre integrals it is made from (``8 n_aux n_ext``
+    bytes each), both alive while ``B`` is formed.
 
     Example:
         >>> from opifex.quantum._basis import build_basis
@@ -265,6 +272,8 @@ def eri_memory_mb(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None = 
         count = n**4
     elif eri_layout == "supermatrix":
         count = 2 * pair_layout(basis).n_ext ** 2
+    elif eri_layout == "direct":
+        count = 0
     else:
         count = 2 * auxbasis.n_functions * pair_layout(basis).n_ext
     return 8.0 * count / 1e6
@@ -276,7 +285,8 @@ def _check_memory(basis, eri_layout, auxbasis, max_memory) -> None:
     needed = eri_memory_mb(basis, eri_layout, auxbasis)
     if needed > max_memory:
         hint = (
-            "pass auxbasis (density fitting, e.g. 'def2-universal-jkfit') or a larger max_memory"
+            "use eri_layout='direct' (or 'auto'), pass auxbasis (density fitting, e.g. "
+            "'def2-universal-jkfit') or a larger max_memory"
             if auxbasis is None
             else "raise max_memory"
         )
@@ -286,7 +296,9 @@ def _check_memory(basis, eri_layout, auxbasis, max_memory) -> None:
         )
 
 
-def _resolved_layout(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None) -> str:
+def _resolved_layout(
+    basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None, max_memory: float
+) -> str:
     """``eri_layout`` with ``"auto"`` resolved; checks that ``auxbasis`` goes with it."""
     check_choice(eri_layout, ERI_LAYOUTS, "eri_layout")
     if auxbasis is not None:
@@ -307,5 +319,8 @@ def _resolved_layout(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None
     if eri_layout == "density_fitted":
         raise ValueError("eri_layout='density_fitted' needs an auxbasis")
     if eri_layout == "auto":
-        return "dense" if basis.n_functions <= DENSE_MAX_FUNCTIONS else "supermatrix"
+        stored = "dense" if basis.n_functions <= DENSE_MAX_FUNCTIONS else "supermatrix"
+        budget = max_memory if isinstance(max_memory, int | float) else 0  # checked next
+        fits = not budget > 0 or eri_memory_mb(basis, stored) <= budget
+        return stored if fits else "direct"
     return eri_layout

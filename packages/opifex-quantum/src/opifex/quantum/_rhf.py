@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from opifex.core import SolveResult
 from opifex.quantum._energy_components import EnergyComponents
-from opifex.quantum._fock import coulomb_matrix, exchange_matrix
+from opifex.quantum._fock import coulomb_and_exchange, exchange_matrix
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._precision import require_x64
 from opifex.quantum._scf_config import SCFConfig
@@ -29,11 +29,8 @@ def rhf_fock(
         >>> [round(x, 6) for x in rhf_fock(2.0 * one, ints).ravel().tolist()]
         [0.1]
     """
-    return (
-        integrals.core_hamiltonian
-        + coulomb_matrix(density, integrals.eri)
-        - 0.5 * exchange_matrix(density, integrals.eri, orbitals)
-    )
+    coulomb, exchange = coulomb_and_exchange(density, integrals.eri, orbitals)
+    return integrals.core_hamiltonian + coulomb - 0.5 * exchange
 
 
 def rhf_energy_components(density: jax.Array, integrals: Integrals) -> EnergyComponents:

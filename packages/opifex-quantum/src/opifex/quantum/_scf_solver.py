@@ -323,6 +323,16 @@ def check_scf_inputs(
     return n
 
 
+def _as_float64(integrals: Integrals) -> Integrals:
+    """Every leaf as float64 but integer arrays (a ``DirectERI``'s plan indices)."""
+
+    def cast(leaf):
+        leaf = jnp.asarray(leaf)
+        return leaf if jnp.issubdtype(leaf.dtype, jnp.integer) else leaf.astype(jnp.float64)
+
+    return jax.tree.map(cast, integrals)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "config"))
 def solve_scf(
     integrals: Integrals,
@@ -357,7 +367,7 @@ def solve_scf(
         >>> int(out.status), float(out.aux.components.kinetic)
         (0, 1.0)
     """
-    integrals = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), integrals)
+    integrals = _as_float64(integrals)
     if density is None:
         density = model.unblock(core_guess(integrals, model))
     solver = SCFSolver(model, config)

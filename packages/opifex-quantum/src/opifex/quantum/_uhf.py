@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from opifex.core import SolveResult
 from opifex.quantum._energy_components import EnergyComponents
-from opifex.quantum._fock import coulomb_matrix, exchange_matrix
+from opifex.quantum._fock import coulomb_and_exchange, exchange_matrix
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._precision import require_x64
 from opifex.quantum._scf_config import SCFConfig
@@ -15,10 +15,8 @@ from opifex.quantum._scf_model import SpinModel
 from opifex.quantum._scf_solver import check_scf_inputs, solve_scf
 
 
-def _exchange_blocks(densities: jax.Array, eri: jax.Array, orbitals=None) -> jax.Array:
-    if orbitals is None:
-        return jax.vmap(exchange_matrix, in_axes=(0, None))(densities, eri)
-    return jax.vmap(exchange_matrix, in_axes=(0, None, 0))(densities, eri, orbitals)
+def _exchange_blocks(densities: jax.Array, eri: jax.Array) -> jax.Array:
+    return jax.vmap(exchange_matrix, in_axes=(0, None))(densities, eri)
 
 
 def uhf_fock(
@@ -35,9 +33,14 @@ def uhf_fock(
         >>> [round(x, 6) for x in uhf_fock(jnp.stack([one, 0 * one]), ints).ravel().tolist()]
         [-0.5, 0.1]
     """
-    coulomb = coulomb_matrix(densities[0] + densities[1], integrals.eri)
-    exchange = _exchange_blocks(densities, integrals.eri, orbitals)
-    return integrals.core_hamiltonian + coulomb - exchange
+    if orbitals is None:
+        both = jax.vmap(coulomb_and_exchange, in_axes=(0, None))(densities, integrals.eri)
+    else:
+        both = jax.vmap(coulomb_and_exchange, in_axes=(0, None, 0))(
+            densities, integrals.eri, orbitals
+        )
+    coulomb, exchange = both  # J is linear: J[D_a + D_b] = J[D_a] + J[D_b]
+    return integrals.core_hamiltonian + coulomb.sum(0) - exchange
 
 
 def uhf_energy_components(densities: jax.Array, integrals: Integrals) -> EnergyComponents:

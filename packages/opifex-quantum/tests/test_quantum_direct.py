@@ -1,0 +1,87 @@
+"""Direct SCF (``DirectERI``): J and K from integrals recomputed on every Fock build.
+
+References: the dense tensor's ``einsum`` J and K (the dense tensor itself is checked against
+PySCF in ``test_quantum_integrals``) and the stored supermatrices' SCF energies and gradients.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from opifex.quantum import (
+    SCFConfig,
+    build_basis,
+    molecule_from_name,
+    nuclear_gradient,
+    run_rhf,
+    run_scf,
+    run_uhf,
+)
+from opifex.quantum._direct import DirectERI
+from opifex.quantum._integrals import compute_integrals
+
+TIGHT = SCFConfig(conv_tol=1e-12, conv_tol_grad=1e-9)
+
+
+@pytest.fixture(autouse=True)
+def _x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _integrals(name, basis_name, layout, cartesian=False):
+    molecule = molecule_from_name(name)
+    basis = build_basis(molecule.atomic_numbers, basis_name, cartesian=cartesian)
+    xyz = jnp.asarray(molecule.coordinates)
+    return molecule, compute_integrals(
+        basis, xyz, jnp.asarray(molecule.nuclear_charges), eri_layout=layout
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cartesian", [False, True], ids=["spherical", "cartesian"])
+def test_direct_coulomb_and_exchange_equal_the_dense_tensors(cartesian):
+    _, dense = _integrals("H2O", "6-31g*", "dense", cartesian)  # s, p and d shells
+    _, direct = _integrals("H2O", "6-31g*", "direct", cartesian)
+    assert isinstance(direct.eri, DirectERI)
+    n = dense.overlap.shape[0]
+    density = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)))  # not symmetric
+    symmetric = 0.5 * (density + density.T)
+    coulomb, exchange = direct.eri.coulomb_exchange(density)
+    np.testing.assert_allclose(
+        coulomb, jnp.einsum("ijkl,kl->ij", dense.eri, symmetric), rtol=0, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        exchange, jnp.einsum("ikjl,kl->ij", dense.eri, symmetric), rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.e2e
+def test_direct_rhf_and_uhf_reach_the_stored_energies_in_the_same_cycles():
+    molecule, stored = _integrals("NH3", "6-31g", "supermatrix")
+    _, direct = _integrals("NH3", "6-31g", "direct")
+    n = molecule.n_electrons
+    for run in (lambda ints: run_rhf(ints, n), lambda ints: run_uhf(ints, n // 2 + 1, n // 2 - 1)):
+        ours, reference = run(direct), run(stored)
+        assert bool(ours.converged)
+        assert abs(float(ours.value) - float(reference.value)) < 1e-10
+        assert int(ours.num_steps) == int(reference.num_steps)
+
+
+@pytest.mark.e2e
+def test_auto_goes_direct_when_the_supermatrices_do_not_fit_and_forces_still_agree():
+    water = molecule_from_name("H2O")
+    # 6-31G* is 18 functions: dense below 48, so a budget below its 0.84 MB forces direct
+    stored = run_scf(water, "6-31g*", config=TIGHT)
+    direct = run_scf(water, "6-31g*", config=TIGHT, max_memory=0.5)
+    assert bool(direct.converged)
+    assert abs(float(direct.value) - float(stored.value)) < 1e-10
+    gradient = nuclear_gradient(water, "6-31g*", config=TIGHT, max_memory=0.5)
+    reference = nuclear_gradient(water, "6-31g*", config=TIGHT)
+    np.testing.assert_allclose(gradient, reference, rtol=0, atol=1e-9)
+    moved = dataclasses.replace(water, coordinates=np.asarray(water.coordinates) * 1.02)
+    step = run_scf(moved, "6-31g*", config=TIGHT, max_memory=0.5)
+    assert float(step.value) != pytest.approx(float(direct.value), abs=1e-6)
