@@ -44,11 +44,18 @@ class EnergyComponents(NamedTuple):
         return self.one_electron + self.two_electron + self.nuclear_repulsion
 
     @classmethod
-    def of(cls, density: jax.Array, exchange: jax.Array, integrals: Integrals) -> EnergyComponents:
+    def of(
+        cls,
+        density: jax.Array,
+        exchange: jax.Array,
+        integrals: Integrals,
+        coulomb_of_density: jax.Array | None = None,
+    ) -> EnergyComponents:
         """The parts of the energy of the total density ``D`` given its exchange energy.
 
         The kinetic, nuclear-attraction and Coulomb parts depend on ``D`` alone; only the
-        exchange energy differs between RHF and UHF, so the caller supplies it.
+        exchange energy differs between RHF and UHF, so the caller supplies it, and ``J[D]``
+        when it has it (else it is built here).
 
         Example:
             >>> import jax.numpy as jnp
@@ -59,7 +66,9 @@ class EnergyComponents(NamedTuple):
         """
         kinetic = jnp.sum(density * integrals.kinetic)
         nuclear_attraction = jnp.sum(density * integrals.nuclear)
-        coulomb = 0.5 * jnp.sum(density * coulomb_matrix(density, integrals.eri))
+        if coulomb_of_density is None:
+            coulomb_of_density = coulomb_matrix(density, integrals.eri)
+        coulomb = 0.5 * jnp.sum(density * coulomb_of_density)
         return cls(
             kinetic=kinetic,
             nuclear_attraction=nuclear_attraction,

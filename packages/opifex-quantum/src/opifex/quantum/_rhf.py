@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from opifex.core import SolveResult
 from opifex.quantum._energy_components import EnergyComponents
-from opifex.quantum._fock import coulomb_and_exchange, exchange_matrix
+from opifex.quantum._fock import coulomb_and_exchange
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._precision import require_x64
 from opifex.quantum._scf_config import SCFConfig
@@ -44,8 +44,9 @@ def rhf_energy_components(density: jax.Array, integrals: Integrals) -> EnergyCom
         >>> round(float(parts.coulomb), 6), round(float(parts.exchange), 6)
         (1.2, -0.6)
     """
-    exchange = -0.25 * jnp.sum(density * exchange_matrix(density, integrals.eri))
-    return EnergyComponents.of(density, exchange, integrals)
+    coulomb, exchange = coulomb_and_exchange(density, integrals.eri)
+    energy = -0.25 * jnp.sum(density * exchange)
+    return EnergyComponents.of(density, energy, integrals, coulomb)
 
 
 def rhf_energy(density: jax.Array, integrals: Integrals) -> jax.Array:

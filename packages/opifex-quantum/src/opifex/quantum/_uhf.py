@@ -7,16 +7,12 @@ import jax.numpy as jnp
 
 from opifex.core import SolveResult
 from opifex.quantum._energy_components import EnergyComponents
-from opifex.quantum._fock import coulomb_and_exchange, exchange_matrix
+from opifex.quantum._fock import coulomb_and_exchange
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._precision import require_x64
 from opifex.quantum._scf_config import SCFConfig
 from opifex.quantum._scf_model import SpinModel
 from opifex.quantum._scf_solver import check_scf_inputs, solve_scf
-
-
-def _exchange_blocks(densities: jax.Array, eri: jax.Array) -> jax.Array:
-    return jax.vmap(exchange_matrix, in_axes=(0, None))(densities, eri)
 
 
 def uhf_fock(
@@ -54,8 +50,9 @@ def uhf_energy_components(densities: jax.Array, integrals: Integrals) -> EnergyC
         >>> round(float(parts.coulomb), 6), round(float(parts.exchange), 6)
         (0.3, -0.3)
     """
-    exchange = -0.5 * jnp.sum(densities * _exchange_blocks(densities, integrals.eri))
-    return EnergyComponents.of(densities[0] + densities[1], exchange, integrals)
+    coulomb, exchange = jax.vmap(coulomb_and_exchange, in_axes=(0, None))(densities, integrals.eri)
+    energy = -0.5 * jnp.sum(densities * exchange)
+    return EnergyComponents.of(densities[0] + densities[1], energy, integrals, coulomb.sum(0))
 
 
 def uhf_energy(densities: jax.Array, integrals: Integrals) -> jax.Array:
