@@ -146,6 +146,28 @@ def test_gradient_equals_finite_differences_of_the_energy():
 
 
 @pytest.mark.e2e
+def test_forward_derivative_of_the_analytic_gradient_is_the_hessian():
+    """nuclear_gradient holds D and W fixed inside, but they carry the SCF's implicit
+    derivatives, so jacfwd of it (and jacrev) equals finite differences of the gradient."""
+    molecule = _displaced("H2O", seed=2)
+    coordinates = jnp.asarray(molecule.coordinates)
+
+    def gradient(c):
+        return nuclear_gradient(dataclasses.replace(molecule, coordinates=c), config=TIGHT)
+
+    hessian = np.asarray(jax.jacfwd(gradient)(coordinates)).reshape(9, 9)
+    step, fd = 1e-4, np.zeros((9, 9))
+    for k in range(9):
+        shift = jnp.zeros(9).at[k].set(step).reshape(3, 3)
+        difference = gradient(coordinates + shift) - gradient(coordinates - shift)
+        fd[:, k] = np.ravel(difference) / (2 * step)
+    np.testing.assert_allclose(hessian, fd, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(hessian, hessian.T, atol=1e-7, rtol=0)
+    reverse = np.asarray(jax.jacrev(gradient)(coordinates)).reshape(9, 9)
+    np.testing.assert_allclose(reverse, hessian, atol=1e-8, rtol=0)
+
+
+@pytest.mark.e2e
 def test_jit_vmap_over_geometries_matches_single_runs_and_gradients():
     molecule = molecule_from_name("H2")
     distances = jnp.array([1.2, 1.4, 1.8])

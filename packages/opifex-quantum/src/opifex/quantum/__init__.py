@@ -53,7 +53,7 @@ from opifex.quantum._scf import (
     scf_energy,
 )
 from opifex.quantum._scf_config import FORCE_CONV_TOL_GRAD, SCFConfig
-from opifex.quantum._scf_solver import SCFOutputs
+from opifex.quantum._scf_solver import SCFOutputs, scf_tolerance
 from opifex.quantum._uhf import run_uhf, uhf_energy, uhf_energy_components, uhf_fock
 
 __all__ = [
@@ -100,6 +100,7 @@ __all__ = [
     "run_scf",
     "run_uhf",
     "scf_energy",
+    "scf_tolerance",
     "superposition_of_atomic_densities",
     "to_pyscf",
     "uhf_energy",
