@@ -168,11 +168,13 @@ def test_the_memory_budget_refuses_integrals_that_do_not_fit_before_computing_th
     assert eri_memory_mb(basis, "dense") == 8 * n**4 / 1e6
     n_ext = pair_layout(basis).n_ext
     assert eri_memory_mb(basis, "supermatrix") == 16 * n_ext**2 / 1e6
+    assert eri_memory_mb(basis, "coulomb_supermatrix") == 8 * n_ext**2 / 1e6
     assert eri_memory_mb(basis, "density_fitted", aux) == 16 * n_aux * n_ext / 1e6
     xyz, charges = jnp.asarray(molecule.coordinates), jnp.asarray(molecule.nuclear_charges)
-    for layout in ("dense", "supermatrix"):  # asked for by name: refused ("auto" goes direct)
+    # asked for by name, a layout over the budget is refused ("auto" would go direct)
+    for layout in ("dense", "supermatrix", "coulomb_supermatrix"):
         with pytest.raises(MemoryError, match="direct"):
-            compute_integrals(basis, xyz, charges, eri_layout=layout, max_memory=0.1)
+            compute_integrals(basis, xyz, charges, eri_layout=layout, max_memory=0.01)
     assert eri_memory_mb(basis, "direct") == 0.0
     with pytest.raises(MemoryError, match="raise max_memory"):
         run_scf(molecule, "6-31g", auxbasis=AUX, max_memory=0.1)

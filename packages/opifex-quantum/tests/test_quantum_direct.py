@@ -1,4 +1,4 @@
-"""Direct SCF (``DirectERI``): J and K from integrals recomputed on every Fock build.
+"""Direct SCF (``DirectERI``) and the Coulomb-only supermatrix: the layouts below a budget.
 
 References: the dense tensor's ``einsum`` J and K (the dense tensor itself is checked against
 PySCF in ``test_quantum_integrals``) and the stored supermatrices' SCF energies and gradients.
@@ -21,7 +21,8 @@ from opifex.quantum import (
     run_uhf,
 )
 from opifex.quantum._direct import DirectERI
-from opifex.quantum._integrals import compute_integrals
+from opifex.quantum._eri_supermatrix import ERISupermatrix
+from opifex.quantum._integrals import compute_integrals, eri_memory_mb
 
 TIGHT = SCFConfig(conv_tol=1e-12, conv_tol_grad=1e-9)
 
@@ -71,17 +72,35 @@ def test_direct_rhf_and_uhf_reach_the_stored_energies_in_the_same_cycles():
         assert int(ours.num_steps) == int(reference.num_steps)
 
 
-@pytest.mark.e2e
-def test_auto_goes_direct_when_the_supermatrices_do_not_fit_and_forces_still_agree():
+@pytest.mark.slow
+def test_auto_takes_the_first_layout_that_fits_the_budget():
     water = molecule_from_name("H2O")
-    # 6-31G* is 18 functions: dense below 48, so a budget below its 0.84 MB forces direct
+    basis = build_basis(water.atomic_numbers, "6-31g*")  # 18 functions: dense below 48
+    xyz, charges = jnp.asarray(water.coordinates), jnp.asarray(water.nuclear_charges)
+    expected = {
+        eri_memory_mb(basis, "dense"): np.ndarray,
+        eri_memory_mb(basis, "coulomb_supermatrix"): ERISupermatrix,
+        0.01: DirectERI,
+    }
+    for budget, kind in expected.items():
+        eri = compute_integrals(basis, xyz, charges, max_memory=budget).eri
+        assert isinstance(np.asarray(eri) if kind is np.ndarray else eri, kind), budget
+    coulomb_only = compute_integrals(basis, xyz, charges, max_memory=0.3).eri
+    assert coulomb_only.exchange is None
+
+
+@pytest.mark.e2e
+def test_smaller_budgets_reach_the_same_energies_and_forces():
+    water = molecule_from_name("H2O")
     stored = run_scf(water, "6-31g*", config=TIGHT)
-    direct = run_scf(water, "6-31g*", config=TIGHT, max_memory=0.5)
-    assert bool(direct.converged)
-    assert abs(float(direct.value) - float(stored.value)) < 1e-10
-    gradient = nuclear_gradient(water, "6-31g*", config=TIGHT, max_memory=0.5)
     reference = nuclear_gradient(water, "6-31g*", config=TIGHT)
-    np.testing.assert_allclose(gradient, reference, rtol=0, atol=1e-9)
+    for budget in (0.3, 0.01):  # the Coulomb supermatrix alone, then direct
+        result = run_scf(water, "6-31g*", config=TIGHT, max_memory=budget)
+        assert bool(result.converged)
+        assert abs(float(result.value) - float(stored.value)) < 1e-10
+        assert int(result.num_steps) == int(stored.num_steps)
+        gradient = nuclear_gradient(water, "6-31g*", config=TIGHT, max_memory=budget)
+        np.testing.assert_allclose(gradient, reference, rtol=0, atol=1e-9)
     moved = dataclasses.replace(water, coordinates=np.asarray(water.coordinates) * 1.02)
-    step = run_scf(moved, "6-31g*", config=TIGHT, max_memory=0.5)
-    assert float(step.value) != pytest.approx(float(direct.value), abs=1e-6)
+    step = run_scf(moved, "6-31g*", config=TIGHT, max_memory=0.01)
+    assert float(step.value) != pytest.approx(float(stored.value), abs=1e-6)

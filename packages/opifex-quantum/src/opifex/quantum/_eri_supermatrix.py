@@ -9,7 +9,10 @@ give ``J[D]_ij = sum_kl (ij|kl) D_kl = (E d)_(ij)`` and ``K[D]_ij = sum_kl (ik|j
 (X d)_(ij)`` with the pair vector ``d_(kl) = w_(kl) D_kl`` (``w = 2`` off the diagonal shell
 pairs, where one row stands for both orders). Memory is ``2 n_ext^2`` floats, about ``4 n^4``
 bytes, instead of ``8 n^4`` for the dense tensor, and a Fock build is two matrix-vector products
-instead of two passes over ``n^4`` reordered entries.
+instead of two passes over ``n^4`` reordered entries. Without the exchange supermatrix (half the
+memory), each exchange build gathers ``X``'s rows from ``E`` a chunk at a time and multiplies
+them at once, so ``X`` is never whole in memory; that gather costs about as much per Fock
+build as making ``X`` once.
 """
 
 from __future__ import annotations
@@ -26,28 +29,57 @@ from opifex.quantum._eri_plan import PairLayout, pair_layout
 _GATHER_ELEMENTS = 2**22
 
 
+def _row_chunks(layout: PairLayout) -> tuple[int, int]:
+    """Rows per gathered chunk (about ``2**22`` entries) and the number of chunks."""
+    chunk = max(1, min(layout.n_ext, _GATHER_ELEMENTS // layout.n_ext))
+    return chunk, -(-layout.n_ext // chunk)
+
+
+def _exchange_rows(coulomb: jax.Array, layout: PairLayout, first_row: jax.Array) -> jax.Array:
+    """Rows ``first_row, ..., first_row + chunk - 1`` of ``X``, gathered from ``E``."""
+    chunk, _ = _row_chunks(layout)
+    index = jnp.asarray(layout.index, jnp.int32)
+    first, second = jnp.asarray(layout.rows_i), jnp.asarray(layout.rows_j)
+    i = jax.lax.dynamic_slice_in_dim(first, first_row, chunk)[:, None]
+    j = jax.lax.dynamic_slice_in_dim(second, first_row, chunk)[:, None]
+    direct = coulomb[index[i, first[None, :]], index[j, second[None, :]]]
+    crossed = coulomb[index[i, second[None, :]], index[j, first[None, :]]]
+    return 0.5 * (direct + crossed)
+
+
+def _chunk_starts(layout: PairLayout) -> jax.Array:
+    """First row of every chunk; the last one is moved back to end at the last row."""
+    chunk, n_chunks = _row_chunks(layout)
+    return jnp.minimum(jnp.arange(n_chunks) * chunk, layout.n_ext - chunk)
+
+
 def exchange_supermatrix(coulomb: jax.Array, layout: PairLayout) -> jax.Array:
     """``X[(ij), (kl)] = ((ik|jl) + (il|jk)) / 2`` gathered from the Coulomb supermatrix.
 
-    Row blocks are gathered one at a time (``lax.map``), so the index arrays in memory stay at
-    about ``2**22`` entries whatever the basis.
+    Row chunks are gathered one at a time and written in place, so besides ``E`` and ``X``
+    only one chunk (about ``2**22`` entries) is in memory.
     """
-    index = jnp.asarray(layout.index, jnp.int32)
-    first, second = jnp.asarray(layout.rows_i), jnp.asarray(layout.rows_j)
-    chunk = max(1, min(layout.n_ext, _GATHER_ELEMENTS // layout.n_ext))
-    n_chunks = -(-layout.n_ext // chunk)
-    padded = n_chunks * chunk - layout.n_ext
 
-    def rows(chunk_rows: tuple[jax.Array, jax.Array]) -> jax.Array:
-        i, j = (r[:, None] for r in chunk_rows)
-        direct = coulomb[index[i, first[None, :]], index[j, second[None, :]]]
-        crossed = coulomb[index[i, second[None, :]], index[j, first[None, :]]]
-        return 0.5 * (direct + crossed)
+    def write(k: int, exchange: jax.Array) -> jax.Array:
+        start = _chunk_starts(layout)[k]
+        return jax.lax.dynamic_update_slice_in_dim(
+            exchange, _exchange_rows(coulomb, layout, start), start, axis=0
+        )
 
-    row_i = jnp.pad(first, (0, padded)).reshape(n_chunks, chunk)
-    row_j = jnp.pad(second, (0, padded)).reshape(n_chunks, chunk)
-    blocks = jax.lax.map(rows, (row_i, row_j))
-    return blocks.reshape(-1, layout.n_ext)[: layout.n_ext]
+    empty = jnp.zeros_like(coulomb)
+    return jax.lax.fori_loop(0, _row_chunks(layout)[1], write, empty)
+
+
+def gathered_exchange(coulomb: jax.Array, layout: PairLayout, pair_density: jax.Array):
+    """``X d`` without ``X``: each chunk of its rows gathered from ``E`` and multiplied."""
+
+    def chunk_product(start: jax.Array) -> jax.Array:
+        return _exchange_rows(coulomb, layout, start) @ pair_density
+
+    starts = _chunk_starts(layout)
+    products = jax.lax.map(chunk_product, starts)  # (n_chunks, chunk)
+    rows = starts[:, None] + jnp.arange(products.shape[1])
+    return jnp.zeros(layout.n_ext, pair_density.dtype).at[rows].set(products)
 
 
 def dense_from_supermatrix(coulomb: jax.Array, layout: PairLayout) -> jax.Array:
@@ -71,7 +103,8 @@ class ERISupermatrix:
 
     Attributes:
         coulomb: ``(n_ext, n_ext)`` ``E[(ij), (kl)] = (ij|kl)``.
-        exchange: ``(n_ext, n_ext)`` ``X[(ij), (kl)] = ((ik|jl) + (il|jk)) / 2``.
+        exchange: ``(n_ext, n_ext)`` ``X[(ij), (kl)] = ((ik|jl) + (il|jk)) / 2``, or None
+            (half the memory: each exchange build gathers ``X``'s rows from ``E``).
         basis: the basis set whose ``pair_layout`` indexes the rows (static).
 
     Example:
@@ -89,7 +122,7 @@ class ERISupermatrix:
     """
 
     coulomb: jax.Array
-    exchange: jax.Array
+    exchange: jax.Array | None
     basis: BasisSet
 
     @property
@@ -102,12 +135,15 @@ class ERISupermatrix:
         """Number of basis functions ``n``."""
         return self.layout.n_functions
 
-    def _apply(self, supermatrix: jax.Array, density: jax.Array) -> jax.Array:
+    def _pair_density(self, density: jax.Array) -> jax.Array:
         layout = self.layout
         # symmetrised first, so derivatives in the density are those of the dense formulas
         density = 0.5 * (density + jnp.swapaxes(density, -1, -2))
-        pair_density = density[..., layout.rows_i, layout.rows_j] * layout.weight
-        return jnp.matmul(supermatrix, pair_density[..., None])[..., 0][..., layout.index]
+        return density[..., layout.rows_i, layout.rows_j] * layout.weight
+
+    def _apply(self, supermatrix: jax.Array, density: jax.Array) -> jax.Array:
+        pair_density = self._pair_density(density)
+        return jnp.matmul(supermatrix, pair_density[..., None])[..., 0][..., self.layout.index]
 
     def coulomb_matrix(self, density: jax.Array) -> jax.Array:
         """``J[D]_ij = sum_kl (ij|kl) D_kl`` of an ``(n, n)`` density (its symmetric part)."""
@@ -120,7 +156,10 @@ class ERISupermatrix:
         matrix-vector product is already the cheapest form here.
         """
         del orbitals
-        return self._apply(self.exchange, density)
+        if self.exchange is not None:
+            return self._apply(self.exchange, density)
+        gathered = gathered_exchange(self.coulomb, self.layout, self._pair_density(density))
+        return gathered[self.layout.index]
 
     def dense(self) -> jax.Array:
         """The dense ``(n, n, n, n)`` tensor (for small bases and checks)."""

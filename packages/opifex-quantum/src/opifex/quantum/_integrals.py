@@ -3,9 +3,10 @@
 Small bases get the dense ``(n, n, n, n)`` tensor from ``opifex.quantum._two_electron`` (every
 unique quartet in one shot: quick to compile); larger ones Coulomb and exchange supermatrices
 (``ERISupermatrix``, about half the memory, faster Fock builds) from the blocked loops of
-``opifex.quantum._eri_engine``, whose compiled size does not grow with the molecule, and when
-those do not fit ``max_memory``, no stored integrals at all (``DirectERI``: direct SCF, the
-blocked loops run again on every Fock build). There, with
+``opifex.quantum._eri_engine``, whose compiled size does not grow with the molecule; when
+those do not fit ``max_memory``, the Coulomb supermatrix alone (half the memory; exchange
+gathered from it per Fock build), and when that does not fit either, no stored integrals at
+all (``DirectERI``: direct SCF, the blocked loops run again on every Fock build). There, with
 concrete coordinates, quartets whose Schwarz bound ``sqrt((AB|AB)) sqrt((CD|CD))`` is below
 ``screening`` are skipped; under a transformation (traced coordinates) every quartet is computed,
 because the bound needs numbers. With an auxiliary basis, density-fitted integrals
@@ -51,7 +52,7 @@ from opifex.quantum._precision import require_x64
 from opifex.quantum._shell_pairs import primitive_pairs, shell_pairs
 from opifex.quantum._two_electron import eri_from_pairs
 
-ERI_LAYOUTS = ("auto", "dense", "supermatrix", "direct", "density_fitted")
+ERI_LAYOUTS = ("auto", "dense", "supermatrix", "coulomb_supermatrix", "direct", "density_fitted")
 DENSE_MAX_FUNCTIONS = 48
 """``eri_layout="auto"`` keeps the dense tensor up to this many functions (42 MB)."""
 MAX_MEMORY_MB = 4000
@@ -140,8 +141,10 @@ def _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays
         return eri_from_pairs(basis, pairs)
     if eri_layout == "direct":
         return DirectERI(tuple(pairs), arrays, basis, keys)
-    if eri_layout == "supermatrix":
+    if eri_layout in ("supermatrix", "coulomb_supermatrix"):
         coulomb = coulomb_supermatrix(basis, keys, arrays, pairs)
+        if eri_layout == "coulomb_supermatrix":
+            return ERISupermatrix(coulomb, None, basis)
         return ERISupermatrix(coulomb, exchange_supermatrix(coulomb, pair_layout(basis)), basis)
     metric = arrays[2]
     if metric is None:
@@ -190,11 +193,13 @@ def compute_integrals(
         coordinates: ``(n_atoms, 3)`` nuclear positions in Bohr.
         nuclear_charges: ``(n_atoms,)`` nuclear charges.
         eri_layout: ``"dense"`` (an ``(n, n, n, n)`` array), ``"supermatrix"`` (an
-            ``ERISupermatrix``), ``"direct"`` (a ``DirectERI``: nothing stored, direct SCF),
-            ``"density_fitted"`` (a ``DensityFittedERI``; needs ``auxbasis``) or ``"auto"``:
-            density fitted when ``auxbasis`` is given, else dense up to
-            ``DENSE_MAX_FUNCTIONS`` functions and supermatrices beyond, whichever fits
-            ``max_memory``, and direct when neither does.
+            ``ERISupermatrix``), ``"coulomb_supermatrix"`` (one without its exchange
+            supermatrix: half the memory, exchange gathered per Fock build), ``"direct"`` (a
+            ``DirectERI``: nothing stored, direct SCF), ``"density_fitted"`` (a
+            ``DensityFittedERI``; needs ``auxbasis``) or ``"auto"``: density fitted when
+            ``auxbasis`` is given, else the first that fits ``max_memory`` of dense (up to
+            ``DENSE_MAX_FUNCTIONS`` functions) or supermatrices (beyond), the Coulomb
+            supermatrix, and direct.
         screening: Schwarz threshold of the blocked layouts (all but dense); ``0``
             computes every unique quartet. Applied only when ``coordinates`` are concrete.
         auxbasis: the auxiliary basis set of density fitting (RI-JK), placed on the same atoms
@@ -240,7 +245,7 @@ def compute_integrals(
     _check_memory(basis, eri_layout, auxbasis, max_memory)
     if eri_layout == "dense":
         keys, arrays = (), ()
-    elif eri_layout in ("supermatrix", "direct"):
+    elif eri_layout in ("supermatrix", "coulomb_supermatrix", "direct"):
         keys, arrays = integral_plan(basis, coordinates, screening)
     else:
         keys, arrays = fitting_plan(basis, auxbasis, coordinates, screening)
@@ -258,7 +263,8 @@ def compute_integrals(
 def eri_memory_mb(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None = None) -> float:
     """MB of the electron-repulsion integrals of a layout (what ``max_memory`` limits).
 
-    Dense: ``8 n^4`` bytes; supermatrices: two ``n_ext^2`` float64 matrices; direct: none;
+    Dense: ``8 n^4`` bytes; supermatrices: two ``n_ext^2`` float64 matrices (one for
+    ``"coulomb_supermatrix"``); direct: none;
     density fitted: ``B`` and the raw 3-centre integrals it is made from (``8 n_aux n_ext``
     bytes each), both alive while ``B`` is formed.
 
@@ -270,8 +276,8 @@ def eri_memory_mb(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None = 
     n = basis.n_functions
     if eri_layout == "dense":
         count = n**4
-    elif eri_layout == "supermatrix":
-        count = 2 * pair_layout(basis).n_ext ** 2
+    elif eri_layout in ("supermatrix", "coulomb_supermatrix"):
+        count = (2 if eri_layout == "supermatrix" else 1) * pair_layout(basis).n_ext ** 2
     elif eri_layout == "direct":
         count = 0
     else:
@@ -321,6 +327,7 @@ def _resolved_layout(
     if eri_layout == "auto":
         stored = "dense" if basis.n_functions <= DENSE_MAX_FUNCTIONS else "supermatrix"
         budget = max_memory if isinstance(max_memory, int | float) else 0  # checked next
-        fits = not budget > 0 or eri_memory_mb(basis, stored) <= budget
-        return stored if fits else "direct"
+        for layout in (stored, "coulomb_supermatrix", "direct"):
+            if not budget > 0 or eri_memory_mb(basis, layout) <= budget:
+                return layout
     return eri_layout
