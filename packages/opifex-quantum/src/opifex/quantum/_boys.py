@@ -2,9 +2,9 @@
 
 Below ``T = 30`` every order comes from a Taylor expansion around the nearest point of a table
 (spacing 0.05, seven terms, using ``dF_n/dT = -F_(n+1)``). From ``T = 30`` on,
-``F_0 = sqrt(pi / T) erf(sqrt(T)) / 2`` and the upward recursion
-``F_(n+1) = ((2n + 1) F_n - exp(-T)) / (2T)``, stable there, give the rest (unrolled into a
-small matrix product). The table is built once in numpy from
+``F_0 = sqrt(pi / T) / 2`` (``erf(sqrt(T))`` differs from 1 by 1e-14 at most there) and the
+upward recursion ``F_(n+1) = ((2n + 1) F_n - exp(-T)) / (2T)``, stable there, give the rest
+(unrolled into a small matrix product). The table is built once in numpy from
 the everywhere-positive series ``F_n(T) = exp(-T) sum_k (2T)^k / ((2n+1)(2n+3)...(2n+2k+1))``.
 A ``custom_jvp`` gives the exact derivative ``dF_n/dT = -F_(n+1)`` (finite at ``T = 0``).
 """
@@ -79,7 +79,7 @@ def _boys_values(n_max: int, t: jax.Array) -> jax.Array:
     # from the switch on: F_0 from erf and the upward recursion, unrolled
     safe = jnp.maximum(t, _SWITCH)
     x = 0.5 / safe
-    f0 = (0.5 * jnp.sqrt(jnp.pi / safe) * jax.lax.erf(jnp.sqrt(safe)))[..., None]
+    f0 = (0.5 * jnp.sqrt(jnp.pi / safe))[..., None]  # erf(sqrt(T)) = 1 - 1e-14 from T = 30
     exp_t = jnp.exp(-safe)[..., None]
     double_factorial, coefficients = _upward_coefficients(n_max)
     diagonal = np.diag(double_factorial)

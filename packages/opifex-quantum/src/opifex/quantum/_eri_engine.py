@@ -1,12 +1,13 @@
 """Blocked electron-repulsion integrals (McMurchie-Davidson) over the unique shell quartets.
 
 For each (bra class, ket class) of a ``quartet_plan``, a ``lax.scan`` runs over fixed-size blocks
-of shell quartets. A block expands its quartets into their primitive quartets (at most
-``block``; only the primitive pairs a ``primitive_selection`` keeps), computes
+of shell quartets (at most ``slots`` of them). A block expands its quartets into their primitive
+quartets (at most ``block``; only the primitive pairs a ``primitive_selection`` keeps), computes
 ``(ab|cd) = 2 pi^(5/2) / (p q sqrt(p + q)) sum E^{ab}_{tuv} (-1)^(t'+u'+v') E^{cd}_{t'u'v'}
-R_{t+t',u+u',v+v'}(pq / (p + q), P - Q)``, sums them per shell quartet, transforms them to the
-basis functions (spherical or normalised cartesian) and hands the block to a consumer (the
-supermatrix assembly or the Schwarz bounds). The plan's index arrays are arguments of the
+R_{t+t',u+u',v+v'}(pq / (p + q), P - Q)`` with the primitive quartets along the last (minor)
+axis and the Hermite coefficients already over basis function pairs (spherical or normalised
+cartesian), sums them per shell quartet and hands the block to a consumer (the supermatrix
+assembly or the Schwarz bounds). The plan's index arrays are arguments of the
 compiled program, not constants, so its size depends on the angular momenta and the block size,
 not on the molecule, and the memory in use at once on one block. Each block is rematerialised
 under reverse-mode differentiation (``jax.checkpoint``), so gradients do not keep every block's
@@ -25,7 +26,12 @@ import numpy as np
 from opifex.quantum._basis import BasisSet, cartesian_block
 from opifex.quantum._eri_plan import BlockedQuartets, pair_layout
 from opifex.quantum._hermite import hermite_coulomb, hermite_indices
-from opifex.quantum._shell_pairs import PairClass, PrimitivePairs, shell_pairs
+from opifex.quantum._shell_pairs import (
+    PairClass,
+    PrimitivePairs,
+    _component_indices,
+    shell_pairs,
+)
 
 
 @functools.cache
@@ -45,14 +51,28 @@ def _pair_transform(l_a: int, l_b: int, cartesian: bool) -> np.ndarray:
     return np.kron(cartesian_block(l_a, cartesian), cartesian_block(l_b, cartesian))
 
 
+def _in_basis(pair_class: PairClass, pairs: PrimitivePairs, cartesian: bool) -> PrimitivePairs:
+    """``pairs`` with Hermite coefficients over the basis function pairs, not cartesian ones."""
+    transform = _pair_transform(pair_class.l_a, pair_class.l_b, cartesian)
+    if np.array_equal(transform, np.eye(*transform.shape)):
+        return pairs
+    return pairs._replace(hermite=jnp.einsum("pah,ai->pih", pairs.hermite, transform))
+
+
 class QuartetArrays(NamedTuple):
-    """The arrays of one ``BlockedQuartets`` as arguments of the compiled program."""
+    """The arrays of one ``BlockedQuartets`` as arguments of the compiled program.
+
+    Attributes:
+        bra_pair: ``(n_blocks, slots)`` bra shell pair of each quartet of each block.
+        ket_pair: ``(n_blocks, slots)`` ket shell pair.
+        start: ``(n_blocks, slots)`` first primitive quartet of each quartet in its block.
+        count: ``(n_blocks,)`` quartets in each block.
+    """
 
     bra_pair: jax.Array
     ket_pair: jax.Array
     start: jax.Array
-    block_first: jax.Array
-    block_count: jax.Array
+    count: jax.Array
 
 
 class PairArrays(NamedTuple):
@@ -82,7 +102,10 @@ def primitive_quartet_integrals(
     bra_prim: jax.Array,
     ket_prim: jax.Array,
 ) -> jax.Array:
-    """``(n, n_cart_bra_pair, n_cart_ket_pair)`` integrals of primitive quartets (raw cartesian).
+    """``(n_bra_rows, n_ket_rows, n)`` integrals of primitive quartets.
+
+    The rows are those of the pairs' Hermite coefficients: raw cartesian component pairs, or
+    basis function pairs (``_in_basis``). Only the coefficients that can be nonzero enter.
 
     Args:
         bra: the bra pair class.
@@ -97,34 +120,73 @@ def primitive_quartet_integrals(
     p = bra_pp.exponent[bra_prim]
     q = ket_pp.exponent[ket_prim]
     r_pq = (bra_pp.center[bra_prim] - ket_pp.center[ket_prim]).T
-    r = hermite_coulomb(l_bra + l_ket, p * q / (p + q), r_pq)[gather]
+    r = hermite_coulomb(l_bra + l_ket, p * q / (p + q), r_pq)
     r = r * (2 * jnp.pi**2.5 / (p * q * jnp.sqrt(p + q)))
-    return jnp.einsum(
-        "qah,hkq,qck->qac", bra_pp.hermite[bra_prim], r, ket_pp.hermite[ket_prim] * sign
-    )
+    bra_e, bra_h = _nonzero_hermite(bra, bra_pp)
+    ket_e, ket_h = _nonzero_hermite(ket, ket_pp)
+    e_bra = jnp.moveaxis(bra_e, 0, -1)[..., bra_prim]
+    e_ket = jnp.moveaxis(ket_e * sign[ket_h], 0, -1)[..., ket_prim]
+    # the ket side first, (n_hermite_bra, n_ket_rows, n); as a reduction XLA computes it once
+    # rather than again for every bra row, which pays once the bra has more than three rows
+    if e_bra.shape[0] <= 3:
+        ket_r = sum(e_ket[None, :, j] * r[gather[:, ket_h[:, j]]] for j in range(ket_h.shape[1]))
+    else:
+        ket_r = jnp.sum(e_ket[None] * r[gather[:, ket_h]], axis=2)
+    return sum(e_bra[:, j, None] * ket_r[bra_h[:, j]] for j in range(bra_h.shape[1]))
+
+
+@functools.cache
+def _hermite_support(l_a: int, l_b: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the Hermite coefficients of a pair class can be nonzero, row by row.
+
+    ``E^{ab}_{tuv}`` vanishes unless ``t``, ``u`` and ``v`` are at most the powers of ``ab``
+    along each axis; a row over basis functions (``n_rows`` other than the cartesian count:
+    spherical ones) can be nonzero where any of its cartesian components can.
+
+    Returns:
+        ``(n_rows, m)`` Hermite positions (``m``: the most of any row) and a mask that is 0 on
+        the positions that only pad a row.
+    """
+    powers_a, powers_b, hermite = _component_indices(l_a, l_b)
+    support = np.all(hermite[None] <= (powers_a + powers_b)[:, None], axis=-1)
+    if n_rows != support.shape[0]:
+        support = np.abs(_pair_transform(l_a, l_b, False)).T @ support > 0
+    index = np.zeros((n_rows, int(support.sum(1).max())), dtype=np.int64)
+    mask = np.zeros(index.shape)
+    for row, nonzero in enumerate(support):
+        h = np.flatnonzero(nonzero)
+        index[row, : h.size], mask[row, : h.size] = h, 1.0
+    return index, mask
+
+
+def _nonzero_hermite(pair_class: PairClass, pairs: PrimitivePairs) -> tuple[jax.Array, np.ndarray]:
+    """The Hermite coefficients that can be nonzero, ``(n_prim, n_rows, m)``, and positions.
+
+    The positions are the static ``(n_rows, m)`` ones of ``_hermite_support``; padding is 0.
+    """
+    n_rows = pairs.hermite.shape[1]
+    index, mask = _hermite_support(pair_class.l_a, pair_class.l_b, n_rows)
+    return pairs.hermite[:, np.arange(n_rows)[:, None], index] * mask, index
 
 
 def _primitive_indices(
-    arrays: QuartetArrays,
+    quartets: QuartetArrays,
     block: int,
     bra: PairClass,
     ket: PairClass,
     bra_kept: PairArrays,
     ket_kept: PairArrays,
-    first,
-    count,
 ):
-    """Per primitive quartet of a block: its quartet (within the block) and primitive pairs."""
-    bra_pair = jax.lax.dynamic_slice_in_dim(arrays.bra_pair, first, block)
-    ket_pair = jax.lax.dynamic_slice_in_dim(arrays.ket_pair, first, block)
-    start = jax.lax.dynamic_slice_in_dim(arrays.start, first, block)
-    present = jnp.arange(block) < count
+    """Per primitive quartet of a block (a row of ``QuartetArrays``): quartet slot, pairs."""
+    bra_pair, ket_pair, start, count = quartets
+    slots = bra_pair.shape[0]
+    present = jnp.arange(slots) < count
     bra_count = bra_kept.count[bra_pair]
     ket_count = ket_kept.count[ket_pair]
     total = jnp.sum(jnp.where(present, bra_count * ket_count, 0))
     # quartet of each primitive quartet: mark where each quartet starts, then count the marks
     marks = jnp.zeros(block, jnp.int32).at[jnp.where(present, start, block)].add(1, mode="drop")
-    quartet = jnp.clip(jnp.cumsum(marks) - 1, 0, block - 1)
+    quartet = jnp.clip(jnp.cumsum(marks) - 1, 0, slots - 1)
     t = jnp.arange(block, dtype=jnp.int32)
     local = t - start[quartet]
     width = jnp.maximum(ket_count[quartet], 1)
@@ -133,29 +195,23 @@ def _primitive_indices(
     bra_prim = bra_kept.order[jnp.clip(bra_slot, 0, bra_kept.order.shape[0] - 1)]
     ket_prim = ket_kept.order[jnp.clip(ket_slot, 0, ket_kept.order.shape[0] - 1)]
     used = t < total
-    segment = jnp.where(used, quartet, block)  # out of range: dropped by segment_sum
-    return (
-        segment,
-        jnp.where(used, bra_prim, 0),
-        jnp.where(used, ket_prim, 0),
-        bra_pair,
-        ket_pair,
-        present,
-    )
+    segment = jnp.where(used, quartet, slots)  # out of range: dropped by segment_sum
+    return segment, jnp.where(used, bra_prim, 0), jnp.where(used, ket_prim, 0), present
 
 
-def _block_values(
-    bra, ket, cartesian, block, bra_pp, ket_pp, arrays, bra_kept, ket_kept, first, count
-):
-    """``(block, n_func_bra_pair, n_func_ket_pair)`` integrals of one block, and its quartets."""
-    segment, bra_prim, ket_prim, bra_pair, ket_pair, present = _primitive_indices(
-        arrays, block, bra, ket, bra_kept, ket_kept, first, count
+def _block_values(bra, ket, block, bra_pp, ket_pp, bra_kept, ket_kept, quartets):
+    """``(slots, n_func_bra_pair, n_func_ket_pair)`` integrals of one block's quartets.
+
+    The pairs' Hermite coefficients are over basis function pairs already (``_in_basis``).
+    """
+    segment, bra_prim, ket_prim, present = _primitive_indices(
+        quartets, block, bra, ket, bra_kept, ket_kept
     )
     values = primitive_quartet_integrals(bra, ket, bra_pp, ket_pp, bra_prim, ket_prim)
-    summed = jax.ops.segment_sum(values, segment, num_segments=block, indices_are_sorted=True)
-    t_bra = _pair_transform(bra.l_a, bra.l_b, cartesian)
-    t_ket = _pair_transform(ket.l_a, ket.l_b, cartesian)
-    return jnp.einsum("qac,ai,ck->qik", summed, t_bra, t_ket), bra_pair, ket_pair, present
+    summed = jax.ops.segment_sum(
+        jnp.moveaxis(values, -1, 0), segment, num_segments=present.size, indices_are_sorted=True
+    )
+    return summed, present
 
 
 class ClassSide(NamedTuple):
@@ -194,17 +250,19 @@ def scan_class_blocks(
     """
     for key, arrays in zip(keys, quartet_arrays, strict=True):
         cb, ck, block = key
-        sides = (bra.pairs[cb], ket.pairs[ck], arrays, bra.kept[cb], ket.kept[ck])
+        bra_class, ket_class = bra.classes[cb], ket.classes[ck]
+        bra_pp = _in_basis(bra_class, bra.pairs[cb], cartesian)
+        ket_pp = _in_basis(ket_class, ket.pairs[ck], cartesian)
+        sides = (bra_pp, ket_pp, bra.kept[cb], ket.kept[ck])
         values_of = jax.checkpoint(
-            functools.partial(_block_values, bra.classes[cb], ket.classes[ck], cartesian, block),
-            prevent_cse=False,
+            functools.partial(_block_values, bra_class, ket_class, block), prevent_cse=False
         )
 
-        def body(state, block, key=key, sides=sides, values_of=values_of):
-            values, bra_pair, ket_pair, present = values_of(*sides, *block)
-            return consume(state, key, values, bra_pair, ket_pair, present), None
+        def body(state, quartets, key=key, sides=sides, values_of=values_of):
+            values, present = values_of(*sides, quartets)
+            return consume(state, key, values, quartets.bra_pair, quartets.ket_pair, present), None
 
-        carry, _ = jax.lax.scan(body, carry, (arrays.block_first, arrays.block_count))
+        carry, _ = jax.lax.scan(body, carry, arrays)
     return carry
 
 

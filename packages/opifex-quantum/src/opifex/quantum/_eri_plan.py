@@ -9,9 +9,10 @@ Everything here is numpy, computed once per basis set (and, when screening, per 
 - ``quartet_plan``: the unique shell quartets (8-fold symmetry: shell pairs ``AB >= CD``) grouped
   by the angular-momentum classes of their bra and ket pairs, optionally Schwarz-screened
   (``sqrt((AB|AB)) sqrt((CD|CD)) < threshold`` dropped), packed into blocks of at most ``block``
-  primitive quartets. The block count is rounded up to a few sizes per octave so that a nearby
-  geometry reuses the compiled program. The compiled kernel loops over the blocks, so its size
-  depends on the angular momenta and the block size, not on the molecule.
+  primitive quartets and at most ``slots`` shell quartets. The block count is rounded up to a few
+  sizes per octave so that a nearby geometry reuses the compiled program. The compiled kernel
+  loops over the blocks, so its size depends on the angular momenta and the block size, not on
+  the molecule.
 """
 
 from __future__ import annotations
@@ -130,9 +131,10 @@ class BlockedQuartets:
         bra: index of the bra pair class.
         ket: index of the ket pair class (``ket <= bra``).
         block: primitive quartets per block (static).
-        bra_pair: ``(n_padded,)`` bra shell pair (within its class) of each quartet.
-        ket_pair: ``(n_padded,)`` ket shell pair.
-        start: ``(n_padded,)`` first primitive quartet of each quartet, counted from the first
+        slots: shell quartets per block at most (a power of two).
+        bra_pair: ``(n_quartets,)`` bra shell pair (within its class) of each quartet.
+        ket_pair: ``(n_quartets,)`` ket shell pair.
+        start: ``(n_quartets,)`` first primitive quartet of each quartet, counted from the first
             quartet of its block.
         block_first: ``(n_blocks,)`` first quartet of each block.
         block_count: ``(n_blocks,)`` quartets in each block (0 for padding blocks).
@@ -141,6 +143,7 @@ class BlockedQuartets:
     bra: int
     ket: int
     block: int
+    slots: int
     bra_pair: np.ndarray
     ket_pair: np.ndarray
     start: np.ndarray
@@ -153,8 +156,15 @@ class BlockedQuartets:
         return int(self.block_count.sum())
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        """The per-quartet and per-block arrays the kernel reads."""
-        return self.bra_pair, self.ket_pair, self.start, self.block_first, self.block_count
+        """What the kernel reads, a row per block (``QuartetArrays``).
+
+        ``bra_pair``, ``ket_pair`` and ``start`` of the block's quartets
+        (``(n_blocks, slots)``, 0 past its count), and ``block_count``.
+        """
+        present = np.arange(self.slots) < self.block_count[:, None]
+        index = np.where(present, self.block_first[:, None] + np.arange(self.slots), 0)
+        rows = (np.where(present, x[index], 0) for x in (self.bra_pair, self.ket_pair, self.start))
+        return (*(r.astype(np.int32) for r in rows), self.block_count)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -244,14 +254,24 @@ def _block_size(l_bra: tuple[int, int], l_ket: tuple[int, int], largest: int) ->
     return max(size, 2 ** int(np.ceil(np.log2(largest))))
 
 
-def _pack(counts: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy blocks of whole quartets with at most ``block`` primitive quartets each."""
+def _slot_count(counts: np.ndarray, block: int) -> int:
+    """Shell quartets per block: room for twice the average share, a power of two, <= ``block``.
+
+    The work per block on contracted quartets (sums, transformation, placement) grows with the
+    slots, not with the quartets present, so they are not made much larger than needed.
+    """
+    share = 2 * block * counts.size / counts.sum()
+    return min(block, 2 ** int(np.ceil(np.log2(share))))
+
+
+def _pack(counts: np.ndarray, block: int, slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy blocks of whole quartets: at most ``block`` primitive quartets, ``slots`` quartets."""
     ends = np.cumsum(counts)
     firsts, first = [], 0
     while first < counts.size:
         base = ends[first] - counts[first]
         firsts.append(first)
-        first = int(np.searchsorted(ends, base + block, side="right"))
+        first = min(int(np.searchsorted(ends, base + block, side="right")), first + slots)
     firsts = np.asarray(firsts, dtype=np.int64)
     block_count = np.diff(np.append(firsts, counts.size))
     starts = ends - counts - np.repeat(ends[firsts] - counts[firsts], block_count)
@@ -259,24 +279,21 @@ def _pack(counts: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def _blocked(bra, ket, bra_pair, ket_pair, counts, l_bra, l_ket) -> BlockedQuartets:
-    """Pack one class's quartets into blocks; pad the arrays to rounded-up lengths."""
+    """Pack one class's quartets into blocks; pad the block list to a rounded-up length."""
     block = _block_size(l_bra, l_ket, int(counts.max()))
-    firsts, block_count, starts = _pack(counts, block)
-    pad_quartets = rounded_up(bra_pair.size) + block - bra_pair.size
+    slots = _slot_count(counts, block)
+    firsts, block_count, starts = _pack(counts, block, slots)
     pad_blocks = rounded_up(firsts.size) - firsts.size
-
-    def padded(values: np.ndarray, pad: int, fill: int = 0) -> np.ndarray:
-        return np.pad(values, (0, pad), constant_values=fill).astype(np.int32)
-
     return BlockedQuartets(
         bra=bra,
         ket=ket,
         block=block,
-        bra_pair=padded(bra_pair, pad_quartets),
-        ket_pair=padded(ket_pair, pad_quartets),
-        start=padded(starts, pad_quartets),
-        block_first=padded(firsts, pad_blocks, bra_pair.size),
-        block_count=padded(block_count, pad_blocks),
+        slots=slots,
+        bra_pair=np.asarray(bra_pair, np.int32),
+        ket_pair=np.asarray(ket_pair, np.int32),
+        start=np.asarray(starts, np.int32),
+        block_first=np.pad(firsts, (0, pad_blocks), constant_values=bra_pair.size),
+        block_count=np.pad(block_count, (0, pad_blocks)).astype(np.int32),
     )
 
 

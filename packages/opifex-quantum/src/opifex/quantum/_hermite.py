@@ -107,7 +107,8 @@ def hermite_coulomb(order: int, alpha: jax.Array, r_pc: jax.Array) -> jax.Array:
         >>> [round(float(x), 6) for x in r]
         [0.504344, -0.151519, -0.151519, -0.151519]
     """
-    boys_values = jnp.moveaxis(boys(order, alpha * jnp.sum(r_pc * r_pc, axis=0)), -1, 0)
+    t = alpha * (r_pc[0] * r_pc[0] + r_pc[1] * r_pc[1] + r_pc[2] * r_pc[2])  # not a reduction
+    boys_values = jnp.moveaxis(boys(order, t), -1, 0)
     scaled, factor = [], -2.0 * alpha
     for n in range(order + 1):  # R^n_{000} = (-2 alpha)^n F_n
         scaled.append(boys_values[n] * factor**n if n else boys_values[0])

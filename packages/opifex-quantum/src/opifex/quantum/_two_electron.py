@@ -135,7 +135,10 @@ def _class_integrals(
     """The contracted integrals of one quartet class, flattened."""
     values = primitive_quartet_integrals(bra_class, ket_class, bra, ket, qc.bra_prim, qc.ket_prim)
     summed = jax.ops.segment_sum(
-        values, qc.quartet_id, num_segments=qc.n_quartets, indices_are_sorted=True
+        jnp.moveaxis(values, -1, 0),
+        qc.quartet_id,
+        num_segments=qc.n_quartets,
+        indices_are_sorted=True,
     )
     return summed.reshape(-1)
 
