@@ -5,10 +5,10 @@ Each (molecule, basis, code) runs in a fresh subprocess, so the peak resident me
 persistent cache) and the median of the next ``REPEATS`` (steady state: screened integrals,
 in-core Coulomb and exchange supermatrices, SCF); PySCF: its conventional in-core ``scf.RHF``,
 the median of ``REPEATS`` runs after a first, on opifex's basis data
-(``opifex.quantum.to_pyscf``), one thread. Direct cases store no integrals in either code:
-opifex's ``max_memory`` below the supermatrices' size (``DirectERI``, integrals recomputed per
-Fock build), PySCF's ``max_memory`` below its in-core need (its direct SCF). Cases with an
-auxiliary basis run density fitting
+(``opifex.quantum.to_pyscf``), one thread. A case with a memory budget passes it as opifex's
+``max_memory``, which picks the first layout that fits (both supermatrices, the Coulomb one
+alone, direct SCF; the row records it); where the budget is below PySCF's in-core need
+(``nao^4`` bytes) PySCF runs its direct SCF. Cases with an auxiliary basis run density fitting
 (RI-JK) in both codes: ``run_scf(..., auxbasis=...)`` against PySCF's
 ``scf.RHF(mol).density_fit(auxbasis=...)`` with the same auxiliary data (a fresh object per
 run, so both rebuild their 3-centre integrals every time).
@@ -43,18 +43,18 @@ Progress = Callable[[int, int, str], None]
 NAME = "quantum_scale"
 LOG = logging.getLogger("opifex.benchmarks.quantum")
 JKFIT = "def2-universal-jkfit"
-CASES = (  # (molecule, basis, auxiliary basis or None, direct SCF)
-    ("benzene", "6-31g", None, False),
-    ("benzene", "6-31g*", None, False),
-    ("naphthalene", "6-31g", None, False),
-    ("benzene", "def2-svp", None, False),
-    ("benzene", "def2-svp", JKFIT, False),
-    ("anthracene", "cc-pvdz", JKFIT, False),
-    ("tetracene", "cc-pvdz", JKFIT, False),
-    ("benzene", "6-31g", None, True),
-    ("anthracene", "6-31g", None, True),
+CASES = (  # (molecule, basis, auxiliary basis or None, memory budget in MB or None)
+    ("benzene", "6-31g", None, None),
+    ("benzene", "6-31g*", None, None),
+    ("naphthalene", "6-31g", None, None),
+    ("benzene", "def2-svp", None, None),
+    ("benzene", "def2-svp", JKFIT, None),
+    ("anthracene", "cc-pvdz", JKFIT, None),
+    ("tetracene", "cc-pvdz", JKFIT, None),
+    ("anthracene", "6-31g", None, 1200.0),  # 146 functions: the Coulomb supermatrix alone
+    ("benzene", "6-31g", None, 1.0),  # nothing fits: direct SCF in both codes
 )
-DIRECT_MEMORY_MB = 1.0  # opifex's max_memory in a direct case: no stored layout fits
+UNBOUNDED_MB = 16000.0  # opifex's max_memory without a budget: every stored layout fits
 CONV_TOL = 1e-9
 REPEATS = 3  # steady-state calls after the first; the median is reported
 _BOND_CC, _BOND_CH = 1.39, 1.09
@@ -95,16 +95,22 @@ import jax
 jax.config.update("jax_enable_x64", True)
 from opifex.quantum import SCFConfig, create_molecular_system, run_scf, to_pyscf
 from opifex.quantum._pyscf import pyscf_basis
-atoms, basis, aux, direct, code, conv_tol, repeats = json.loads(sys.argv[1])
+atoms, basis, aux, budget, code, conv_tol, repeats = json.loads(sys.argv[1])
 molecule = create_molecular_system([(s, tuple(x)) for s, x in atoms])
 out = {}
 times = []
 if code == "opifex":
     config = SCFConfig(conv_tol=conv_tol)
+    from opifex.quantum._integrals import _resolved_layout
+    from opifex.quantum._scf import _named_basis
+    basis_set = _named_basis(molecule.atomic_numbers, basis, False)
+    aux_set = None if aux is None else _named_basis(molecule.atomic_numbers, aux, False)
+    out["eri_layout"] = _resolved_layout(basis_set, "auto", aux_set, budget or UNBOUNDED_MB)
     for _ in range(1 + repeats):
         start = time.perf_counter()
-        budget = DIRECT_MEMORY_MB if direct else 16000
-        result = run_scf(molecule, basis, config=config, auxbasis=aux, max_memory=budget)
+        result = run_scf(
+            molecule, basis, config=config, auxbasis=aux, max_memory=budget or UNBOUNDED_MB
+        )
         energy = float(result.value)
         times.append(time.perf_counter() - start)
     out.update(energy=energy, cycles=int(result.num_steps), status=result.status_name)
@@ -118,8 +124,9 @@ else:
         if aux is not None:
             mf = mf.density_fit(auxbasis=pyscf_basis(molecule.atomic_numbers, aux))
         mf.conv_tol, mf.verbose = conv_tol, 0
-        if direct:  # below its in-core need (nao^4 bytes for the 8-fold integrals)
+        if budget is not None and mol.nao**4 / 1e6 > budget:  # its in-core need: direct
             mf.max_memory = lib.current_memory()[0] + 0.5 * mol.nao**4 / 1e6
+            out["direct"] = True
         energy = mf.kernel()
         times.append(time.perf_counter() - start)
     out.update(energy=float(energy), cycles=int(mf.cycles), n_functions=int(mol.nao),
@@ -131,10 +138,10 @@ print(json.dumps(out))
 """
 
 
-def _run_case(atoms: list, basis: str, aux: str | None, direct: bool, code: str) -> dict:
+def _run_case(atoms: list, basis: str, aux: str | None, budget, code: str) -> dict:
     env = dict(os.environ, OPIFEX_JAX_CACHE="off", OMP_NUM_THREADS="1")
-    argument = json.dumps([atoms, basis, aux, direct, code, CONV_TOL, REPEATS])
-    child = f"DIRECT_MEMORY_MB = {DIRECT_MEMORY_MB}\n" + _CHILD
+    argument = json.dumps([atoms, basis, aux, budget, code, CONV_TOL, REPEATS])
+    child = f"UNBOUNDED_MB = {UNBOUNDED_MB}\n" + _CHILD
     done = subprocess.run(
         [sys.executable, "-c", child, argument], capture_output=True, text=True, env=env
     )
@@ -144,18 +151,19 @@ def _run_case(atoms: list, basis: str, aux: str | None, direct: bool, code: str)
 
 
 def run_benchmark(
-    cases: Sequence[tuple[str, str, str | None, bool]], progress: Progress | None
+    cases: Sequence[tuple[str, str, str | None, float | None]], progress: Progress | None
 ) -> dict[str, Any]:
     """Every case with both codes; rows hold the two runs and their ratios."""
     rows = []
     total = 2 * len(cases)
-    for k, (name, basis, aux, direct) in enumerate(cases):
+    for k, (name, basis, aux, budget) in enumerate(cases):
         atoms = geometry(name)
-        row: dict[str, Any] = {"molecule": name, "basis": basis, "auxbasis": aux, "direct": direct}
+        row: dict[str, Any] = {"molecule": name, "basis": basis, "auxbasis": aux}
+        row["max_memory_mb"] = budget
         for j, code in enumerate(("pyscf", "opifex")):
             if progress is not None:
                 progress(2 * k + j, total, f"{case_name(row)} {code}")
-            row[code] = _run_case(atoms, basis, aux, direct, code)
+            row[code] = _run_case(atoms, basis, aux, budget, code)
         ours, theirs = row["opifex"], row["pyscf"]
         if "energy" in ours and "energy" in theirs:
             row["energy_diff"] = ours["energy"] - theirs["energy"]
@@ -167,11 +175,14 @@ def run_benchmark(
 
 
 def case_name(row: dict[str, Any]) -> str:
-    """``molecule/basis``, with ``+ RI(auxbasis)`` for a density-fitted case, ``direct``."""
+    """``molecule/basis`` with ``+ RI(auxbasis)`` and opifex's layout when not the default."""
     name = f"{row['molecule']}/{row['basis']}"
-    if row.get("direct"):
-        name += " direct"
-    return name if row.get("auxbasis") is None else f"{name} + RI({row['auxbasis']})"
+    if row.get("auxbasis") is not None:
+        name += f" + RI({row['auxbasis']})"
+    layout = row.get("opifex", {}).get("eri_layout")
+    if row.get("max_memory_mb") is not None and layout:
+        name += f", {row['max_memory_mb']:g} MB: {layout}"
+    return name
 
 
 def _cell(value: Any, fmt: str) -> str:

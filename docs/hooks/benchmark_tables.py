@@ -776,10 +776,11 @@ def render_quantum_scale(data: dict[str, Any]) -> str:
     for r in data["rows"]:
         ours, theirs = r["opifex"], r["pyscf"]
         case = f"{r['molecule']}/{r['basis']}"
-        if r.get("direct"):
-            case += " direct"
         if r.get("auxbasis"):
             case += f" + RI ({r['auxbasis']})"
+        if r.get("max_memory_mb") is not None and ours.get("eri_layout"):
+            case += f", max_memory {r['max_memory_mb']:g} MB: {ours['eri_layout']}"
+            case += " (PySCF direct)" if theirs.get("direct") else ""
         rows.append(
             [
                 case,
