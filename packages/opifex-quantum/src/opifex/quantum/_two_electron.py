@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from opifex.quantum._basis import BasisSet
-from opifex.quantum._eri_engine import primitive_quartet_integrals
+from opifex.quantum._eri_engine import _hermite_product
+from opifex.quantum._hermite import hermite_coulomb
 from opifex.quantum._shell_pairs import PairClass, PrimitivePairs, primitive_pairs, shell_pairs
 
 
@@ -125,6 +126,32 @@ def _tensor_gather(basis: BasisSet) -> np.ndarray:
     return index
 
 
+def compact_quartet_integrals(
+    bra: PairClass,
+    ket: PairClass,
+    bra_pp: PrimitivePairs,
+    ket_pp: PrimitivePairs,
+    bra_prim: np.ndarray,
+    ket_prim: np.ndarray,
+) -> jax.Array:
+    """``(n, n_cart_bra_pair, n_cart_ket_pair)`` raw cartesian integrals of primitive quartets.
+
+    The same sum as ``_eri_engine.primitive_quartet_integrals``, as one ``einsum`` over every
+    Hermite coefficient: slower to run, but a smaller program, so quicker to compile (and to
+    differentiate), which is what the one-shot dense path of small bases needs.
+    """
+    l_bra, l_ket = bra.l_a + bra.l_b, ket.l_a + ket.l_b
+    gather, sign = _hermite_product(l_bra, l_ket)
+    p = bra_pp.exponent[bra_prim]
+    q = ket_pp.exponent[ket_prim]
+    r_pq = (bra_pp.center[bra_prim] - ket_pp.center[ket_prim]).T
+    r = hermite_coulomb(l_bra + l_ket, p * q / (p + q), r_pq)[gather]
+    r = r * (2 * jnp.pi**2.5 / (p * q * jnp.sqrt(p + q)))
+    return jnp.einsum(
+        "qah,hkq,qck->qac", bra_pp.hermite[bra_prim], r, ket_pp.hermite[ket_prim] * sign
+    )
+
+
 def _class_integrals(
     qc: QuartetClass,
     bra_class: PairClass,
@@ -133,12 +160,9 @@ def _class_integrals(
     ket: PrimitivePairs,
 ) -> jax.Array:
     """The contracted integrals of one quartet class, flattened."""
-    values = primitive_quartet_integrals(bra_class, ket_class, bra, ket, qc.bra_prim, qc.ket_prim)
+    values = compact_quartet_integrals(bra_class, ket_class, bra, ket, qc.bra_prim, qc.ket_prim)
     summed = jax.ops.segment_sum(
-        jnp.moveaxis(values, -1, 0),
-        qc.quartet_id,
-        num_segments=qc.n_quartets,
-        indices_are_sorted=True,
+        values, qc.quartet_id, num_segments=qc.n_quartets, indices_are_sorted=True
     )
     return summed.reshape(-1)
 
