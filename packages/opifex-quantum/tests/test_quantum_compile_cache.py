@@ -107,7 +107,7 @@ def test_another_geometry_of_the_same_atoms_neither_traces_nor_compiles(entry, p
     assert np.all(np.isfinite(values[1])) and not np.allclose(values[0], values[1])
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_gradient_after_the_energy_compiles_only_the_gradient_program():
     """The SCF program is shared: nuclear_gradient's tighter tolerances are values, not a key."""
     water = molecule_from_name("H2O")

@@ -42,7 +42,7 @@ def _integrals(name, basis_name, layout, cartesian=False):
     )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("cartesian", [False, True], ids=["spherical", "cartesian"])
 def test_direct_coulomb_and_exchange_equal_the_dense_tensors(cartesian):
     _, dense = _integrals("H2O", "6-31g*", "dense", cartesian)  # s, p and d shells
@@ -72,7 +72,7 @@ def test_direct_rhf_and_uhf_reach_the_stored_energies_in_the_same_cycles():
         assert int(ours.num_steps) == int(reference.num_steps)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_auto_takes_the_first_layout_that_fits_the_budget():
     water = molecule_from_name("H2O")
     basis = build_basis(water.atomic_numbers, "6-31g*")  # 18 functions: dense below 48

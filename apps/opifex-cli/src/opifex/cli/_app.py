@@ -176,7 +176,11 @@ def scf(
         ),
     ] = None,
     max_memory: Annotated[
-        float, typer.Option(help="Budget (MB) for the two-electron integrals in memory.")
+        float,
+        typer.Option(
+            help="Budget (MB) for the two-electron integrals in memory; beyond it they are "
+            "recomputed every cycle (direct SCF)."
+        ),
     ] = 4000.0,
 ) -> None:
     """Hartree-Fock SCF of a molecule: energy, cycles, a convergence plot and the timings.

@@ -90,8 +90,6 @@ def run_rhf(
     n_electrons: int,
     config: SCFConfig = SCFConfig(),  # noqa: B008 - frozen, immutable default
     initial_density: jax.Array | None = None,
-    *,
-    tolerance: jax.Array | None = None,
 ) -> SolveResult:
     """Restricted Hartree-Fock SCF of a closed-shell system.
 
@@ -107,8 +105,6 @@ def run_rhf(
         config: ``SCFConfig`` (static).
         initial_density: total density ``(n, n)`` to start from; ``None`` uses the
             core-Hamiltonian guess.
-        tolerance: ``(2,)`` energy-change and orbital-gradient tolerances replacing
-            ``config``'s (``scf_tolerance``); may be traced, so new values do not recompile.
 
     Returns:
         A ``SolveResult``: ``params`` the ``(n, n)`` total density, ``value`` its total energy
@@ -144,4 +140,4 @@ def run_rhf(
             f"functions, got {n_electrons}"
         )
     density = None if initial_density is None else jnp.asarray(initial_density)
-    return solve_scf(integrals, density, rhf_model(n_electrons), config, tolerance)
+    return solve_scf(integrals, density, rhf_model(n_electrons), config)

@@ -1,11 +1,11 @@
 """Hartree-Fock for a molecule: integrals, guess, SCF, and energies differentiable in geometry.
 
-``run_scf`` builds the integrals and the guess and runs ``run_rhf`` / ``run_uhf``: the SCF
-solver on ``opifex.core.run_solver``, whose implicit adjoint differentiates the converged
-density and energy through the fixed-point condition ``D = aufbau(F[D])`` (never through the
-cycles). Derivatives with respect to the nuclear coordinates (or anything else the integrals
-depend on) then follow the implicit function theorem: one linear solve with
-``I - d aufbau(F[D]) / dD`` at the solution.
+``run_scf`` builds the integrals and the guess and runs the SCF (``solve_scf``, what
+``run_rhf`` / ``run_uhf`` run): the SCF solver on ``opifex.core.run_solver``, whose implicit
+adjoint differentiates the converged density and energy through the fixed-point condition
+``D = aufbau(F[D])`` (never through the cycles). Derivatives with respect to the nuclear
+coordinates (or anything else the integrals depend on) then follow the implicit function
+theorem: one linear solve with ``I - d aufbau(F[D]) / dD`` at the solution.
 
 Compiled once per static key. ``run_scf``, ``scf_energy`` and ``nuclear_gradient`` share one
 program, a ``jax.jit`` function of the coordinates and the SCF tolerances; ``nuclear_gradient``
@@ -38,10 +38,10 @@ from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._minao import minao_guess
 from opifex.quantum._molecule import Molecule
 from opifex.quantum._precision import require_x64
-from opifex.quantum._rhf import rhf_model, run_rhf
+from opifex.quantum._rhf import rhf_model
 from opifex.quantum._scf_config import FORCE_CONV_TOL_GRAD, SCFConfig
-from opifex.quantum._scf_solver import scf_tolerance
-from opifex.quantum._uhf import run_uhf, uhf_model
+from opifex.quantum._scf_solver import scf_tolerance, solve_scf
+from opifex.quantum._uhf import uhf_model
 
 METHODS = ("rhf", "uhf")
 GUESSES = ("minao", "sad", "core")
@@ -232,11 +232,9 @@ def _solve(coordinates: jax.Array, tolerance: jax.Array, problem: _Problem) -> S
         initial = jnp.asarray(minao_guess(basis))
     elif problem.guess == "sad":
         initial = jnp.asarray(superposition_of_atomic_densities(basis))
-    config = problem.config
-    if problem.method == "rhf":
-        n_electrons = problem.n_alpha + problem.n_beta
-        return run_rhf(integrals, n_electrons, config, initial, tolerance=tolerance)
-    return run_uhf(integrals, problem.n_alpha, problem.n_beta, config, initial, tolerance=tolerance)
+    if initial is not None and problem.method == "uhf":  # alpha and beta halves
+        initial = jnp.stack([0.5 * initial, 0.5 * initial])
+    return solve_scf(integrals, initial, _model(problem), problem.config, tolerance)
 
 
 def _converged_energy(result: SolveResult) -> jax.Array:

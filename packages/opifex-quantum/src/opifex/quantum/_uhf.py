@@ -76,8 +76,6 @@ def run_uhf(
     n_beta: int,
     config: SCFConfig = SCFConfig(),  # noqa: B008 - frozen, immutable default
     initial_density: jax.Array | None = None,
-    *,
-    tolerance: jax.Array | None = None,
 ) -> SolveResult:
     """Unrestricted Hartree-Fock SCF with ``n_alpha`` alpha and ``n_beta`` beta electrons.
 
@@ -91,8 +89,6 @@ def run_uhf(
         config: ``SCFConfig`` (static).
         initial_density: ``(2, n, n)`` alpha and beta densities, or a total ``(n, n)`` density
             split in equal halves; ``None`` occupies the core-Hamiltonian orbitals.
-        tolerance: ``(2,)`` energy-change and orbital-gradient tolerances replacing
-            ``config``'s (``scf_tolerance``); may be traced, so new values do not recompile.
 
     Returns:
         A ``SolveResult`` as for ``run_rhf``, whose density (``params``) and orbital energies,
@@ -125,7 +121,7 @@ def run_uhf(
         densities = jnp.asarray(initial_density)
         if densities.ndim == 2:
             densities = jnp.stack([0.5 * densities, 0.5 * densities])
-    return solve_scf(integrals, densities, uhf_model(n_alpha, n_beta), config, tolerance)
+    return solve_scf(integrals, densities, uhf_model(n_alpha, n_beta), config)
 
 
 def uhf_model(n_alpha: int, n_beta: int) -> SpinModel:
