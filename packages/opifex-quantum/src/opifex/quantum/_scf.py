@@ -41,7 +41,7 @@ from opifex.quantum._precision import require_x64
 from opifex.quantum._rhf import rhf_model
 from opifex.quantum._scf_config import FORCE_CONV_TOL_GRAD, SCFConfig
 from opifex.quantum._scf_solver import scf_tolerance, solve_scf
-from opifex.quantum._uhf import uhf_model
+from opifex.quantum._uhf import spin_densities, uhf_model
 
 METHODS = ("rhf", "uhf")
 GUESSES = ("minao", "sad", "core")
@@ -232,8 +232,8 @@ def _solve(coordinates: jax.Array, tolerance: jax.Array, problem: _Problem) -> S
         initial = jnp.asarray(minao_guess(basis))
     elif problem.guess == "sad":
         initial = jnp.asarray(superposition_of_atomic_densities(basis))
-    if initial is not None and problem.method == "uhf":  # alpha and beta halves
-        initial = jnp.stack([0.5 * initial, 0.5 * initial])
+    if initial is not None and problem.method == "uhf":
+        initial = spin_densities(initial)
     return solve_scf(integrals, initial, _model(problem), problem.config, tolerance)
 
 

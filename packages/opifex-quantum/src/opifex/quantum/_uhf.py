@@ -116,12 +116,20 @@ def run_uhf(
             raise TypeError(f"{name} must be a Python int, got {type(count).__name__}")
         if not minimum <= count <= n:
             raise ValueError(f"{name} must be between {minimum} and {n} (basis size), got {count}")
-    densities = None
-    if initial_density is not None:
-        densities = jnp.asarray(initial_density)
-        if densities.ndim == 2:
-            densities = jnp.stack([0.5 * densities, 0.5 * densities])
+    densities = None if initial_density is None else spin_densities(initial_density)
     return solve_scf(integrals, densities, uhf_model(n_alpha, n_beta), config)
+
+
+def spin_densities(density: jax.Array) -> jax.Array:
+    """``(2, n, n)`` alpha and beta densities; a total ``(n, n)`` one is split in equal halves.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> spin_densities(2.0 * jnp.eye(1)).tolist()
+        [[[1.0]], [[1.0]]]
+    """
+    density = jnp.asarray(density)
+    return jnp.stack([0.5 * density, 0.5 * density]) if density.ndim == 2 else density
 
 
 def uhf_model(n_alpha: int, n_beta: int) -> SpinModel:
