@@ -44,6 +44,23 @@ def test_the_plan_lists_every_unique_shell_quartet_once():
     assert seen == {(a, b) for a in range(n_pairs) for b in range(a + 1)}
 
 
+@pytest.mark.parametrize("chunk", [7, 2**22], ids=["rows-in-chunks", "one-chunk"])
+def test_the_screened_plan_keeps_exactly_the_quartets_above_the_threshold(monkeypatch, chunk):
+    monkeypatch.setattr(_eri_plan, "_COMBINATION_CHUNK", chunk)  # 7: a few bra pairs at a time
+    basis = build_basis(molecule_from_name("H2O").atomic_numbers, "6-31g*")
+    layout = pair_layout(basis)
+    n_pairs = layout.pair_shells.shape[0]
+    bound = np.random.default_rng(1).uniform(0.0, 1.0, n_pairs)  # any bounds will do
+    kept = set()
+    for quartets in quartet_plan(basis, bound, 0.3):
+        n = quartets.n_quartets
+        bra = layout.class_offsets[quartets.bra] + quartets.bra_pair[:n]
+        ket = layout.class_offsets[quartets.ket] + quartets.ket_pair[:n]
+        kept |= set(zip(bra.tolist(), ket.tolist(), strict=True))
+    expected = {(a, b) for a in range(n_pairs) for b in range(a + 1) if bound[a] * bound[b] >= 0.3}
+    assert kept == expected and 0 < len(expected) < n_pairs * (n_pairs + 1) // 2
+
+
 @pytest.mark.e2e
 def test_supermatrices_give_the_dense_coulomb_and_exchange_matrices():
     _, dense = _integrals_of("H2O", "6-31g*", eri_layout="dense")

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from opifex.quantum._basis import BasisSet
-from opifex.quantum._eri_plan import BlockedQuartets, _blocked, shell_functions
+from opifex.quantum._eri_plan import BlockedQuartets, class_pair_quartets, shell_functions
 from opifex.quantum._shell_pairs import PairClass, shell_pairs
 
 
@@ -68,39 +68,6 @@ def auxiliary_offsets(aux: BasisSet) -> np.ndarray:
     return np.concatenate([c.func_a[:, 0] for c in auxiliary_classes(aux)])
 
 
-def _combinations(
-    bra_classes, ket_classes, bra_counts, ket_counts, bra_bound, ket_bound, threshold, lower
-) -> tuple[BlockedQuartets, ...]:
-    """Every (bra pair, ket pair) of every class pair, screened, in blocks."""
-    plan = []
-    bra_start = np.cumsum([0, *(c.n_pairs for c in bra_classes)])
-    ket_start = np.cumsum([0, *(c.n_pairs for c in ket_classes)])
-    for cb, bra in enumerate(bra_classes):
-        for ck, ket in enumerate(ket_classes):
-            if lower and ck > cb:
-                continue
-            bra_pair, ket_pair = (
-                a.ravel()
-                for a in np.meshgrid(np.arange(bra.n_pairs), np.arange(ket.n_pairs), indexing="ij")
-            )
-            if lower and ck == cb:
-                keep = ket_pair <= bra_pair
-                bra_pair, ket_pair = bra_pair[keep], ket_pair[keep]
-            if bra_bound is not None:
-                bound = bra_bound[bra_start[cb] + bra_pair] * ket_bound[ket_start[ck] + ket_pair]
-                keep = bound >= threshold
-                bra_pair, ket_pair = bra_pair[keep], ket_pair[keep]
-            counts = bra_counts[cb][bra_pair] * ket_counts[ck][ket_pair]
-            keep = counts > 0
-            if not keep.any():
-                continue
-            bra_pair, ket_pair, counts = bra_pair[keep], ket_pair[keep], counts[keep]
-            plan.append(
-                _blocked(cb, ck, bra_pair, ket_pair, counts, (bra.l_a, bra.l_b), (ket.l_a, ket.l_b))
-            )
-    return tuple(plan)
-
-
 def three_centre_plan(
     basis: BasisSet,
     aux: BasisSet,
@@ -126,7 +93,7 @@ def three_centre_plan(
     """
     orbital, _ = shell_pairs(basis)
     auxiliary = auxiliary_classes(aux)
-    return _combinations(
+    return class_pair_quartets(
         orbital,
         auxiliary,
         [c.prim_count for c in orbital],
@@ -149,4 +116,4 @@ def metric_plan(aux: BasisSet) -> tuple[BlockedQuartets, ...]:
     """
     auxiliary = auxiliary_classes(aux)
     counts = [c.prim_count for c in auxiliary]
-    return _combinations(auxiliary, auxiliary, counts, counts, None, None, 0.0, lower=True)
+    return class_pair_quartets(auxiliary, auxiliary, counts, counts, None, None, 0.0, lower=True)

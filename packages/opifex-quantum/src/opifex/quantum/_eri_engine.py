@@ -65,13 +65,11 @@ class QuartetArrays(NamedTuple):
     Attributes:
         bra_pair: ``(n_blocks, slots)`` bra shell pair of each quartet of each block.
         ket_pair: ``(n_blocks, slots)`` ket shell pair.
-        start: ``(n_blocks, slots)`` first primitive quartet of each quartet in its block.
         count: ``(n_blocks,)`` quartets in each block.
     """
 
     bra_pair: jax.Array
     ket_pair: jax.Array
-    start: jax.Array
     count: jax.Array
 
 
@@ -178,12 +176,15 @@ def _primitive_indices(
     ket_kept: PairArrays,
 ):
     """Per primitive quartet of a block (a row of ``QuartetArrays``): quartet slot, pairs."""
-    bra_pair, ket_pair, start, count = quartets
+    bra_pair, ket_pair, count = quartets
     slots = bra_pair.shape[0]
     present = jnp.arange(slots) < count
     bra_count = bra_kept.count[bra_pair]
     ket_count = ket_kept.count[ket_pair]
-    total = jnp.sum(jnp.where(present, bra_count * ket_count, 0))
+    sizes = jnp.where(present, bra_count * ket_count, 0)
+    ends = jnp.cumsum(sizes)
+    start = ends - sizes  # first primitive quartet of each quartet in the block
+    total = ends[-1]
     # quartet of each primitive quartet: mark where each quartet starts, then count the marks
     marks = jnp.zeros(block, jnp.int32).at[jnp.where(present, start, block)].add(1, mode="drop")
     quartet = jnp.clip(jnp.cumsum(marks) - 1, 0, slots - 1)

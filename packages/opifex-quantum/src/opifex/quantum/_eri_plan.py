@@ -26,6 +26,7 @@ from opifex.quantum._basis import BasisSet
 from opifex.quantum._shell_pairs import shell_pairs
 
 _BLOCK_ELEMENTS = 2**17  # entries of a block's largest array (1 MB of float64)
+_COMBINATION_CHUNK = 2**22  # (bra, ket) combinations screened at once by the plans
 
 
 def shell_functions(basis: BasisSet) -> tuple[np.ndarray, np.ndarray]:
@@ -134,8 +135,6 @@ class BlockedQuartets:
         slots: shell quartets per block at most (a power of two).
         bra_pair: ``(n_quartets,)`` bra shell pair (within its class) of each quartet.
         ket_pair: ``(n_quartets,)`` ket shell pair.
-        start: ``(n_quartets,)`` first primitive quartet of each quartet, counted from the first
-            quartet of its block.
         block_first: ``(n_blocks,)`` first quartet of each block.
         block_count: ``(n_blocks,)`` quartets in each block (0 for padding blocks).
     """
@@ -146,7 +145,6 @@ class BlockedQuartets:
     slots: int
     bra_pair: np.ndarray
     ket_pair: np.ndarray
-    start: np.ndarray
     block_first: np.ndarray
     block_count: np.ndarray
 
@@ -158,12 +156,12 @@ class BlockedQuartets:
     def arrays(self) -> tuple[np.ndarray, ...]:
         """What the kernel reads, a row per block (``QuartetArrays``).
 
-        ``bra_pair``, ``ket_pair`` and ``start`` of the block's quartets
-        (``(n_blocks, slots)``, 0 past its count), and ``block_count``.
+        ``bra_pair`` and ``ket_pair`` of the block's quartets (``(n_blocks, slots)``, 0 past
+        its count), and ``block_count``.
         """
         present = np.arange(self.slots) < self.block_count[:, None]
         index = np.where(present, self.block_first[:, None] + np.arange(self.slots), 0)
-        rows = (np.where(present, x[index], 0) for x in (self.bra_pair, self.ket_pair, self.start))
+        rows = (np.where(present, x[index], 0) for x in (self.bra_pair, self.ket_pair))
         return (*(r.astype(np.int32) for r in rows), self.block_count)
 
 
@@ -264,25 +262,27 @@ def _slot_count(counts: np.ndarray, block: int) -> int:
     return min(block, 2 ** int(np.ceil(np.log2(share))))
 
 
-def _pack(counts: np.ndarray, block: int, slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy blocks of whole quartets: at most ``block`` primitive quartets, ``slots`` quartets."""
-    ends = np.cumsum(counts)
+def _pack(counts: np.ndarray, block: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy blocks of whole quartets: at most ``block`` primitive quartets, ``slots`` quartets.
+
+    Returns:
+        The first quartet of each block and the quartets in each.
+    """
+    ends = np.cumsum(counts, dtype=np.int64)
     firsts, first = [], 0
     while first < counts.size:
         base = ends[first] - counts[first]
         firsts.append(first)
         first = min(int(np.searchsorted(ends, base + block, side="right")), first + slots)
     firsts = np.asarray(firsts, dtype=np.int64)
-    block_count = np.diff(np.append(firsts, counts.size))
-    starts = ends - counts - np.repeat(ends[firsts] - counts[firsts], block_count)
-    return firsts, block_count, starts
+    return firsts, np.diff(np.append(firsts, counts.size))
 
 
 def _blocked(bra, ket, bra_pair, ket_pair, counts, l_bra, l_ket) -> BlockedQuartets:
     """Pack one class's quartets into blocks; pad the block list to a rounded-up length."""
     block = _block_size(l_bra, l_ket, int(counts.max()))
     slots = _slot_count(counts, block)
-    firsts, block_count, starts = _pack(counts, block, slots)
+    firsts, block_count = _pack(counts, block, slots)
     pad_blocks = rounded_up(firsts.size) - firsts.size
     return BlockedQuartets(
         bra=bra,
@@ -291,10 +291,77 @@ def _blocked(bra, ket, bra_pair, ket_pair, counts, l_bra, l_ket) -> BlockedQuart
         slots=slots,
         bra_pair=np.asarray(bra_pair, np.int32),
         ket_pair=np.asarray(ket_pair, np.int32),
-        start=np.asarray(starts, np.int32),
         block_first=np.pad(firsts, (0, pad_blocks), constant_values=bra_pair.size),
         block_count=np.pad(block_count, (0, pad_blocks)).astype(np.int32),
     )
+
+
+def _screened_combinations(n_bra, n_ket, lower, bra_bound, ket_bound, threshold):
+    """``(bra, ket)`` pairs of two classes whose bound product reaches ``threshold``.
+
+    ``lower``: only ``ket <= bra`` (one class against itself). Taken a few rows of bra pairs at a
+    time, so that no ``n_bra x n_ket`` array is made at once.
+    """
+    rows = max(1, _COMBINATION_CHUNK // max(n_ket, 1))
+    kets = np.arange(n_ket, dtype=np.int32)
+    bras, kets_kept = [], []
+    for first in range(0, n_bra, rows):
+        bra = np.arange(first, min(first + rows, n_bra), dtype=np.int32)
+        keep = np.ones((bra.size, n_ket), dtype=bool)
+        if lower:
+            keep &= kets[None, :] <= bra[:, None]
+        if bra_bound is not None:
+            keep &= bra_bound[bra][:, None] * ket_bound[None, :] >= threshold
+        b, k = np.nonzero(keep)
+        bras.append(bra[b])
+        kets_kept.append(k.astype(np.int32))
+    return np.concatenate(bras), np.concatenate(kets_kept)
+
+
+def class_pair_quartets(
+    bra_classes, ket_classes, bra_counts, ket_counts, bra_bound, ket_bound, threshold, lower
+) -> tuple[BlockedQuartets, ...]:
+    """Every (bra pair, ket pair) of every class pair, screened, in blocks.
+
+    Args:
+        bra_classes: the bra ``PairClass`` es.
+        ket_classes: the ket ``PairClass`` es.
+        bra_counts: per bra class, the primitive pairs computed of each pair (0: pair dropped).
+        ket_counts: the same for the ket classes.
+        bra_bound: ``(n_bra_pairs,)`` Schwarz bound of every bra pair (class order), or None.
+        ket_bound: the same for the ket pairs.
+        threshold: combinations whose bound product is below it are dropped.
+        lower: bra and ket are one set of classes; keep ket class ``<=`` bra class and, within
+            a class, ket pair ``<=`` bra pair (the unique quartets).
+
+    Returns:
+        A ``BlockedQuartets`` per class pair with any combination left, bra class major.
+    """
+    plan = []
+    bra_start = np.cumsum([0, *(c.n_pairs for c in bra_classes)])
+    ket_start = np.cumsum([0, *(c.n_pairs for c in ket_classes)])
+    for cb, bra in enumerate(bra_classes):
+        for ck, ket in enumerate(ket_classes):
+            if lower and ck > cb:
+                continue
+            bounds = (None, None)
+            if bra_bound is not None:
+                bounds = (
+                    bra_bound[bra_start[cb] : bra_start[cb + 1]],
+                    ket_bound[ket_start[ck] : ket_start[ck + 1]],
+                )
+            bra_pair, ket_pair = _screened_combinations(
+                bra.n_pairs, ket.n_pairs, lower and ck == cb, *bounds, threshold
+            )
+            counts = bra_counts[cb][bra_pair] * ket_counts[ck][ket_pair]
+            keep = counts > 0
+            if not keep.any():
+                continue
+            bra_pair, ket_pair, counts = bra_pair[keep], ket_pair[keep], counts[keep]
+            plan.append(
+                _blocked(cb, ck, bra_pair, ket_pair, counts, (bra.l_a, bra.l_b), (ket.l_a, ket.l_b))
+            )
+    return tuple(plan)
 
 
 def quartet_plan(
@@ -323,37 +390,12 @@ def quartet_plan(
         [(0, 0, 55), (1, 0, 40), (1, 1, 10), (2, 0, 10), (2, 1, 4), (2, 2, 1)]
     """
     classes, _ = shell_pairs(basis)
-    layout = pair_layout(basis)
     if selection is None:
         selection = primitive_selection(basis)
-    kept = np.concatenate([s.count for s in selection])
-    n_pairs = layout.pair_shells.shape[0]
-    class_of = np.repeat(np.arange(len(classes)), np.diff(layout.class_offsets))
-    big, small = np.tril_indices(n_pairs)
-    keep = (kept[big] > 0) & (kept[small] > 0)
-    if pair_bound is not None:
-        keep &= pair_bound[big] * pair_bound[small] >= threshold
-    big, small = big[keep], small[keep]
-    # bra = the pair of the higher class (pairs of one class: the bigger global index)
-    swap = class_of[big] < class_of[small]
-    bra = np.where(swap, small, big)
-    ket = np.where(swap, big, small)
-    order = np.lexsort((ket, bra, class_of[ket], class_of[bra]))
-    bra, ket = bra[order], ket[order]
-    keys = class_of[bra] * len(classes) + class_of[ket]
-    bounds = np.flatnonzero(np.diff(keys)) + 1
-    plan = []
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, keys.size], strict=True):
-        if lo == hi:
-            continue
-        cb, ck = int(class_of[bra[lo]]), int(class_of[ket[lo]])
-        bra_pair = bra[lo:hi] - layout.class_offsets[cb]
-        ket_pair = ket[lo:hi] - layout.class_offsets[ck]
-        counts = selection[cb].count[bra_pair] * selection[ck].count[ket_pair]
-        l_bra = (classes[cb].l_a, classes[cb].l_b)
-        l_ket = (classes[ck].l_a, classes[ck].l_b)
-        plan.append(_blocked(cb, ck, bra_pair, ket_pair, counts, l_bra, l_ket))
-    return tuple(plan)
+    counts = [s.count for s in selection]
+    return class_pair_quartets(
+        classes, classes, counts, counts, pair_bound, pair_bound, threshold, lower=True
+    )
 
 
 def diagonal_plan(basis: BasisSet) -> tuple[BlockedQuartets, ...]:

@@ -45,6 +45,7 @@ from opifex.quantum._eri_plan import (
     quartet_plan,
 )
 from opifex.quantum._eri_supermatrix import ERISupermatrix, exchange_supermatrix
+from opifex.quantum._heap import release_free_heap
 from opifex.quantum._integrals_types import Integrals
 from opifex.quantum._molecule import nuclear_repulsion
 from opifex.quantum._one_electron import one_electron_from_pairs
@@ -59,6 +60,8 @@ MAX_MEMORY_MB = 4000
 """Default budget (MB) of the stored electron-repulsion integrals (PySCF's ``max_memory``)."""
 SCREENING_THRESHOLD = 1e-14
 """Default Schwarz threshold (Eh): quartets whose bound is below it are not computed."""
+_RELEASE_HEAP_MB = 100
+"""Stored integrals above this size are compiled first and the freed heap released before."""
 
 
 def _pairs(basis: BasisSet, coordinates: jax.Array) -> list:
@@ -249,15 +252,19 @@ def compute_integrals(
         keys, arrays = integral_plan(basis, coordinates, screening)
     else:
         keys, arrays = fitting_plan(basis, auxbasis, coordinates, screening)
-    return _compute(
-        basis,
-        coordinates,
-        nuclear_charges,
-        arrays,
-        aux=auxbasis,
-        eri_layout=eri_layout,
-        keys=keys,
-    )
+    args = (basis, coordinates, nuclear_charges, arrays)
+    static = {"aux": auxbasis, "eri_layout": eri_layout, "keys": keys}
+    traced = isinstance(coordinates, jax.core.Tracer)
+    if traced or eri_memory_mb(basis, eri_layout, auxbasis) <= _RELEASE_HEAP_MB:
+        return _compute(*args, **static)
+    # compile (a no-op when cached), then give the compiler's and the plan's freed heap back,
+    # so that it does not lie beside the integrals in resident memory; again after the run
+    # (the program's copies of the plan's arrays)
+    _compute.lower(*args, **static).compile()
+    release_free_heap()
+    integrals = jax.block_until_ready(_compute(*args, **static))
+    release_free_heap()
+    return integrals
 
 
 def eri_memory_mb(basis: BasisSet, eri_layout: str, auxbasis: BasisSet | None = None) -> float:
