@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from opifex.quantum import _eri_plan, _integrals, build_basis, molecule_from_name, run_rhf
+from opifex.quantum._eri_engine import primitive_quartet_integrals
 from opifex.quantum._eri_plan import pair_layout, quartet_plan, rounded_up
 from opifex.quantum._integrals import compute_integrals
-from opifex.quantum._shell_pairs import shell_pairs
+from opifex.quantum._shell_pairs import primitive_pairs, shell_pairs
+from opifex.quantum._two_electron import compact_quartet_integrals
 
 
 @pytest.fixture(autouse=True)
@@ -182,3 +184,24 @@ def test_nuclear_gradient_through_the_blocked_engine_equals_the_dense_one():
     blocked = jax.grad(energy)(coordinates, "supermatrix")
     assert float(jnp.abs(dense).max()) > 1e-2  # not at a stationary point
     np.testing.assert_allclose(blocked, dense, rtol=0, atol=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bra_ket", [(0, 0), (4, 1), (5, 5)], ids=str)
+def test_the_fast_and_the_compact_kernels_compute_the_same_integrals(bra_ket):
+    # the blocked layouts use the fast kernel, the dense path of small bases the compact one
+    # (quicker to compile); classes of H2O/6-31G*: ss, ps, pp, ds, dp, dd (p and d on O only:
+    # (dp|pp) is one-centre and odd, zero)
+    molecule = molecule_from_name("H2O")
+    basis = build_basis(molecule.atomic_numbers, "6-31g*")
+    classes, _ = shell_pairs(basis)
+    bra, ket = (classes[k] for k in bra_ket)
+    bra_pp, ket_pp = (primitive_pairs(c, jnp.asarray(molecule.coordinates)) for c in (bra, ket))
+    rng = np.random.default_rng(0)
+    bra_prim = rng.integers(0, bra.coef.size, 64)
+    ket_prim = rng.integers(0, ket.coef.size, 64)
+    fast = primitive_quartet_integrals(bra, ket, bra_pp, ket_pp, bra_prim, ket_prim)
+    compact = compact_quartet_integrals(bra, ket, bra_pp, ket_pp, bra_prim, ket_prim)
+    scale = float(jnp.abs(compact).max())
+    assert scale > 1e-3  # the draw holds integrals of some size
+    np.testing.assert_allclose(jnp.moveaxis(fast, -1, 0), compact, rtol=0, atol=1e-14 * scale)

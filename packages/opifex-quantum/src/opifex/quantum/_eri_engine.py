@@ -29,7 +29,7 @@ from opifex.quantum._hermite import hermite_coulomb, hermite_indices
 from opifex.quantum._shell_pairs import (
     PairClass,
     PrimitivePairs,
-    _component_indices,
+    component_indices,
     shell_pairs,
 )
 
@@ -145,7 +145,7 @@ def _hermite_support(l_a: int, l_b: int, n_rows: int) -> tuple[np.ndarray, np.nd
         ``(n_rows, m)`` Hermite positions (``m``: the most of any row) and a mask that is 0 on
         the positions that only pad a row.
     """
-    powers_a, powers_b, hermite = _component_indices(l_a, l_b)
+    powers_a, powers_b, hermite = component_indices(l_a, l_b)
     support = np.all(hermite[None] <= (powers_a + powers_b)[:, None], axis=-1)
     if n_rows != support.shape[0]:
         support = np.abs(_pair_transform(l_a, l_b, False)).T @ support > 0

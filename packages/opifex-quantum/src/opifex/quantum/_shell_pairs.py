@@ -147,8 +147,14 @@ class PrimitivePairs(NamedTuple):
 
 
 @functools.cache
-def _component_indices(l_a: int, l_b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Static gathers: powers ``(n_ab, 3)`` of ``a`` and ``b``, Hermite ``(n_hermite, 3)``."""
+def component_indices(l_a: int, l_b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Static gathers: powers ``(n_ab, 3)`` of ``a`` and ``b``, Hermite ``(n_hermite, 3)``.
+
+    Example:
+        >>> powers_a, powers_b, hermite = component_indices(1, 0)
+        >>> powers_a.tolist(), powers_b.tolist(), hermite.shape
+        ([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]], (4, 3))
+    """
     pairs = [(pa, pb) for pa in cartesian_powers(l_a) for pb in cartesian_powers(l_b)]
     powers_a = np.asarray([pa for pa, _ in pairs])
     powers_b = np.asarray([pb for _, pb in pairs])
@@ -183,7 +189,7 @@ def primitive_pairs(pair_class: PairClass, coordinates: jax.Array) -> PrimitiveP
     centre = (a[:, None] * centre_a + b[:, None] * centre_b) / p[:, None]
     # (n_prim, 3 axes, l_a + 1, l_b + 3, l_a + l_b + 3); j up to l_b + 2 for the kinetic energy
     e = hermite_coefficients(l_a, l_b + 2, a[:, None], b[:, None], centre_a - centre_b)
-    powers_a, powers_b, herm = _component_indices(l_a, l_b)
+    powers_a, powers_b, herm = component_indices(l_a, l_b)
     coef = jnp.asarray(pair_class.coef)
 
     hermite = coef[:, None, None]
