@@ -13,6 +13,7 @@ import pytest
 
 from opifex.quantum import (
     SCFConfig,
+    _eri_plan,
     build_basis,
     molecule_from_name,
     nuclear_gradient,
@@ -20,7 +21,8 @@ from opifex.quantum import (
     run_scf,
     run_uhf,
 )
-from opifex.quantum._direct import DirectERI
+from opifex.quantum._direct import DENSITY_SCREENING, DirectERI, _negligible_blocks
+from opifex.quantum._eri_engine import QuartetArrays
 from opifex.quantum._eri_supermatrix import ERISupermatrix
 from opifex.quantum._integrals import compute_integrals, eri_memory_mb
 
@@ -109,3 +111,31 @@ def test_smaller_budgets_reach_the_same_energies_and_forces():
     moved = dataclasses.replace(water, coordinates=np.asarray(water.coordinates) * 1.02)
     step = run_scf(moved, "6-31g", max_memory=0.01)
     assert float(step.value) != pytest.approx(float(stored.value), abs=1e-6)
+
+
+@pytest.mark.e2e
+def test_density_screening_skips_the_blocks_a_small_density_change_cannot_reach(monkeypatch):
+    monkeypatch.setattr(_eri_plan, "_BLOCK_ELEMENTS", 1)  # small blocks: many to skip or not
+    _, direct = _integrals("H2O", "6-31g", "direct")
+    eri = direct.eri
+    n = eri.n_functions
+    rng = np.random.default_rng(2)
+    change = rng.normal(size=(n, n))
+    # small enough that the bounds of some blocks (not all: water is compact) fall below the
+    # threshold; in larger molecules, with pairs of distant shells, larger changes do too
+    change = 1e-13 * (change + change.T)
+    screened = eri.screened()
+    skip = _negligible_blocks(eri.basis, eri.pair_bound, change, DENSITY_SCREENING)
+    quartets, _ = eri.plan
+    decisions = [
+        bool(skip(key, QuartetArrays(*(np.asarray(a)[k] for a in arrays[:2]), arrays.count[k])))
+        for key, arrays in zip(eri.keys, quartets, strict=True)
+        for k in range(arrays.count.shape[0])
+        if int(arrays.count[k]) > 0
+    ]
+    assert 0 < sum(decisions) < len(decisions)  # some blocks skipped, not all
+    both = zip(screened.coulomb_exchange(change), eri.coulomb_exchange(change), strict=True)
+    for ours, full in both:  # an entry misses at most (number of pairs) x 2 x the threshold
+        assert 0 < float(jnp.abs(ours - full).max()) < 2 * len(decisions) * DENSITY_SCREENING
+    with pytest.raises(ValueError, match="Schwarz bounds"):
+        dataclasses.replace(eri, pair_bound=None).screened()

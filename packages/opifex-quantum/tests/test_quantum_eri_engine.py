@@ -46,19 +46,29 @@ def test_the_plan_lists_every_unique_shell_quartet_once():
     assert seen == {(a, b) for a in range(n_pairs) for b in range(a + 1)}
 
 
-@pytest.mark.parametrize("chunk", [7, 2**22], ids=["rows-in-chunks", "one-chunk"])
-def test_the_screened_plan_keeps_exactly_the_quartets_above_the_threshold(monkeypatch, chunk):
+@pytest.mark.parametrize(
+    ("chunk", "by_bound"),
+    [(7, False), (2**22, False), (7, True)],
+    ids=["rows-in-chunks", "one-chunk", "ordered-by-bound"],
+)
+def test_the_screened_plan_keeps_exactly_the_quartets_above_the_threshold(
+    monkeypatch, chunk, by_bound
+):
     monkeypatch.setattr(_eri_plan, "_COMBINATION_CHUNK", chunk)  # 7: a few bra pairs at a time
     basis = build_basis(molecule_from_name("H2O").atomic_numbers, "6-31g*")
     layout = pair_layout(basis)
     n_pairs = layout.pair_shells.shape[0]
     bound = np.random.default_rng(1).uniform(0.0, 1.0, n_pairs)  # any bounds will do
     kept = set()
-    for quartets in quartet_plan(basis, bound, 0.3):
+    for quartets in quartet_plan(basis, bound, 0.3, by_bound=by_bound):
         n = quartets.n_quartets
         bra = layout.class_offsets[quartets.bra] + quartets.bra_pair[:n]
         ket = layout.class_offsets[quartets.ket] + quartets.ket_pair[:n]
         kept |= set(zip(bra.tolist(), ket.tolist(), strict=True))
+        if by_bound:  # largest first
+            assert (np.diff(bound[bra] * bound[ket]) <= 0).all()
+        else:  # bra pair major
+            assert (np.diff(bra) >= 0).all()
     expected = {(a, b) for a in range(n_pairs) for b in range(a + 1) if bound[a] * bound[b] >= 0.3}
     assert kept == expected and 0 < len(expected) < n_pairs * (n_pairs + 1) // 2
 
@@ -96,7 +106,7 @@ def test_screening_drops_distant_quartets_within_the_threshold():
     charges = jnp.ones(4)
     screened = compute_integrals(basis, far, charges, eri_layout="supermatrix").eri.dense()
     full = compute_integrals(basis, far, charges, eri_layout="dense").eri
-    keys, _ = _integrals.integral_plan(basis, far, _integrals.SCREENING_THRESHOLD)
+    keys, _, _ = _integrals.integral_plan(basis, far, _integrals.SCREENING_THRESHOLD)
     n_pairs = pair_layout(basis).pair_shells.shape[0]
     kept = sum(q.n_quartets for q in quartet_plan(basis, _bounds(basis, far), 1e-14))
     assert kept < n_pairs * (n_pairs + 1) // 2

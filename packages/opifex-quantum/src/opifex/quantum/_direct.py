@@ -18,6 +18,13 @@ otherwise,
 
 Everything is differentiable (the blocks are rematerialised under reverse mode), so forces
 follow the SCF's implicit derivatives as for the stored layouts.
+
+With the shell pairs' Schwarz bounds (``pair_bound``, at concrete coordinates), the SCF builds
+each Fock matrix after the first incrementally, ``F[D_n] = F[D_(n-1)] + G[D_n - D_(n-1)]``
+(PySCF's direct SCF does the same), from a ``DirectERI`` ``screened`` by that density
+difference: a block is skipped when every quartet's bound ``Q_AB Q_CD max|dD|`` (over the six
+shell blocks of ``dD`` it meets) is below ``DENSITY_SCREENING``. As the SCF converges, the
+difference shrinks and more blocks are skipped.
 """
 
 from __future__ import annotations
@@ -27,10 +34,15 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from opifex.quantum._basis import BasisSet
 from opifex.quantum._eri_engine import scan_blocks
-from opifex.quantum._eri_plan import pair_layout
+from opifex.quantum._eri_plan import pair_layout, shell_functions
+
+DENSITY_SCREENING = 1e-13
+"""Density-weighted screening threshold of the incremental Fock builds (PySCF's
+``direct_scf_tol``)."""
 
 
 def _fold_block(layout, density, pair_density):
@@ -69,10 +81,36 @@ def _fold_block(layout, density, pair_density):
     return fold
 
 
+def _negligible_blocks(basis: BasisSet, pair_bound: jax.Array, density: jax.Array, threshold):
+    """A ``scan_blocks`` ``skip``: blocks whose every quartet adds less than ``threshold``.
+
+    A quartet ``(AB|CD)`` adds at most ``Q_AB Q_CD`` times the largest ``|D|`` of the shell
+    blocks ``AB``, ``CD`` (Coulomb) and ``AC``, ``AD``, ``BC``, ``BD`` (exchange).
+    """
+    layout = pair_layout(basis)
+    _, counts = shell_functions(basis)
+    shell_of = np.repeat(np.arange(counts.size), counts)
+    largest = jax.ops.segment_max(jnp.abs(density), shell_of, num_segments=counts.size)
+    largest = jax.ops.segment_max(largest.T, shell_of, num_segments=counts.size)
+    shells = jnp.asarray(layout.pair_shells, jnp.int32)
+
+    def skip(key, quartets):
+        bra = layout.class_offsets[key[0]] + quartets.bra_pair
+        ket = layout.class_offsets[key[1]] + quartets.ket_pair
+        a, b, c, d = shells[bra, 0], shells[bra, 1], shells[ket, 0], shells[ket, 1]
+        pairs = ((a, b), (c, d), (a, c), (a, d), (b, c), (b, d))
+        weight = functools.reduce(jnp.maximum, (largest[i, j] for i, j in pairs))
+        present = jnp.arange(bra.shape[0]) < quartets.count
+        bound = jnp.where(present, pair_bound[bra] * pair_bound[ket] * weight, 0.0)
+        return jnp.max(bound) < threshold
+
+    return skip
+
+
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["pairs", "plan"],
-    meta_fields=["basis", "keys"],
+    data_fields=["pairs", "plan", "pair_bound"],
+    meta_fields=["basis", "keys", "density_screening"],
 )
 @dataclasses.dataclass(frozen=True)
 class DirectERI:
@@ -85,8 +123,12 @@ class DirectERI:
     Attributes:
         pairs: ``primitive_pairs`` of every pair class (coordinate-dependent).
         plan: the quartet plan's arrays (``integral_plan``: screened at concrete coordinates).
+        pair_bound: ``(n_pairs,)`` Schwarz bound ``sqrt(max (ab|ab))`` of every shell pair
+            (class order), or None (traced coordinates): what density screening needs.
         basis: the basis set (static).
         keys: the plan's static ``(bra class, ket class, block)`` keys.
+        density_screening: skip the blocks whose bound times the density passed to
+            ``coulomb_exchange`` is below this (static; 0: none; needs ``pair_bound``).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -106,17 +148,35 @@ class DirectERI:
 
     pairs: tuple
     plan: tuple
+    pair_bound: jax.Array | None
     basis: BasisSet
     keys: tuple
+    density_screening: float = 0.0
 
     @property
     def n_functions(self) -> int:
         """Number of basis functions ``n``."""
         return self.basis.n_functions
 
+    @property
+    def screens_densities(self) -> bool:
+        """Whether the Schwarz bounds for density screening are there (``screened``)."""
+        return self.pair_bound is not None
+
+    def screened(self, threshold: float = DENSITY_SCREENING) -> DirectERI:
+        """This ``DirectERI`` skipping the blocks that add less than ``threshold`` for a density.
+
+        Meant for density differences (incremental Fock builds), whose entries shrink as an
+        SCF converges; needs ``pair_bound``.
+        """
+        if not self.screens_densities:
+            raise ValueError("density screening needs the Schwarz bounds (concrete coordinates)")
+        return dataclasses.replace(self, density_screening=float(threshold))
+
     def coulomb_exchange(self, density: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(J[D], K[D])`` of an ``(n, n)`` density (its symmetric part), one integral pass."""
         layout = pair_layout(self.basis)
+        density = jnp.asarray(density)
         density = 0.5 * (density + density.T)
         pair_density = density[layout.rows_i, layout.rows_j] * layout.weight
         start = (
@@ -124,7 +184,12 @@ class DirectERI:
             jnp.zeros((layout.n_functions,) * 2, density.dtype),
         )
         fold = _fold_block(layout, density, pair_density)
-        coulomb, half = scan_blocks(self.basis, self.keys, self.plan, list(self.pairs), fold, start)
+        skip = None
+        if self.density_screening > 0:
+            skip = _negligible_blocks(self.basis, self.pair_bound, density, self.density_screening)
+        coulomb, half = scan_blocks(
+            self.basis, self.keys, self.plan, list(self.pairs), fold, start, skip
+        )
         return coulomb[layout.index], half + half.T
 
     def coulomb_matrix(self, density: jax.Array) -> jax.Array:

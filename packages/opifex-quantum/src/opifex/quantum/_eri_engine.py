@@ -230,7 +230,7 @@ class ClassSide(NamedTuple):
 
 
 def scan_class_blocks(
-    bra: ClassSide, ket: ClassSide, cartesian: bool, keys, quartet_arrays, consume, carry
+    bra: ClassSide, ket: ClassSide, cartesian: bool, keys, quartet_arrays, consume, carry, skip=None
 ):
     """Fold ``consume(carry, key, values, bra_pair, ket_pair, present)`` over every block.
 
@@ -245,6 +245,9 @@ def scan_class_blocks(
         quartet_arrays: a ``QuartetArrays`` per key.
         consume: the consumer of one block (returns the new carry).
         carry: the initial carry.
+        skip: ``skip(key, quartets) -> bool`` of a block's ``QuartetArrays`` row, or None:
+            blocks for which it is true are neither computed nor consumed (``lax.cond``; under
+            ``vmap`` over a batched predicate both branches run).
 
     Returns:
         The final carry.
@@ -260,14 +263,21 @@ def scan_class_blocks(
         )
 
         def body(state, quartets, key=key, sides=sides, values_of=values_of):
-            values, present = values_of(*sides, quartets)
-            return consume(state, key, values, quartets.bra_pair, quartets.ket_pair, present), None
+            def computed(state):
+                values, present = values_of(*sides, quartets)
+                return consume(state, key, values, quartets.bra_pair, quartets.ket_pair, present)
+
+            if skip is None:
+                return computed(state), None
+            return jax.lax.cond(skip(key, quartets), lambda s: s, computed, state), None
 
         carry, _ = jax.lax.scan(body, carry, arrays)
     return carry
 
 
-def scan_blocks(basis: BasisSet, keys, plan_arrays, pairs: list[PrimitivePairs], consume, carry):
+def scan_blocks(
+    basis: BasisSet, keys, plan_arrays, pairs: list[PrimitivePairs], consume, carry, skip=None
+):
     """Fold ``consume(carry, key, values, bra_pair, ket_pair, present)`` over every block.
 
     Args:
@@ -277,13 +287,16 @@ def scan_blocks(basis: BasisSet, keys, plan_arrays, pairs: list[PrimitivePairs],
         pairs: ``primitive_pairs`` of every pair class.
         consume: the consumer of one block (returns the new carry).
         carry: the initial carry.
+        skip: blocks to leave out, or None (see ``scan_class_blocks``).
 
     Returns:
         The final carry.
     """
     quartet_arrays, pair_arrays = plan_arrays
     side = ClassSide(shell_pairs(basis)[0], pairs, pair_arrays)
-    return scan_class_blocks(side, side, basis.cartesian, keys, quartet_arrays, consume, carry)
+    return scan_class_blocks(
+        side, side, basis.cartesian, keys, quartet_arrays, consume, carry, skip
+    )
 
 
 def block_placer(rows_of, cols_of, symmetric: bool):

@@ -319,7 +319,15 @@ def _screened_combinations(n_bra, n_ket, lower, bra_bound, ket_bound, threshold)
 
 
 def class_pair_quartets(
-    bra_classes, ket_classes, bra_counts, ket_counts, bra_bound, ket_bound, threshold, lower
+    bra_classes,
+    ket_classes,
+    bra_counts,
+    ket_counts,
+    bra_bound,
+    ket_bound,
+    threshold,
+    lower,
+    by_bound=False,
 ) -> tuple[BlockedQuartets, ...]:
     """Every (bra pair, ket pair) of every class pair, screened, in blocks.
 
@@ -333,6 +341,9 @@ def class_pair_quartets(
         threshold: combinations whose bound product is below it are dropped.
         lower: bra and ket are one set of classes; keep ket class ``<=`` bra class and, within
             a class, ket pair ``<=`` bra pair (the unique quartets).
+        by_bound: order each class pair's combinations by decreasing bound product (needs the
+            bounds), so that a block holds quartets of similar size: density screening can
+            then skip whole blocks (direct SCF). Otherwise bra pair major.
 
     Returns:
         A ``BlockedQuartets`` per class pair with any combination left, bra class major.
@@ -358,6 +369,9 @@ def class_pair_quartets(
             if not keep.any():
                 continue
             bra_pair, ket_pair, counts = bra_pair[keep], ket_pair[keep], counts[keep]
+            if by_bound:
+                order = np.argsort(-(bounds[0][bra_pair] * bounds[1][ket_pair]), kind="stable")
+                bra_pair, ket_pair, counts = bra_pair[order], ket_pair[order], counts[order]
             plan.append(
                 _blocked(cb, ck, bra_pair, ket_pair, counts, (bra.l_a, bra.l_b), (ket.l_a, ket.l_b))
             )
@@ -369,6 +383,7 @@ def quartet_plan(
     pair_bound: np.ndarray | None = None,
     threshold: float = 0.0,
     selection: tuple[PrimitiveSelection, ...] | None = None,
+    by_bound: bool = False,
 ):
     """The unique shell quartets of ``basis``, Schwarz-screened when ``pair_bound`` is given.
 
@@ -379,6 +394,7 @@ def quartet_plan(
         threshold: quartets with ``pair_bound[AB] * pair_bound[CD] < threshold`` are dropped.
         selection: the primitive pairs computed (``primitive_selection``; default all); a
             quartet with no primitive pair left on one side is dropped.
+        by_bound: quartets ordered by decreasing bound (see ``class_pair_quartets``).
 
     Returns:
         A tuple of ``BlockedQuartets``, one per (bra class, ket class) with any quartet.
@@ -394,7 +410,7 @@ def quartet_plan(
         selection = primitive_selection(basis)
     counts = [s.count for s in selection]
     return class_pair_quartets(
-        classes, classes, counts, counts, pair_bound, pair_bound, threshold, lower=True
+        classes, classes, counts, counts, pair_bound, pair_bound, threshold, True, by_bound
     )
 
 

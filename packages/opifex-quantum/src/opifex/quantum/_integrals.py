@@ -85,22 +85,25 @@ def _diagonal_plan(basis: BasisSet) -> tuple:
     return plan_arguments(diagonal_plan(basis), primitive_selection(basis))
 
 
-def integral_plan(basis: BasisSet, coordinates, screening: float) -> tuple:
+def integral_plan(basis: BasisSet, coordinates, screening: float, by_bound: bool = False) -> tuple:
     """The blocked quartets to compute: screened at concrete coordinates, else all of them.
 
     Screening drops shell quartets by their Schwarz bound and primitive pairs whose bound on
     any primitive integral is below ``screening / 100`` (``primitive_selection``).
+    ``by_bound`` orders the quartets by their bound (for the density screening of direct SCF).
 
     Returns:
-        ``(keys, arrays)`` as ``opifex.quantum._eri_engine.plan_arguments`` gives them.
+        ``(keys, arrays, pair_bound)``: ``keys`` and ``arrays`` as
+        ``opifex.quantum._eri_engine.plan_arguments`` gives them, and the Schwarz bound of
+        every shell pair (None when nothing is screened).
     """
     if screening <= 0.0 or isinstance(coordinates, jax.core.Tracer):
-        return _full_plan(basis)
+        return (*_full_plan(basis), None)
     keys, arrays = _diagonal_plan(basis)
     bounds = np.asarray(_schwarz_bounds(basis, jnp.asarray(coordinates), arrays, keys=keys))
     selection = primitive_selection(basis, np.asarray(coordinates), screening / 100)
-    plan = quartet_plan(basis, bounds, screening, selection)
-    return plan_arguments(plan, selection)
+    plan = quartet_plan(basis, bounds, screening, selection, by_bound)
+    return (*plan_arguments(plan, selection), bounds)
 
 
 @functools.partial(jax.jit, static_argnames=("aux", "keys"))
@@ -138,12 +141,14 @@ def fitting_plan(basis: BasisSet, aux: BasisSet, coordinates, screening: float) 
     return (metric_keys, three_keys), (metric_arrays, three_arrays, metric)
 
 
-def _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays):
+def _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays, pair_bound):
     """The ``eri`` of ``Integrals`` in the requested layout (traced)."""
     if eri_layout == "dense":
         return eri_from_pairs(basis, pairs)
     if eri_layout == "direct":
-        return DirectERI(tuple(pairs), arrays, basis, keys)
+        return DirectERI(
+            pairs=tuple(pairs), plan=arrays, pair_bound=pair_bound, basis=basis, keys=keys
+        )
     if eri_layout in ("supermatrix", "coulomb_supermatrix"):
         coulomb = coulomb_supermatrix(basis, keys, arrays, pairs)
         if eri_layout == "coulomb_supermatrix":
@@ -162,6 +167,7 @@ def _compute(
     coordinates: jax.Array,
     nuclear_charges: jax.Array,
     arrays: tuple,
+    pair_bound: jax.Array | None,
     *,
     aux: BasisSet | None,
     eri_layout: str,
@@ -169,7 +175,7 @@ def _compute(
 ) -> Integrals:
     pairs = _pairs(basis, coordinates)
     overlap, kinetic, nuclear = one_electron_from_pairs(basis, pairs, coordinates, nuclear_charges)
-    eri = _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays)
+    eri = _electron_repulsion(basis, aux, eri_layout, coordinates, pairs, keys, arrays, pair_bound)
     return Integrals(
         overlap, kinetic, nuclear, eri, nuclear_repulsion(coordinates, nuclear_charges)
     )
@@ -246,13 +252,16 @@ def compute_integrals(
         raise ValueError(f"screening must be a finite number >= 0, got {screening!r}")
     eri_layout = _resolved_layout(basis, eri_layout, auxbasis, max_memory)
     _check_memory(basis, eri_layout, auxbasis, max_memory)
+    pair_bound = None  # kept for the density screening of direct SCF
     if eri_layout == "dense":
         keys, arrays = (), ()
     elif eri_layout in ("supermatrix", "coulomb_supermatrix", "direct"):
-        keys, arrays = integral_plan(basis, coordinates, screening)
+        direct = eri_layout == "direct"
+        keys, arrays, bound = integral_plan(basis, coordinates, screening, by_bound=direct)
+        pair_bound = bound if direct else None
     else:
         keys, arrays = fitting_plan(basis, auxbasis, coordinates, screening)
-    args = (basis, coordinates, nuclear_charges, arrays)
+    args = (basis, coordinates, nuclear_charges, arrays, pair_bound)
     static = {"aux": auxbasis, "eri_layout": eri_layout, "keys": keys}
     traced = isinstance(coordinates, jax.core.Tracer)
     if traced or eri_memory_mb(basis, eri_layout, auxbasis) <= _RELEASE_HEAP_MB:

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 from opifex.core import SolveResult, SolveStatus, run_solver, tree_where
 from opifex.quantum._density_fitting import DensityFittedERI
 from opifex.quantum._diis import DIISState, diis_init, diis_push, energy_diis_fock
+from opifex.quantum._direct import DirectERI
 from opifex.quantum._energy_components import EnergyComponents
 from opifex.quantum._fock import COMPACT_LAYOUTS
 from opifex.quantum._integrals_types import Integrals
@@ -146,16 +147,18 @@ class SCFSolver:
     model: SpinModel
     config: SCFConfig
 
-    def _evaluate(self, blocks, integrals: Integrals, x: jax.Array, orbitals=None) -> tuple:
+    def _evaluate(
+        self, blocks, integrals: Integrals, x: jax.Array, orbitals=None, fock=None
+    ) -> tuple:
         """Fock blocks, commutator error, total energy and residual of density blocks.
 
         ``orbitals`` (``SpinModel.occupied_factor``), when the blocks are exactly their aufbau
-        density, lets a density-fitted exchange build use them (``exchange_matrix``).
+        density, lets a density-fitted exchange build use them (``exchange_matrix``). ``fock``,
+        when given, is the blocks' Fock matrix, built already.
         """
-        if orbitals is None:
-            fock = self.model.fock(blocks, integrals)
-        else:
-            fock = self.model.fock(blocks, integrals, orbitals)
+        if fock is None:
+            extra = () if orbitals is None else (orbitals,)
+            fock = self.model.fock(blocks, integrals, *extra)
         error = commutator(blocks, fock, integrals.overlap, x)
         electronic = 0.5 * jnp.sum(blocks * (integrals.core_hamiltonian + fock))
         energy = electronic + integrals.nuclear_repulsion
@@ -210,7 +213,11 @@ class SCFSolver:
         fitted = isinstance(integrals.eri, DensityFittedERI)
         orbitals = model.occupied_factor(coefficients) if undamped and fitted else None
         new_fock, error, energy, residual = self._evaluate(
-            new_blocks, integrals, state.orthogonalizer, orbitals
+            new_blocks,
+            integrals,
+            state.orthogonalizer,
+            orbitals,
+            self._incremental_fock(state, blocks, new_blocks, integrals),
         )
         attempt_steps = state.attempt_steps + 1
         new = state._replace(
@@ -238,6 +245,19 @@ class SCFSolver:
             attempt_steps=jnp.where(retry, 0, attempt_steps),
             retried=state.retried | retry,
         )
+
+    def _incremental_fock(self, state: SCFState, blocks, new_blocks, integrals: Integrals):
+        """Direct SCF's ``F[D_new] = F[D] + G[D_new - D]``, density-screened; None otherwise.
+
+        Only for a ``DirectERI`` with Schwarz bounds (``opifex.quantum._direct``): the
+        difference's small entries let whole blocks of integrals go uncomputed.
+        """
+        eri = integrals.eri
+        if not (isinstance(eri, DirectERI) and eri.screens_densities):
+            return None
+        screened = integrals._replace(eri=eri.screened())
+        change = self.model.fock(new_blocks - blocks, screened) - integrals.core_hamiltonian
+        return state.fock + change
 
     def terminate(self, state: SCFState, integrals: Integrals) -> tuple[jax.Array, jax.Array]:
         """Done, with ``SUCCESS``, when the energy change and the residual meet the tolerances."""
