@@ -5,12 +5,15 @@ The dense tensor (the one-shot kernel of ``_two_electron``) is checked against P
 checked against it (and against its ``einsum`` J and K).
 """
 
+import os
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from opifex.quantum import _eri_plan, _integrals, build_basis, molecule_from_name, run_rhf
+from opifex.quantum import _eri_plan, _heap, _integrals, build_basis, molecule_from_name, run_rhf
 from opifex.quantum._eri_engine import primitive_quartet_integrals
 from opifex.quantum._eri_plan import pair_layout, quartet_plan, rounded_up
 from opifex.quantum._integrals import compute_integrals
@@ -167,6 +170,35 @@ def test_rhf_energy_with_supermatrices_equals_the_dense_one():
         assert bool(result.converged)
         energies.append(float(result.value))
     assert abs(energies[0] - energies[1]) < 1e-11
+
+
+@pytest.mark.slow
+def test_large_stored_integrals_are_compiled_first_and_the_freed_heap_released(monkeypatch):
+    _, reference = _integrals_of("H2O", "sto-3g", eri_layout="supermatrix")
+    released = []
+    monkeypatch.setattr(_integrals, "release_free_heap", lambda: released.append(1) or True)
+    monkeypatch.setattr(_integrals, "_RELEASE_HEAP_MB", 0.0)  # every stored layout is "large"
+    _, ints = _integrals_of("H2O", "sto-3g", eri_layout="supermatrix")
+    assert len(released) == 2  # before the run (compiled already) and after it
+    for ours, theirs in zip(jax.tree.leaves(ints), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_release_free_heap_gives_freed_memory_back_to_the_system():
+    if _heap._malloc_trim() is None:
+        pytest.skip("the C library has no malloc_trim (not glibc)")
+    resident = Path("/proc/self/statm")
+    # 100 MB of 64 kB heap blocks (below glibc's mmap threshold), each followed by a small one
+    # that stays: freed, they lie between live blocks, where free() does not return them
+    chunks, keepers = [], []
+    for _ in range(1600):
+        chunks.append(bytearray(64_000))
+        keepers.append(bytearray(600))
+    del chunks
+    before = int(resident.read_text().split()[1])
+    assert _heap.release_free_heap()
+    after = int(resident.read_text().split()[1])
+    assert (before - after) * os.sysconf("SC_PAGE_SIZE") > 50e6
 
 
 def test_unknown_layout_and_bad_screening_are_errors():
