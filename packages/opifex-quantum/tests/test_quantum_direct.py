@@ -135,7 +135,7 @@ def test_density_screening_skips_the_blocks_a_small_density_change_cannot_reach(
     ]
     assert 0 < sum(decisions) < len(decisions)  # some blocks skipped, not all
     both = zip(screened.coulomb_exchange(change), eri.coulomb_exchange(change), strict=True)
-    for ours, full in both:  # an entry misses at most (number of pairs) x 2 x the threshold
+    for ours, full in both:  # what the skipped blocks add: under twice the threshold per block
         assert 0 < float(jnp.abs(ours - full).max()) < 2 * len(decisions) * DENSITY_SCREENING
     with pytest.raises(ValueError, match="Schwarz bounds"):
         dataclasses.replace(eri, pair_bound=None).screened()

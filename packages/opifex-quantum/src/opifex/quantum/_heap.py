@@ -3,7 +3,7 @@
 Compiling a large XLA program and building the host-side integral plan free hundreds of MB
 that glibc's allocator keeps in its heaps (one per compiler thread) instead of returning them;
 a supermatrix allocated next lies on top of that in the process's resident memory. For
-anthracene/6-31G that was ~600 MB beside a 0.9 GB supermatrix. ``malloc_trim`` releases it.
+anthracene/6-31G that was ~550 MB beside a 0.9 GB supermatrix. ``malloc_trim`` releases it.
 """
 
 from __future__ import annotations
